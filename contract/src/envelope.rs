@@ -1,0 +1,339 @@
+//! The JWE (RFC 7516, compact serialization) a secret is sealed in for vault.
+//!
+//! `alg` is `RSA-OAEP` or `RSA-OAEP-256` (the content key wrapped to vault's public
+//! key), `enc` is `A256GCM`. The protected header also carries `key_id` and `user_id`;
+//! being the GCM additional data, it binds the ciphertext to its row, so an envelope
+//! copied onto another row fails to open.
+
+use std::fmt;
+use std::str::FromStr;
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use aws_lc_rs::rsa::{OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OaepAlgorithm, OaepPublicEncryptingKey, PublicEncryptingKey};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::jwk::{Jwk, KeyError, RsaPublicKey};
+
+/// Content encryption: the only `enc` this system writes or reads.
+pub const CONTENT_ENCRYPTION: &str = "A256GCM";
+const CEK_LEN: usize = 32;
+const IV_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+
+/// How the content key is wrapped to vault's RSA key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyWrap {
+    /// `RSA-OAEP`: OAEP with SHA-1 and MGF1-SHA-1; the only one SoftHSM2 2.6.1 opens.
+    RsaOaep,
+    /// `RSA-OAEP-256`: OAEP with SHA-256 and MGF1-SHA-256; for HSMs that support it.
+    RsaOaep256,
+}
+
+impl KeyWrap {
+    /// The JOSE `alg` name.
+    pub fn jose_name(self) -> &'static str {
+        match self {
+            KeyWrap::RsaOaep => "RSA-OAEP",
+            KeyWrap::RsaOaep256 => "RSA-OAEP-256",
+        }
+    }
+
+    fn oaep(self) -> &'static OaepAlgorithm {
+        match self {
+            KeyWrap::RsaOaep => &OAEP_SHA1_MGF1SHA1,
+            KeyWrap::RsaOaep256 => &OAEP_SHA256_MGF1SHA256,
+        }
+    }
+}
+
+impl fmt::Display for KeyWrap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.jose_name())
+    }
+}
+
+impl FromStr for KeyWrap {
+    type Err = EnvelopeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "RSA-OAEP" => Ok(KeyWrap::RsaOaep),
+            "RSA-OAEP-256" => Ok(KeyWrap::RsaOaep256),
+            other => Err(EnvelopeError::UnsupportedAlgorithm(other.to_owned())),
+        }
+    }
+}
+
+/// Why an envelope could not be sealed, parsed or opened.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    /// Not five base64url parts, or a part has the wrong length.
+    #[error("malformed envelope: {0}")]
+    Malformed(&'static str),
+    /// An `alg` or `enc` this system does not use.
+    #[error("unsupported envelope algorithm {0:?}")]
+    UnsupportedAlgorithm(String),
+    /// The recipient key is unusable.
+    #[error("recipient key: {0}")]
+    RecipientKey(#[from] KeyError),
+    /// The header names another row or owner than the one it is stored under.
+    #[error("envelope is bound to another key_id or user_id")]
+    BindingMismatch,
+    /// The unwrapped content key is not 32 bytes.
+    #[error("unwrapped content key has {0} bytes, expected 32")]
+    ContentKeyLength(usize),
+    /// The GCM tag did not verify: the ciphertext or header was altered.
+    #[error("envelope failed its integrity check")]
+    Integrity,
+    /// The system RNG or the cipher failed while sealing.
+    #[error("sealing failed in the crypto library")]
+    Crypto,
+}
+
+/// The JWE protected header.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProtectedHeader {
+    /// Key wrapping algorithm.
+    pub alg: String,
+    /// Content encryption; always `A256GCM`.
+    pub enc: String,
+    /// `kid` of vault's wrapping key.
+    pub kid: String,
+    /// The secret's id: the row the envelope belongs to.
+    pub key_id: String,
+    /// The secret's owner.
+    pub user_id: String,
+}
+
+/// Vault's public wrapping key, as manager knows it.
+pub struct Recipient {
+    key: OaepPublicEncryptingKey,
+    kid: String,
+}
+
+impl Recipient {
+    /// Builds the recipient from vault's exported JWK; `kid` is recomputed from the key
+    /// (RFC 7638) rather than trusted from the file.
+    pub fn from_jwk(jwk: &Jwk) -> Result<Self, EnvelopeError> {
+        let public = RsaPublicKey::from_jwk(jwk)?;
+        let der = public.spki_der()?;
+        let key = PublicEncryptingKey::from_der(&der).map_err(|_| KeyError::Invalid)?;
+        let key = OaepPublicEncryptingKey::new(key).map_err(|_| KeyError::Invalid)?;
+        Ok(Self { key, kid: public.thumbprint() })
+    }
+
+    /// The recipient key's `kid`.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+}
+
+/// Which row an envelope belongs to.
+#[derive(Debug, Clone, Copy)]
+pub struct Binding<'a> {
+    /// The secret's id.
+    pub key_id: &'a str,
+    /// The secret's owner.
+    pub user_id: &'a str,
+}
+
+/// Seals `plaintext` for `recipient` under a fresh random content key and IV.
+pub fn seal(recipient: &Recipient, wrap: KeyWrap, binding: Binding<'_>, plaintext: &[u8]) -> Result<String, EnvelopeError> {
+    let rng = SystemRandom::new();
+    let mut cek = Zeroizing::new([0u8; CEK_LEN]);
+    let mut iv = [0u8; IV_LEN];
+    rng.fill(cek.as_mut()).map_err(|_| EnvelopeError::Crypto)?;
+    rng.fill(&mut iv).map_err(|_| EnvelopeError::Crypto)?;
+
+    let header = ProtectedHeader {
+        alg: wrap.jose_name().into(),
+        enc: CONTENT_ENCRYPTION.into(),
+        kid: recipient.kid.clone(),
+        key_id: binding.key_id.into(),
+        user_id: binding.user_id.into(),
+    };
+    let header_json = serde_json::to_vec(&header).map_err(|_| EnvelopeError::Crypto)?;
+    let header_b64 = URL_SAFE_NO_PAD.encode(header_json);
+
+    let mut wrapped = vec![0u8; recipient.key.ciphertext_size()];
+    let wrapped_len = recipient
+        .key
+        .encrypt(wrap.oaep(), cek.as_ref(), &mut wrapped, None)
+        .map_err(|_| EnvelopeError::Crypto)?
+        .len();
+    wrapped.truncate(wrapped_len);
+
+    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, cek.as_ref()).map_err(|_| EnvelopeError::Crypto)?);
+    let mut ciphertext = plaintext.to_vec();
+    let tag = key
+        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(iv), Aad::from(header_b64.as_bytes()), &mut ciphertext)
+        .map_err(|_| EnvelopeError::Crypto)?;
+
+    Ok([
+        header_b64,
+        URL_SAFE_NO_PAD.encode(wrapped),
+        URL_SAFE_NO_PAD.encode(iv),
+        URL_SAFE_NO_PAD.encode(ciphertext),
+        URL_SAFE_NO_PAD.encode(tag.as_ref()),
+    ]
+    .join("."))
+}
+
+/// A parsed, not yet opened, envelope.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    header: ProtectedHeader,
+    wrap: KeyWrap,
+    header_b64: String,
+    encrypted_key: Vec<u8>,
+    iv: [u8; IV_LEN],
+    ciphertext: Vec<u8>,
+    tag: [u8; TAG_LEN],
+}
+
+impl Envelope {
+    /// Parses the compact serialization and checks algorithms and part lengths.
+    pub fn parse(compact: &str) -> Result<Self, EnvelopeError> {
+        let parts: Vec<&str> = compact.split('.').collect();
+        let [header_b64, encrypted_key, iv, ciphertext, tag] = parts.as_slice() else {
+            return Err(EnvelopeError::Malformed("expected five dot-separated parts"));
+        };
+        let decode = |part: &str, what| URL_SAFE_NO_PAD.decode(part).map_err(|_| EnvelopeError::Malformed(what));
+        let header: ProtectedHeader = serde_json::from_slice(&decode(header_b64, "header is not base64url")?)
+            .map_err(|_| EnvelopeError::Malformed("header is not the expected JSON"))?;
+        if header.enc != CONTENT_ENCRYPTION {
+            return Err(EnvelopeError::UnsupportedAlgorithm(header.enc));
+        }
+        let wrap = header.alg.parse()?;
+        let iv = decode(iv, "iv is not base64url")?
+            .try_into()
+            .map_err(|_| EnvelopeError::Malformed("iv is not 12 bytes"))?;
+        let tag = decode(tag, "tag is not base64url")?
+            .try_into()
+            .map_err(|_| EnvelopeError::Malformed("tag is not 16 bytes"))?;
+        Ok(Self {
+            header,
+            wrap,
+            header_b64: (*header_b64).to_owned(),
+            encrypted_key: decode(encrypted_key, "encrypted key is not base64url")?,
+            iv,
+            ciphertext: decode(ciphertext, "ciphertext is not base64url")?,
+            tag,
+        })
+    }
+
+    /// The protected header (authenticated only once [`Envelope::open`] succeeds).
+    pub fn header(&self) -> &ProtectedHeader {
+        &self.header
+    }
+
+    /// How the content key was wrapped.
+    pub fn key_wrap(&self) -> KeyWrap {
+        self.wrap
+    }
+
+    /// The wrapped content key, to be decrypted by vault's token.
+    pub fn encrypted_key(&self) -> &[u8] {
+        &self.encrypted_key
+    }
+
+    /// Refuses an envelope whose header names another row or owner.
+    pub fn check_binding(&self, binding: Binding<'_>) -> Result<(), EnvelopeError> {
+        if self.header.key_id == binding.key_id && self.header.user_id == binding.user_id {
+            Ok(())
+        } else {
+            Err(EnvelopeError::BindingMismatch)
+        }
+    }
+
+    /// Decrypts the content with the unwrapped content key; the header is the GCM
+    /// additional data, so any change to it fails here.
+    pub fn open(&self, cek: &[u8]) -> Result<Zeroizing<Vec<u8>>, EnvelopeError> {
+        if cek.len() != CEK_LEN {
+            return Err(EnvelopeError::ContentKeyLength(cek.len()));
+        }
+        let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, cek).map_err(|_| EnvelopeError::Integrity)?);
+        let mut buffer = Zeroizing::new([self.ciphertext.as_slice(), &self.tag].concat());
+        let plain_len = key
+            .open_in_place(Nonce::assume_unique_for_key(self.iv), Aad::from(self.header_b64.as_bytes()), &mut buffer)
+            .map_err(|_| EnvelopeError::Integrity)?
+            .len();
+        buffer.truncate(plain_len);
+        Ok(buffer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lc_rs::rsa::{KeyPair, KeySize, OaepPrivateDecryptingKey, PrivateDecryptingKey, PublicKeyComponents};
+    use aws_lc_rs::encoding::AsDer;
+
+    fn software_key() -> (Recipient, OaepPrivateDecryptingKey) {
+        let pair = KeyPair::generate(KeySize::Rsa2048).expect("keygen");
+        let components: PublicKeyComponents<Vec<u8>> = aws_lc_rs::signature::KeyPair::public_key(&pair).into();
+        let jwk = RsaPublicKey::from_components(&components.n, &components.e).expect("key").to_jwk("RSA-OAEP", "enc");
+        let der = pair.as_der().expect("pkcs8");
+        let private = PrivateDecryptingKey::from_pkcs8(der.as_ref()).expect("private");
+        (Recipient::from_jwk(&jwk).expect("recipient"), OaepPrivateDecryptingKey::new(private).expect("oaep"))
+    }
+
+    fn unwrap_cek(private: &OaepPrivateDecryptingKey, envelope: &Envelope) -> Vec<u8> {
+        let mut out = vec![0u8; private.min_output_size()];
+        private
+            .decrypt(envelope.key_wrap().oaep(), envelope.encrypted_key(), &mut out, None)
+            .expect("unwrap")
+            .to_vec()
+    }
+
+    #[test]
+    fn seals_and_opens_with_both_oaep_hashes() {
+        let (recipient, private) = software_key();
+        for wrap in [KeyWrap::RsaOaep, KeyWrap::RsaOaep256] {
+            let binding = Binding { key_id: "k1", user_id: "alice" };
+            let compact = seal(&recipient, wrap, binding, "héllo wörld".as_bytes()).expect("seal");
+            let envelope = Envelope::parse(&compact).expect("parse");
+            assert_eq!(envelope.header().alg, wrap.jose_name());
+            assert_eq!(envelope.header().kid, recipient.kid());
+            envelope.check_binding(binding).expect("binding");
+            let plain = envelope.open(&unwrap_cek(&private, &envelope)).expect("open");
+            assert_eq!(plain.as_slice(), "héllo wörld".as_bytes());
+        }
+    }
+
+    #[test]
+    fn an_edited_header_fails_the_integrity_check() {
+        let (recipient, private) = software_key();
+        let compact = seal(&recipient, KeyWrap::RsaOaep, Binding { key_id: "k1", user_id: "alice" }, b"s").expect("seal");
+        let mut parts: Vec<String> = compact.split('.').map(str::to_owned).collect();
+        let forged = ProtectedHeader {
+            alg: "RSA-OAEP".into(),
+            enc: "A256GCM".into(),
+            kid: recipient.kid().into(),
+            key_id: "k2".into(),
+            user_id: "alice".into(),
+        };
+        parts[0] = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).expect("json"));
+        let envelope = Envelope::parse(&parts.join(".")).expect("parse");
+        envelope.check_binding(Binding { key_id: "k2", user_id: "alice" }).expect("claims k2");
+        let cek = unwrap_cek(&private, &envelope);
+        assert!(matches!(envelope.open(&cek), Err(EnvelopeError::Integrity)));
+    }
+
+    #[test]
+    fn rejects_wrong_binding_and_malformed_input() {
+        let (recipient, _) = software_key();
+        let compact = seal(&recipient, KeyWrap::RsaOaep, Binding { key_id: "k1", user_id: "alice" }, b"s").expect("seal");
+        let envelope = Envelope::parse(&compact).expect("parse");
+        assert!(matches!(
+            envelope.check_binding(Binding { key_id: "k1", user_id: "bob" }),
+            Err(EnvelopeError::BindingMismatch)
+        ));
+        assert!(matches!(Envelope::parse("a.b.c"), Err(EnvelopeError::Malformed(_))));
+        assert!(matches!(envelope.open(&[0u8; 16]), Err(EnvelopeError::ContentKeyLength(16))));
+    }
+}

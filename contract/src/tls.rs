@@ -1,0 +1,149 @@
+//! rustls configurations both services build from PEM files: server, mutual-TLS server
+//! pinned to one client name, and client.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme};
+
+/// Why a TLS configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A PEM file could not be read or parsed.
+    #[error("cannot read {what} from {path}")]
+    Pem {
+        /// "certificate chain", "private key" or "CA certificate".
+        what: &'static str,
+        /// File path.
+        path: PathBuf,
+        /// The parser's error.
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    /// The file holds no certificate.
+    #[error("{0} holds no certificate")]
+    NoCertificate(PathBuf),
+    /// A name given for pinning is not a DNS name or IP address.
+    #[error("{0:?} is not a valid DNS name or IP address")]
+    BadName(String),
+    /// rustls refused the combination (e.g. key does not match certificate).
+    #[error("invalid TLS configuration")]
+    Rustls(#[from] rustls::Error),
+    /// The client verifier could not be built from the CA.
+    #[error("invalid client CA")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+}
+
+fn certs(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem_error = |source| TlsError::Pem { what, path: path.to_owned(), source };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(pem_error)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(pem_error)?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate(path.to_owned()));
+    }
+    Ok(certs)
+}
+
+fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|source| TlsError::Pem { what: "private key", path: path.to_owned(), source })
+}
+
+/// A root store holding the certificates in `ca`.
+pub fn root_store(ca: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in certs(ca, "CA certificate")? {
+        roots.add(cert)?;
+    }
+    Ok(roots)
+}
+
+fn with_alpn(mut config: ServerConfig) -> ServerConfig {
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config
+}
+
+/// A server config for a certificate chain and its key.
+pub fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> {
+    let config = ServerConfig::builder().with_no_client_auth().with_single_cert(certs(cert, "certificate chain")?, private_key(key)?)?;
+    Ok(with_alpn(config))
+}
+
+/// A server config that requires a client certificate issued by `client_ca` **and**
+/// valid for `client_name` (a SAN), so that another certificate from the same CA — a
+/// server's, say — is refused.
+pub fn mutual_tls_server_config(cert: &Path, key: &Path, client_ca: &Path, client_name: &str) -> Result<ServerConfig, TlsError> {
+    let name = ServerName::try_from(client_name.to_owned()).map_err(|_| TlsError::BadName(client_name.to_owned()))?;
+    let inner = WebPkiClientVerifier::builder(Arc::new(root_store(client_ca)?)).build()?;
+    let verifier = Arc::new(PinnedClientVerifier { inner, name });
+    let config = ServerConfig::builder()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs(cert, "certificate chain")?, private_key(key)?)?;
+    Ok(with_alpn(config))
+}
+
+/// A client config trusting `ca`, presenting `identity` (certificate, key) when given.
+pub fn client_config(ca: &Path, identity: Option<(&Path, &Path)>) -> Result<ClientConfig, TlsError> {
+    let builder = ClientConfig::builder().with_root_certificates(root_store(ca)?);
+    let mut config = match identity {
+        Some((cert, key)) => builder.with_client_auth_cert(certs(cert, "certificate chain")?, private_key(key)?)?,
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// WebPKI chain validation (including the clientAuth EKU) plus a name check.
+#[derive(Debug)]
+struct PinnedClientVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    name: ServerName<'static>,
+}
+
+impl ClientCertVerifier for PinnedClientVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
+        let cert = webpki::EndEntityCert::try_from(end_entity)
+            .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
+        cert.verify_is_valid_for_subject_name(&self.name)
+            .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName))?;
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}

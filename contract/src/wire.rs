@@ -1,0 +1,76 @@
+//! Request and response bodies of the public and internal HTTP APIs.
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+/// `POST /api/keys` on manager.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreKeyRequest {
+    /// Owner of the secret.
+    pub user_id: String,
+    /// The secret, UTF-8; wiped from memory when dropped.
+    pub key_data: Zeroizing<String>,
+    /// Lifetime of the token (and the secret), seconds.
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+}
+
+/// `201` answer of `POST /api/keys`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StoreKeyResponse {
+    /// Always "Key stored successfully".
+    pub message: String,
+    /// Id of the stored secret.
+    pub key_id: String,
+    /// The JWT that unlocks it at vault.
+    pub access_token: String,
+    /// Always "Bearer".
+    pub token_type: String,
+    /// When the token expires, RFC 3339 UTC.
+    pub expires_at: String,
+}
+
+/// `200` answer of `GET /api/keys/{key_id}` on vault.
+#[derive(Serialize, Deserialize)]
+pub struct ReadKeyResponse<'a> {
+    /// The secret.
+    pub decrypted_key: &'a str,
+}
+
+/// `PUT /internal/keys/{key_id}` on vault's internal listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreEnvelopeRequest {
+    /// Owner of the secret; must match the envelope's header.
+    pub user_id: String,
+    /// The JWE compact serialization.
+    pub envelope: String,
+    /// When the secret stops being served, seconds since the Unix epoch.
+    pub expires_at: u64,
+}
+
+/// Answer of `PUT /internal/keys/{key_id}`: `201` created, `200` already stored.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StoreEnvelopeResponse {
+    /// Id of the stored secret.
+    pub key_id: String,
+    /// False when an identical envelope was already stored (idempotent retry).
+    pub created: bool,
+}
+
+/// The JSON error body every endpoint answers with.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// Machine code and human message of an error.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `invalid_token`.
+    pub code: String,
+    /// Human-readable explanation; never contains secrets.
+    pub message: String,
+}

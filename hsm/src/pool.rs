@@ -1,0 +1,287 @@
+//! A bounded pool of logged-in PKCS#11 sessions on one token, used off the async runtime.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::session::{Session, UserType};
+use cryptoki::slot::Slot;
+use secrecy::SecretString;
+use tokio::sync::Semaphore;
+
+use crate::error::{Error, Result, is_session_fatal, rv_of};
+
+/// A loaded and initialised PKCS#11 module.
+///
+/// Load each module once per process and share it: initialising the same module twice
+/// in parallel crashes SoftHSM (rust-cryptoki issues #93 and #260).
+#[derive(Clone)]
+pub struct Module {
+    ctx: Pkcs11,
+    path: PathBuf,
+}
+
+impl Module {
+    /// Loads the shared library at `path` and calls C_Initialize with OS locking.
+    pub fn load(path: &Path) -> Result<Self> {
+        let load_error = |source| Error::LoadModule { path: path.to_owned(), source };
+        let ctx = Pkcs11::new(path).map_err(load_error)?;
+        match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+            Ok(()) => {}
+            Err(e) if rv_of(&e) == Some(RvError::CryptokiAlreadyInitialized) => {}
+            Err(e) => return Err(load_error(e)),
+        }
+        Ok(Self { ctx, path: path.to_owned() })
+    }
+
+    /// Path the module was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn context(&self) -> &Pkcs11 {
+        &self.ctx
+    }
+}
+
+/// How to reach one token and how hard to use it.
+#[derive(Debug, Clone)]
+pub struct TokenConfig {
+    /// CKA_LABEL of the token (slot ids are not stable: SoftHSM assigns random ones).
+    pub token_label: String,
+    /// User PIN; kept as a secret so it never reaches a log line.
+    pub pin: SecretString,
+    /// Sessions in the pool, which is also the number of concurrent PKCS#11 calls.
+    pub sessions: usize,
+    /// Upper bound for slot discovery (C_GetSlotList can spin forever through p11-kit).
+    pub slot_discovery_timeout: Duration,
+    /// Upper bound for one operation, queueing included.
+    pub operation_timeout: Duration,
+}
+
+/// A pool of sessions on one token, logged in once.
+///
+/// Cloning is cheap. Every call runs on tokio's blocking pool and at most
+/// `sessions` calls run at once. `Session` is `Send` but not `Sync`, so each session is
+/// used by one worker at a time: it is checked out for the call and checked back in.
+/// After a session- or token-fatal error (session closed, device removed, token gone,
+/// not logged in) the pool drops every session, finds the token again by label, logs
+/// in again and retries the call once; a wrong PIN is never retried.
+#[derive(Clone)]
+pub struct TokenPool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    module: Module,
+    config: TokenConfig,
+    permits: Arc<Semaphore>,
+    state: Mutex<State>,
+}
+
+/// The login session keeps the token logged in: closing a token's last session logs
+/// the application out.
+/// `generation` changes on every reset so that a session checked out before a reset
+/// is not put back into the new pool.
+#[derive(Default)]
+struct State {
+    slot: Option<Slot>,
+    login: Option<Session>,
+    idle: Vec<Session>,
+    generation: u64,
+}
+
+impl TokenPool {
+    /// Finds the token, opens a session and logs in, so that a wrong label, an
+    /// unreachable token server or a wrong PIN fails start-up instead of the first request.
+    pub async fn connect(module: &Module, config: TokenConfig) -> Result<Self> {
+        let sessions = config.sessions.max(1);
+        let pool = Self {
+            inner: Arc::new(Inner {
+                module: module.clone(),
+                permits: Arc::new(Semaphore::new(sessions)),
+                config,
+                state: Mutex::new(State::default()),
+            }),
+        };
+        pool.run("connect", |_session| Ok(())).await?;
+        Ok(pool)
+    }
+
+    /// Label of the token this pool talks to.
+    pub fn token_label(&self) -> &str {
+        &self.inner.config.token_label
+    }
+
+    /// Cheap liveness probe for readiness endpoints: a session on a present token.
+    pub async fn check(&self) -> Result<()> {
+        self.run("session check", |session| {
+            session
+                .get_session_info()
+                .map(drop)
+                .map_err(Error::pkcs11("get session info"))
+        })
+        .await
+    }
+
+    /// Runs `op` with a logged-in session on a blocking worker.
+    ///
+    /// `op` may run twice: once more after the pool recovered from a session-fatal error.
+    pub(crate) async fn run<T, F>(&self, operation: &'static str, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(&Session) -> Result<T> + Send + 'static,
+    {
+        let timeout = self.inner.config.operation_timeout;
+        let inner = Arc::clone(&self.inner);
+        let call = async move {
+            let permit = Arc::clone(&inner.permits)
+                .acquire_owned()
+                .await
+                .expect("the pool's semaphore is never closed");
+            // The permit moves into the worker so that a call that outlives its timeout
+            // still counts against the bound until it really returns.
+            tokio::task::spawn_blocking(move || {
+                let result = inner.run_blocking(&op);
+                drop(permit);
+                result
+            })
+            .await
+            .map_err(Error::Worker)?
+        };
+        tokio::time::timeout(timeout, call)
+            .await
+            .map_err(|_| Error::TimedOut { operation, timeout })?
+    }
+}
+
+impl Inner {
+    fn run_blocking<T>(&self, op: &impl Fn(&Session) -> Result<T>) -> Result<T> {
+        let mut recovered = false;
+        loop {
+            let (session, generation) = self.checkout()?;
+            match op(&session) {
+                Ok(value) => {
+                    self.checkin(session, generation);
+                    return Ok(value);
+                }
+                Err(Error::Pkcs11 { source, operation }) if is_session_fatal(&source) => {
+                    drop(session);
+                    self.reset();
+                    if recovered {
+                        return Err(Error::Pkcs11 { source, operation });
+                    }
+                    tracing::warn!(token = %self.config.token_label, error = %source, "token session lost; reconnecting");
+                    recovered = true;
+                }
+                Err(other) => {
+                    self.checkin(session, generation);
+                    return Err(other);
+                }
+            }
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A worker that panicked while holding the lock left at worst a stale session
+        // list, which the next fatal error resets anyway.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn checkout(&self) -> Result<(Session, u64)> {
+        let mut state = self.lock();
+        if let Some(session) = state.idle.pop() {
+            return Ok((session, state.generation));
+        }
+        let slot = self.ensure_logged_in(&mut state)?;
+        match self.module.ctx.open_rw_session(slot) {
+            Ok(session) => Ok((session, state.generation)),
+            Err(e) => {
+                if is_session_fatal(&e) || rv_of(&e) == Some(RvError::SlotIdInvalid) {
+                    Self::clear(&mut state);
+                }
+                Err(Error::Pkcs11 { operation: "open session", source: e })
+            }
+        }
+    }
+
+    fn checkin(&self, session: Session, generation: u64) {
+        let mut state = self.lock();
+        if state.generation == generation && state.idle.len() < self.config.sessions {
+            state.idle.push(session);
+        }
+    }
+
+    fn reset(&self) {
+        Self::clear(&mut self.lock());
+    }
+
+    /// Closing sessions on a vanished token fails; cryptoki logs that and moves on.
+    fn clear(state: &mut State) {
+        state.idle.clear();
+        state.login = None;
+        state.slot = None;
+        state.generation += 1;
+    }
+
+    fn ensure_logged_in(&self, state: &mut State) -> Result<Slot> {
+        if let (Some(slot), Some(_)) = (state.slot, state.login.as_ref()) {
+            return Ok(slot);
+        }
+        let slot = self.find_slot()?;
+        let session = self
+            .module
+            .ctx
+            .open_rw_session(slot)
+            .map_err(Error::pkcs11("open login session"))?;
+        match session.login(UserType::User, Some(&self.config.pin)) {
+            Ok(()) => {}
+            Err(e) if rv_of(&e) == Some(RvError::UserAlreadyLoggedIn) => {}
+            Err(e) => return Err(login_error(&self.config.token_label, e)),
+        }
+        state.slot = Some(slot);
+        state.login = Some(session);
+        Ok(slot)
+    }
+
+    /// Slot discovery runs on its own thread so that a module spinning inside
+    /// C_GetSlotList (p11-kit-client with an unreachable server) costs a leaked thread
+    /// and a clear error, not a hung service.
+    fn find_slot(&self) -> Result<Slot> {
+        let ctx = self.module.ctx.clone();
+        let label = self.config.token_label.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("pkcs11-slot-discovery".into())
+            .spawn(move || {
+                let _ = tx.send(find_slot_by_label(&ctx, &label));
+            })
+            .map_err(|_| Error::SlotDiscoveryTimedOut(Duration::ZERO))?;
+        let timeout = self.config.slot_discovery_timeout;
+        rx.recv_timeout(timeout).map_err(|_| Error::SlotDiscoveryTimedOut(timeout))?
+    }
+}
+
+fn find_slot_by_label(ctx: &Pkcs11, label: &str) -> Result<Slot> {
+    let slots = ctx.get_slots_with_token().map_err(Error::pkcs11("list slots"))?;
+    let mut present = Vec::new();
+    for slot in slots {
+        let Ok(info) = ctx.get_token_info(slot) else { continue };
+        if info.label().trim_end() == label {
+            return Ok(slot);
+        }
+        present.push(info.label().trim_end().to_owned());
+    }
+    Err(Error::TokenNotFound { label: label.to_owned(), present })
+}
+
+fn login_error(label: &str, e: CkError) -> Error {
+    match rv_of(&e) {
+        Some(rv @ (RvError::PinIncorrect | RvError::PinLocked | RvError::PinInvalid | RvError::PinLenRange | RvError::PinExpired)) => {
+            Error::PinRejected { label: label.to_owned(), rv }
+        }
+        _ => Error::Pkcs11 { operation: "login", source: e },
+    }
+}

@@ -1,0 +1,82 @@
+//! Generating key pairs inside the token with explicit, least-privilege attributes.
+
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::Attribute;
+
+use crate::error::{Error, Result};
+use crate::keys::{KeyClass, key_exists};
+use crate::pool::TokenPool;
+
+/// What a generated private key may do; nothing else is enabled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyUsage {
+    /// CKA_SIGN on the private key, CKA_VERIFY on the public key (token signing keys).
+    Sign,
+    /// CKA_DECRYPT and CKA_UNWRAP on the private key, CKA_ENCRYPT and CKA_WRAP on the
+    /// public key (vault's wrapping key).
+    Decrypt,
+}
+
+/// A key pair to generate.
+#[derive(Debug, Clone)]
+pub struct RsaKeySpec {
+    /// CKA_LABEL of both halves.
+    pub label: String,
+    /// CKA_ID of both halves.
+    pub id: Vec<u8>,
+    /// Modulus length; at least 2048.
+    pub bits: u64,
+    /// Allowed operations.
+    pub usage: KeyUsage,
+}
+
+/// What [`generate_rsa_key_pair`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Generated {
+    /// A new key pair now exists.
+    Created,
+    /// A private key with this label already existed; nothing was changed.
+    AlreadyPresent,
+}
+
+/// Generates an RSA key pair in the token unless one with the label exists.
+///
+/// The private key is CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE and not CKA_EXTRACTABLE:
+/// its private components can neither be read nor wrapped out of the token.
+pub async fn generate_rsa_key_pair(pool: &TokenPool, spec: RsaKeySpec) -> Result<Generated> {
+    if spec.bits < contract::jwk::MIN_RSA_BITS as u64 {
+        return Err(Error::UnusableKey { label: spec.label, reason: "RSA keys must have at least 2048 bits" });
+    }
+    pool.run("generate key pair", move |session| {
+        if key_exists(session, KeyClass::Private, &spec.label)? {
+            return Ok(Generated::AlreadyPresent);
+        }
+        let common = |private: bool| {
+            vec![
+                Attribute::Token(true),
+                Attribute::Private(private),
+                Attribute::Label(spec.label.as_bytes().to_vec()),
+                Attribute::Id(spec.id.clone()),
+            ]
+        };
+        let mut public = common(false);
+        public.extend([Attribute::ModulusBits(spec.bits.into()), Attribute::PublicExponent(vec![1, 0, 1])]);
+        let mut private = common(true);
+        private.extend([Attribute::Sensitive(true), Attribute::Extractable(false), Attribute::Derive(false)]);
+        match spec.usage {
+            KeyUsage::Sign => {
+                public.extend([Attribute::Verify(true), Attribute::Encrypt(false), Attribute::Wrap(false)]);
+                private.extend([Attribute::Sign(true), Attribute::Decrypt(false), Attribute::Unwrap(false)]);
+            }
+            KeyUsage::Decrypt => {
+                public.extend([Attribute::Verify(false), Attribute::Encrypt(true), Attribute::Wrap(true)]);
+                private.extend([Attribute::Sign(false), Attribute::Decrypt(true), Attribute::Unwrap(true)]);
+            }
+        }
+        session
+            .generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public, &private)
+            .map_err(Error::pkcs11("generate key pair"))?;
+        Ok(Generated::Created)
+    })
+    .await
+}

@@ -1,0 +1,107 @@
+//! RS256 and PS256 signatures made inside the token.
+
+use std::fmt;
+use std::str::FromStr;
+
+use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
+use cryptoki::mechanism::{Mechanism, MechanismType};
+
+use crate::error::{Error, Result};
+use crate::keys::{KeyClass, find_key};
+use crate::pool::TokenPool;
+
+/// JWS signature algorithms the token signs with (RFC 7518 §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SignatureAlgorithm {
+    /// RSASSA-PKCS1-v1_5 with SHA-256, via CKM_SHA256_RSA_PKCS.
+    Rs256,
+    /// RSASSA-PSS with SHA-256, MGF1-SHA-256 and a 32-byte salt. The digest is computed
+    /// in software and signed with CKM_RSA_PKCS_PSS, which p11-kit 0.24 forwards
+    /// (it does not forward CKM_SHA256_RSA_PKCS_PSS).
+    Ps256,
+}
+
+impl SignatureAlgorithm {
+    /// The JOSE `alg` name.
+    pub fn jose_name(self) -> &'static str {
+        match self {
+            SignatureAlgorithm::Rs256 => "RS256",
+            SignatureAlgorithm::Ps256 => "PS256",
+        }
+    }
+}
+
+impl fmt::Display for SignatureAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.jose_name())
+    }
+}
+
+/// An `alg` this crate cannot sign with.
+#[derive(Debug, thiserror::Error)]
+#[error("unsupported signature algorithm {0:?} (supported: RS256, PS256)")]
+pub struct UnsupportedAlgorithm(pub String);
+
+impl FromStr for SignatureAlgorithm {
+    type Err = UnsupportedAlgorithm;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "RS256" => Ok(SignatureAlgorithm::Rs256),
+            "PS256" => Ok(SignatureAlgorithm::Ps256),
+            other => Err(UnsupportedAlgorithm(other.to_owned())),
+        }
+    }
+}
+
+/// Signs with one private key in the token, found by label.
+#[derive(Clone)]
+pub struct Signer {
+    pool: TokenPool,
+    key_label: String,
+    algorithm: SignatureAlgorithm,
+}
+
+impl Signer {
+    /// A signer for the private key labelled `key_label`. Nothing is checked until
+    /// [`Signer::sign`]; call it once at start-up to fail fast.
+    pub fn new(pool: TokenPool, key_label: impl Into<String>, algorithm: SignatureAlgorithm) -> Self {
+        Self { pool, key_label: key_label.into(), algorithm }
+    }
+
+    /// The algorithm every signature from this signer uses.
+    pub fn algorithm(&self) -> SignatureAlgorithm {
+        self.algorithm
+    }
+
+    /// Signs `message` (the whole JWS signing input, not a digest).
+    ///
+    /// Returns the raw RSA signature, as long as the modulus: the JWS signature format.
+    ///
+    /// # Errors
+    /// Token failures ([`Error::is_unavailable`]) and a missing key.
+    pub async fn sign(&self, message: &[u8]) -> Result<Vec<u8>> {
+        let label = self.key_label.clone();
+        let algorithm = self.algorithm;
+        let input = match algorithm {
+            SignatureAlgorithm::Rs256 => message.to_vec(),
+            SignatureAlgorithm::Ps256 => {
+                aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, message).as_ref().to_vec()
+            }
+        };
+        self.pool
+            .run("sign", move |session| {
+                let key = find_key(session, KeyClass::Private, &label)?;
+                let mechanism = match algorithm {
+                    SignatureAlgorithm::Rs256 => Mechanism::Sha256RsaPkcs,
+                    SignatureAlgorithm::Ps256 => Mechanism::RsaPkcsPss(PkcsPssParams {
+                        hash_alg: MechanismType::SHA256,
+                        mgf: PkcsMgfType::MGF1_SHA256,
+                        s_len: 32.into(),
+                    }),
+                };
+                session.sign(&mechanism, key, &input).map_err(Error::pkcs11("sign"))
+            })
+            .await
+    }
+}
