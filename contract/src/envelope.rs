@@ -10,7 +10,10 @@ use std::str::FromStr;
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
-use aws_lc_rs::rsa::{OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OaepAlgorithm, OaepPublicEncryptingKey, PublicEncryptingKey};
+use aws_lc_rs::rsa::{
+    OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OaepAlgorithm, OaepPublicEncryptingKey,
+    PublicEncryptingKey,
+};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
@@ -123,7 +126,10 @@ impl Recipient {
         let der = public.spki_der()?;
         let key = PublicEncryptingKey::from_der(&der).map_err(|_| KeyError::Invalid)?;
         let key = OaepPublicEncryptingKey::new(key).map_err(|_| KeyError::Invalid)?;
-        Ok(Self { key, kid: public.thumbprint() })
+        Ok(Self {
+            key,
+            kid: public.thumbprint(),
+        })
     }
 
     /// The recipient key's `kid`.
@@ -142,7 +148,12 @@ pub struct Binding<'a> {
 }
 
 /// Seals `plaintext` for `recipient` under a fresh random content key and IV.
-pub fn seal(recipient: &Recipient, wrap: KeyWrap, binding: Binding<'_>, plaintext: &[u8]) -> Result<String, EnvelopeError> {
+pub fn seal(
+    recipient: &Recipient,
+    wrap: KeyWrap,
+    binding: Binding<'_>,
+    plaintext: &[u8],
+) -> Result<String, EnvelopeError> {
     let rng = SystemRandom::new();
     let mut cek = Zeroizing::new([0u8; CEK_LEN]);
     let mut iv = [0u8; IV_LEN];
@@ -167,10 +178,16 @@ pub fn seal(recipient: &Recipient, wrap: KeyWrap, binding: Binding<'_>, plaintex
         .len();
     wrapped.truncate(wrapped_len);
 
-    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, cek.as_ref()).map_err(|_| EnvelopeError::Crypto)?);
+    let key = LessSafeKey::new(
+        UnboundKey::new(&AES_256_GCM, cek.as_ref()).map_err(|_| EnvelopeError::Crypto)?,
+    );
     let mut ciphertext = plaintext.to_vec();
     let tag = key
-        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(iv), Aad::from(header_b64.as_bytes()), &mut ciphertext)
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(iv),
+            Aad::from(header_b64.as_bytes()),
+            &mut ciphertext,
+        )
         .map_err(|_| EnvelopeError::Crypto)?;
 
     Ok([
@@ -200,11 +217,18 @@ impl Envelope {
     pub fn parse(compact: &str) -> Result<Self, EnvelopeError> {
         let parts: Vec<&str> = compact.split('.').collect();
         let [header_b64, encrypted_key, iv, ciphertext, tag] = parts.as_slice() else {
-            return Err(EnvelopeError::Malformed("expected five dot-separated parts"));
+            return Err(EnvelopeError::Malformed(
+                "expected five dot-separated parts",
+            ));
         };
-        let decode = |part: &str, what| URL_SAFE_NO_PAD.decode(part).map_err(|_| EnvelopeError::Malformed(what));
-        let header: ProtectedHeader = serde_json::from_slice(&decode(header_b64, "header is not base64url")?)
-            .map_err(|_| EnvelopeError::Malformed("header is not the expected JSON"))?;
+        let decode = |part: &str, what| {
+            URL_SAFE_NO_PAD
+                .decode(part)
+                .map_err(|_| EnvelopeError::Malformed(what))
+        };
+        let header: ProtectedHeader =
+            serde_json::from_slice(&decode(header_b64, "header is not base64url")?)
+                .map_err(|_| EnvelopeError::Malformed("header is not the expected JSON"))?;
         if header.enc != CONTENT_ENCRYPTION {
             return Err(EnvelopeError::UnsupportedAlgorithm(header.enc));
         }
@@ -256,10 +280,16 @@ impl Envelope {
         if cek.len() != CEK_LEN {
             return Err(EnvelopeError::ContentKeyLength(cek.len()));
         }
-        let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, cek).map_err(|_| EnvelopeError::Integrity)?);
+        let key = LessSafeKey::new(
+            UnboundKey::new(&AES_256_GCM, cek).map_err(|_| EnvelopeError::Integrity)?,
+        );
         let mut buffer = Zeroizing::new([self.ciphertext.as_slice(), &self.tag].concat());
         let plain_len = key
-            .open_in_place(Nonce::assume_unique_for_key(self.iv), Aad::from(self.header_b64.as_bytes()), &mut buffer)
+            .open_in_place(
+                Nonce::assume_unique_for_key(self.iv),
+                Aad::from(self.header_b64.as_bytes()),
+                &mut buffer,
+            )
             .map_err(|_| EnvelopeError::Integrity)?
             .len();
         buffer.truncate(plain_len);
@@ -270,22 +300,35 @@ impl Envelope {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_lc_rs::rsa::{KeyPair, KeySize, OaepPrivateDecryptingKey, PrivateDecryptingKey, PublicKeyComponents};
     use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::rsa::{
+        KeyPair, KeySize, OaepPrivateDecryptingKey, PrivateDecryptingKey, PublicKeyComponents,
+    };
 
     fn software_key() -> (Recipient, OaepPrivateDecryptingKey) {
         let pair = KeyPair::generate(KeySize::Rsa2048).expect("keygen");
-        let components: PublicKeyComponents<Vec<u8>> = aws_lc_rs::signature::KeyPair::public_key(&pair).into();
-        let jwk = RsaPublicKey::from_components(&components.n, &components.e).expect("key").to_jwk("RSA-OAEP", "enc");
+        let components: PublicKeyComponents<Vec<u8>> =
+            aws_lc_rs::signature::KeyPair::public_key(&pair).into();
+        let jwk = RsaPublicKey::from_components(&components.n, &components.e)
+            .expect("key")
+            .to_jwk("RSA-OAEP", "enc");
         let der = pair.as_der().expect("pkcs8");
         let private = PrivateDecryptingKey::from_pkcs8(der.as_ref()).expect("private");
-        (Recipient::from_jwk(&jwk).expect("recipient"), OaepPrivateDecryptingKey::new(private).expect("oaep"))
+        (
+            Recipient::from_jwk(&jwk).expect("recipient"),
+            OaepPrivateDecryptingKey::new(private).expect("oaep"),
+        )
     }
 
     fn unwrap_cek(private: &OaepPrivateDecryptingKey, envelope: &Envelope) -> Vec<u8> {
         let mut out = vec![0u8; private.min_output_size()];
         private
-            .decrypt(envelope.key_wrap().oaep(), envelope.encrypted_key(), &mut out, None)
+            .decrypt(
+                envelope.key_wrap().oaep(),
+                envelope.encrypted_key(),
+                &mut out,
+                None,
+            )
             .expect("unwrap")
             .to_vec()
     }
@@ -294,13 +337,18 @@ mod tests {
     fn seals_and_opens_with_both_oaep_hashes() {
         let (recipient, private) = software_key();
         for wrap in [KeyWrap::RsaOaep, KeyWrap::RsaOaep256] {
-            let binding = Binding { key_id: "k1", user_id: "alice" };
+            let binding = Binding {
+                key_id: "k1",
+                user_id: "alice",
+            };
             let compact = seal(&recipient, wrap, binding, "héllo wörld".as_bytes()).expect("seal");
             let envelope = Envelope::parse(&compact).expect("parse");
             assert_eq!(envelope.header().alg, wrap.jose_name());
             assert_eq!(envelope.header().kid, recipient.kid());
             envelope.check_binding(binding).expect("binding");
-            let plain = envelope.open(&unwrap_cek(&private, &envelope)).expect("open");
+            let plain = envelope
+                .open(&unwrap_cek(&private, &envelope))
+                .expect("open");
             assert_eq!(plain.as_slice(), "héllo wörld".as_bytes());
         }
     }
@@ -308,7 +356,16 @@ mod tests {
     #[test]
     fn an_edited_header_fails_the_integrity_check() {
         let (recipient, private) = software_key();
-        let compact = seal(&recipient, KeyWrap::RsaOaep, Binding { key_id: "k1", user_id: "alice" }, b"s").expect("seal");
+        let compact = seal(
+            &recipient,
+            KeyWrap::RsaOaep,
+            Binding {
+                key_id: "k1",
+                user_id: "alice",
+            },
+            b"s",
+        )
+        .expect("seal");
         let mut parts: Vec<String> = compact.split('.').map(str::to_owned).collect();
         let forged = ProtectedHeader {
             alg: "RSA-OAEP".into(),
@@ -319,7 +376,12 @@ mod tests {
         };
         parts[0] = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).expect("json"));
         let envelope = Envelope::parse(&parts.join(".")).expect("parse");
-        envelope.check_binding(Binding { key_id: "k2", user_id: "alice" }).expect("claims k2");
+        envelope
+            .check_binding(Binding {
+                key_id: "k2",
+                user_id: "alice",
+            })
+            .expect("claims k2");
         let cek = unwrap_cek(&private, &envelope);
         assert!(matches!(envelope.open(&cek), Err(EnvelopeError::Integrity)));
     }
@@ -327,13 +389,31 @@ mod tests {
     #[test]
     fn rejects_wrong_binding_and_malformed_input() {
         let (recipient, _) = software_key();
-        let compact = seal(&recipient, KeyWrap::RsaOaep, Binding { key_id: "k1", user_id: "alice" }, b"s").expect("seal");
+        let compact = seal(
+            &recipient,
+            KeyWrap::RsaOaep,
+            Binding {
+                key_id: "k1",
+                user_id: "alice",
+            },
+            b"s",
+        )
+        .expect("seal");
         let envelope = Envelope::parse(&compact).expect("parse");
         assert!(matches!(
-            envelope.check_binding(Binding { key_id: "k1", user_id: "bob" }),
+            envelope.check_binding(Binding {
+                key_id: "k1",
+                user_id: "bob"
+            }),
             Err(EnvelopeError::BindingMismatch)
         ));
-        assert!(matches!(Envelope::parse("a.b.c"), Err(EnvelopeError::Malformed(_))));
-        assert!(matches!(envelope.open(&[0u8; 16]), Err(EnvelopeError::ContentKeyLength(16))));
+        assert!(matches!(
+            Envelope::parse("a.b.c"),
+            Err(EnvelopeError::Malformed(_))
+        ));
+        assert!(matches!(
+            envelope.open(&[0u8; 16]),
+            Err(EnvelopeError::ContentKeyLength(16))
+        ));
     }
 }

@@ -4,8 +4,8 @@
 //!
 //! Keeping these in one crate stops the two services from drifting apart.
 
-pub mod jwk;
 pub mod claims;
 pub mod envelope;
+pub mod jwk;
 pub mod tls;
 pub mod wire;

@@ -7,9 +7,12 @@ use std::sync::Arc;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{
+    ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
+    SignatureScheme,
+};
 
 /// Why a TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +43,11 @@ pub enum TlsError {
 }
 
 fn certs(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem_error = |source| TlsError::Pem { what, path: path.to_owned(), source };
+    let pem_error = |source| TlsError::Pem {
+        what,
+        path: path.to_owned(),
+        source,
+    };
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(pem_error)?
         .collect::<Result<Vec<_>, _>>()
@@ -52,7 +59,11 @@ fn certs(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>
 }
 
 fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|source| TlsError::Pem { what: "private key", path: path.to_owned(), source })
+    PrivateKeyDer::from_pem_file(path).map_err(|source| TlsError::Pem {
+        what: "private key",
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// A root store holding the certificates in `ca`.
@@ -71,15 +82,23 @@ fn with_alpn(mut config: ServerConfig) -> ServerConfig {
 
 /// A server config for a certificate chain and its key.
 pub fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> {
-    let config = ServerConfig::builder().with_no_client_auth().with_single_cert(certs(cert, "certificate chain")?, private_key(key)?)?;
+    let config = ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs(cert, "certificate chain")?, private_key(key)?)?;
     Ok(with_alpn(config))
 }
 
 /// A server config that requires a client certificate issued by `client_ca` **and**
 /// valid for `client_name` (a SAN), so that another certificate from the same CA — a
 /// server's, say — is refused.
-pub fn mutual_tls_server_config(cert: &Path, key: &Path, client_ca: &Path, client_name: &str) -> Result<ServerConfig, TlsError> {
-    let name = ServerName::try_from(client_name.to_owned()).map_err(|_| TlsError::BadName(client_name.to_owned()))?;
+pub fn mutual_tls_server_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: &Path,
+    client_name: &str,
+) -> Result<ServerConfig, TlsError> {
+    let name = ServerName::try_from(client_name.to_owned())
+        .map_err(|_| TlsError::BadName(client_name.to_owned()))?;
     let inner = WebPkiClientVerifier::builder(Arc::new(root_store(client_ca)?)).build()?;
     let verifier = Arc::new(PinnedClientVerifier { inner, name });
     let config = ServerConfig::builder()
@@ -89,10 +108,15 @@ pub fn mutual_tls_server_config(cert: &Path, key: &Path, client_ca: &Path, clien
 }
 
 /// A client config trusting `ca`, presenting `identity` (certificate, key) when given.
-pub fn client_config(ca: &Path, identity: Option<(&Path, &Path)>) -> Result<ClientConfig, TlsError> {
+pub fn client_config(
+    ca: &Path,
+    identity: Option<(&Path, &Path)>,
+) -> Result<ClientConfig, TlsError> {
     let builder = ClientConfig::builder().with_root_certificates(root_store(ca)?);
     let mut config = match identity {
-        Some((cert, key)) => builder.with_client_auth_cert(certs(cert, "certificate chain")?, private_key(key)?)?,
+        Some((cert, key)) => {
+            builder.with_client_auth_cert(certs(cert, "certificate chain")?, private_key(key)?)?
+        }
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -117,11 +141,16 @@ impl ClientCertVerifier for PinnedClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
-        let cert = webpki::EndEntityCert::try_from(end_entity)
-            .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        let cert = webpki::EndEntityCert::try_from(end_entity).map_err(|_| {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
+        })?;
         cert.verify_is_valid_for_subject_name(&self.name)
-            .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName))?;
+            .map_err(|_| {
+                rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName)
+            })?;
         Ok(verified)
     }
 

@@ -30,7 +30,10 @@ pub struct Decrypter {
 impl Decrypter {
     /// A decrypter for the private key labelled `key_label`.
     pub fn new(pool: TokenPool, key_label: impl Into<String>) -> Self {
-        Self { pool, key_label: key_label.into() }
+        Self {
+            pool,
+            key_label: key_label.into(),
+        }
     }
 
     /// Label of the key this decrypter uses.
@@ -44,7 +47,11 @@ impl Decrypter {
     /// [`Error::DecryptionFailed`] when the token rejects the ciphertext: SoftHSM answers
     /// CKR_GENERAL_ERROR for a tampered OAEP block, which is the data's fault and leaves
     /// the session healthy. Other failures are the token's.
-    pub async fn decrypt_oaep(&self, hash: OaepHash, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+    pub async fn decrypt_oaep(
+        &self,
+        hash: OaepHash,
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>> {
         let label = self.key_label.clone();
         let ciphertext = ciphertext.to_vec();
         self.pool
@@ -58,7 +65,10 @@ impl Decrypter {
                 match session.decrypt(&Mechanism::RsaPkcsOaep(params), key, &ciphertext) {
                     Ok(plain) => Ok(Zeroizing::new(plain)),
                     Err(e) if is_bad_ciphertext(rv_of(&e)) => Err(Error::DecryptionFailed(e)),
-                    Err(e) => Err(Error::Pkcs11 { operation: "decrypt", source: e }),
+                    Err(e) => Err(Error::Pkcs11 {
+                        operation: "decrypt",
+                        source: e,
+                    }),
                 }
             })
             .await

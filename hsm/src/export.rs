@@ -14,7 +14,14 @@ pub async fn rsa_public_key(pool: &TokenPool, label: &str) -> Result<RsaPublicKe
     pool.run("export public key", move |session| {
         let key = find_key(session, KeyClass::Public, &label)?;
         let attributes = session
-            .get_attributes(key, &[AttributeType::KeyType, AttributeType::Modulus, AttributeType::PublicExponent])
+            .get_attributes(
+                key,
+                &[
+                    AttributeType::KeyType,
+                    AttributeType::Modulus,
+                    AttributeType::PublicExponent,
+                ],
+            )
             .map_err(Error::pkcs11("read public key"))?;
         let (mut key_type, mut n, mut e) = (None, None, None);
         for attribute in attributes {
@@ -25,14 +32,18 @@ pub async fn rsa_public_key(pool: &TokenPool, label: &str) -> Result<RsaPublicKe
                 _ => {}
             }
         }
-        let unusable = |reason| Error::UnusableKey { label: label.clone(), reason };
+        let unusable = |reason| Error::UnusableKey {
+            label: label.clone(),
+            reason,
+        };
         if key_type != Some(KeyType::RSA) {
             return Err(unusable("not an RSA key"));
         }
         let (Some(n), Some(e)) = (n, e) else {
             return Err(unusable("modulus or exponent unreadable"));
         };
-        RsaPublicKey::from_components(&n, &e).map_err(|_| unusable("RSA modulus below 2048 bits or invalid"))
+        RsaPublicKey::from_components(&n, &e)
+            .map_err(|_| unusable("RSA modulus below 2048 bits or invalid"))
     })
     .await
 }

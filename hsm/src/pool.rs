@@ -26,14 +26,20 @@ pub struct Module {
 impl Module {
     /// Loads the shared library at `path` and calls C_Initialize with OS locking.
     pub fn load(path: &Path) -> Result<Self> {
-        let load_error = |source| Error::LoadModule { path: path.to_owned(), source };
+        let load_error = |source| Error::LoadModule {
+            path: path.to_owned(),
+            source,
+        };
         let ctx = Pkcs11::new(path).map_err(load_error)?;
         match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
             Ok(()) => {}
             Err(e) if rv_of(&e) == Some(RvError::CryptokiAlreadyInitialized) => {}
             Err(e) => return Err(load_error(e)),
         }
-        Ok(Self { ctx, path: path.to_owned() })
+        Ok(Self {
+            ctx,
+            path: path.to_owned(),
+        })
     }
 
     /// Path the module was loaded from.
@@ -187,7 +193,9 @@ impl Inner {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A worker that panicked while holding the lock left at worst a stale session
         // list, which the next fatal error resets anyway.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn checkout(&self) -> Result<(Session, u64)> {
@@ -202,7 +210,10 @@ impl Inner {
                 if is_session_fatal(&e) || rv_of(&e) == Some(RvError::SlotIdInvalid) {
                     Self::clear(&mut state);
                 }
-                Err(Error::Pkcs11 { operation: "open session", source: e })
+                Err(Error::Pkcs11 {
+                    operation: "open session",
+                    source: e,
+                })
             }
         }
     }
@@ -260,28 +271,46 @@ impl Inner {
             })
             .map_err(|_| Error::SlotDiscoveryTimedOut(Duration::ZERO))?;
         let timeout = self.config.slot_discovery_timeout;
-        rx.recv_timeout(timeout).map_err(|_| Error::SlotDiscoveryTimedOut(timeout))?
+        rx.recv_timeout(timeout)
+            .map_err(|_| Error::SlotDiscoveryTimedOut(timeout))?
     }
 }
 
 fn find_slot_by_label(ctx: &Pkcs11, label: &str) -> Result<Slot> {
-    let slots = ctx.get_slots_with_token().map_err(Error::pkcs11("list slots"))?;
+    let slots = ctx
+        .get_slots_with_token()
+        .map_err(Error::pkcs11("list slots"))?;
     let mut present = Vec::new();
     for slot in slots {
-        let Ok(info) = ctx.get_token_info(slot) else { continue };
+        let Ok(info) = ctx.get_token_info(slot) else {
+            continue;
+        };
         if info.label().trim_end() == label {
             return Ok(slot);
         }
         present.push(info.label().trim_end().to_owned());
     }
-    Err(Error::TokenNotFound { label: label.to_owned(), present })
+    Err(Error::TokenNotFound {
+        label: label.to_owned(),
+        present,
+    })
 }
 
 fn login_error(label: &str, e: CkError) -> Error {
     match rv_of(&e) {
-        Some(rv @ (RvError::PinIncorrect | RvError::PinLocked | RvError::PinInvalid | RvError::PinLenRange | RvError::PinExpired)) => {
-            Error::PinRejected { label: label.to_owned(), rv }
-        }
-        _ => Error::Pkcs11 { operation: "login", source: e },
+        Some(
+            rv @ (RvError::PinIncorrect
+            | RvError::PinLocked
+            | RvError::PinInvalid
+            | RvError::PinLenRange
+            | RvError::PinExpired),
+        ) => Error::PinRejected {
+            label: label.to_owned(),
+            rv,
+        },
+        _ => Error::Pkcs11 {
+            operation: "login",
+            source: e,
+        },
     }
 }

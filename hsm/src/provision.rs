@@ -45,7 +45,10 @@ pub enum Generated {
 /// its private components can neither be read nor wrapped out of the token.
 pub async fn generate_rsa_key_pair(pool: &TokenPool, spec: RsaKeySpec) -> Result<Generated> {
     if spec.bits < contract::jwk::MIN_RSA_BITS as u64 {
-        return Err(Error::UnusableKey { label: spec.label, reason: "RSA keys must have at least 2048 bits" });
+        return Err(Error::UnusableKey {
+            label: spec.label,
+            reason: "RSA keys must have at least 2048 bits",
+        });
     }
     pool.run("generate key pair", move |session| {
         if key_exists(session, KeyClass::Private, &spec.label)? {
@@ -60,17 +63,40 @@ pub async fn generate_rsa_key_pair(pool: &TokenPool, spec: RsaKeySpec) -> Result
             ]
         };
         let mut public = common(false);
-        public.extend([Attribute::ModulusBits(spec.bits.into()), Attribute::PublicExponent(vec![1, 0, 1])]);
+        public.extend([
+            Attribute::ModulusBits(spec.bits.into()),
+            Attribute::PublicExponent(vec![1, 0, 1]),
+        ]);
         let mut private = common(true);
-        private.extend([Attribute::Sensitive(true), Attribute::Extractable(false), Attribute::Derive(false)]);
+        private.extend([
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Derive(false),
+        ]);
         match spec.usage {
             KeyUsage::Sign => {
-                public.extend([Attribute::Verify(true), Attribute::Encrypt(false), Attribute::Wrap(false)]);
-                private.extend([Attribute::Sign(true), Attribute::Decrypt(false), Attribute::Unwrap(false)]);
+                public.extend([
+                    Attribute::Verify(true),
+                    Attribute::Encrypt(false),
+                    Attribute::Wrap(false),
+                ]);
+                private.extend([
+                    Attribute::Sign(true),
+                    Attribute::Decrypt(false),
+                    Attribute::Unwrap(false),
+                ]);
             }
             KeyUsage::Decrypt => {
-                public.extend([Attribute::Verify(false), Attribute::Encrypt(true), Attribute::Wrap(true)]);
-                private.extend([Attribute::Sign(false), Attribute::Decrypt(true), Attribute::Unwrap(true)]);
+                public.extend([
+                    Attribute::Verify(false),
+                    Attribute::Encrypt(true),
+                    Attribute::Wrap(true),
+                ]);
+                private.extend([
+                    Attribute::Sign(false),
+                    Attribute::Decrypt(true),
+                    Attribute::Unwrap(true),
+                ]);
             }
         }
         session

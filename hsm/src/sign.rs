@@ -65,8 +65,16 @@ pub struct Signer {
 impl Signer {
     /// A signer for the private key labelled `key_label`. Nothing is checked until
     /// [`Signer::sign`]; call it once at start-up to fail fast.
-    pub fn new(pool: TokenPool, key_label: impl Into<String>, algorithm: SignatureAlgorithm) -> Self {
-        Self { pool, key_label: key_label.into(), algorithm }
+    pub fn new(
+        pool: TokenPool,
+        key_label: impl Into<String>,
+        algorithm: SignatureAlgorithm,
+    ) -> Self {
+        Self {
+            pool,
+            key_label: key_label.into(),
+            algorithm,
+        }
     }
 
     /// The algorithm every signature from this signer uses.
@@ -86,7 +94,9 @@ impl Signer {
         let input = match algorithm {
             SignatureAlgorithm::Rs256 => message.to_vec(),
             SignatureAlgorithm::Ps256 => {
-                aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, message).as_ref().to_vec()
+                aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, message)
+                    .as_ref()
+                    .to_vec()
             }
         };
         self.pool
@@ -100,7 +110,9 @@ impl Signer {
                         s_len: 32.into(),
                     }),
                 };
-                session.sign(&mechanism, key, &input).map_err(Error::pkcs11("sign"))
+                session
+                    .sign(&mechanism, key, &input)
+                    .map_err(Error::pkcs11("sign"))
             })
             .await
     }

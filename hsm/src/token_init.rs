@@ -19,12 +19,21 @@ pub enum TokenInit {
 /// token, then sets its user PIN. Idempotent: an existing token with the label is left alone.
 ///
 /// SoftHSM renumbers slots after C_InitToken, so the token is found again by label.
-pub fn initialize_token(module: &Module, label: &str, so_pin: &SecretString, user_pin: &SecretString) -> Result<TokenInit> {
+pub fn initialize_token(
+    module: &Module,
+    label: &str,
+    so_pin: &SecretString,
+    user_pin: &SecretString,
+) -> Result<TokenInit> {
     let ctx = module.context();
-    let slots = ctx.get_slots_with_token().map_err(Error::pkcs11("list slots"))?;
+    let slots = ctx
+        .get_slots_with_token()
+        .map_err(Error::pkcs11("list slots"))?;
     let mut free = None;
     for slot in slots {
-        let info = ctx.get_token_info(slot).map_err(Error::pkcs11("read token info"))?;
+        let info = ctx
+            .get_token_info(slot)
+            .map_err(Error::pkcs11("read token info"))?;
         if info.token_initialized() && info.label().trim_end() == label {
             return Ok(TokenInit::AlreadyPresent);
         }
@@ -33,18 +42,34 @@ pub fn initialize_token(module: &Module, label: &str, so_pin: &SecretString, use
         }
     }
     let Some(slot) = free else {
-        return Err(Error::TokenNotFound { label: format!("<a free slot for {label}>"), present: Vec::new() });
+        return Err(Error::TokenNotFound {
+            label: format!("<a free slot for {label}>"),
+            present: Vec::new(),
+        });
     };
-    ctx.init_token(slot, so_pin, label).map_err(Error::pkcs11("init token"))?;
+    ctx.init_token(slot, so_pin, label)
+        .map_err(Error::pkcs11("init token"))?;
     let slot = ctx
         .get_slots_with_token()
         .map_err(Error::pkcs11("list slots"))?
         .into_iter()
-        .find(|s| ctx.get_token_info(*s).is_ok_and(|i| i.label().trim_end() == label))
-        .ok_or_else(|| Error::TokenNotFound { label: label.to_owned(), present: Vec::new() })?;
-    let session = ctx.open_rw_session(slot).map_err(Error::pkcs11("open session"))?;
-    session.login(UserType::So, Some(so_pin)).map_err(Error::pkcs11("SO login"))?;
-    session.init_pin(user_pin).map_err(Error::pkcs11("init user PIN"))?;
+        .find(|s| {
+            ctx.get_token_info(*s)
+                .is_ok_and(|i| i.label().trim_end() == label)
+        })
+        .ok_or_else(|| Error::TokenNotFound {
+            label: label.to_owned(),
+            present: Vec::new(),
+        })?;
+    let session = ctx
+        .open_rw_session(slot)
+        .map_err(Error::pkcs11("open session"))?;
+    session
+        .login(UserType::So, Some(so_pin))
+        .map_err(Error::pkcs11("SO login"))?;
+    session
+        .init_pin(user_pin)
+        .map_err(Error::pkcs11("init user PIN"))?;
     session.logout().map_err(Error::pkcs11("logout"))?;
     Ok(TokenInit::Created)
 }

@@ -1,1 +1,34 @@
-//! stub
+//! manager (App A): takes a user's secret, seals it for vault (JWE, content key wrapped
+//! to vault's public key), has vault store it over mutual TLS, and returns a `key_id`
+//! with an access token signed by manager's private key inside its PKCS#11 token.
+//!
+//! manager never stores secrets and cannot decrypt them. [`startup::run`] wires
+//! everything from a [`Config`].
+
+pub mod config;
+pub mod error;
+pub mod issuer;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod vault_client;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+
+pub use config::Config;
+pub use state::AppState;
+
+/// The router. `max_body_bytes` bounds request bodies (413 above).
+pub fn app(state: Arc<AppState>, max_body_bytes: usize) -> Router {
+    Router::new()
+        .merge(routes::keys::router())
+        .merge(routes::jwks::router())
+        .merge(routes::health::router())
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}

@@ -1,1 +1,45 @@
-//! stub
+//! vault (App B): stores JWE envelopes sealed by manager and releases a secret's
+//! plaintext only to the holder of a valid access token from manager. Its RSA wrapping
+//! key lives in a PKCS#11 token; the content key is unwrapped there.
+//!
+//! Two listeners: the public API (`GET /api/keys/{key_id}`) and an internal
+//! mutual-TLS API that only manager's client certificate reaches
+//! (`PUT /internal/keys/{key_id}`). [`startup::run`] wires everything from a [`Config`].
+
+pub mod config;
+pub mod error;
+pub mod opener;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod storage;
+pub mod token;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+
+pub use config::Config;
+pub use state::AppState;
+
+/// The public router: secrets API and health.
+pub fn public_app(state: Arc<AppState>) -> Router {
+    Router::new()
+        .merge(routes::public::router())
+        .merge(routes::health::router())
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(DefaultBodyLimit::max(16 * 1024))
+        .with_state(state)
+}
+
+/// The internal router, served only behind mutual TLS.
+pub fn internal_app(state: Arc<AppState>, max_body_bytes: usize) -> Router {
+    Router::new()
+        .merge(routes::internal::router())
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}

@@ -13,7 +13,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[command(version)]
 struct Cli {
     /// PKCS#11 module (shared library) to load.
-    #[arg(long, env = "PKCS11_MODULE", default_value = "/usr/lib/softhsm/libsofthsm2.so")]
+    #[arg(
+        long,
+        env = "PKCS11_MODULE",
+        default_value = "/usr/lib/softhsm/libsofthsm2.so"
+    )]
     module: PathBuf,
     /// Label of the token to use.
     #[arg(long, env = "PKCS11_TOKEN_LABEL")]
@@ -98,35 +102,75 @@ async fn main() -> anyhow::Result<()> {
         },
     )
     .await
-    .with_context(|| format!("could not open token {:?} in {}", cli.token, cli.module.display()))?;
+    .with_context(|| {
+        format!(
+            "could not open token {:?} in {}",
+            cli.token,
+            cli.module.display()
+        )
+    })?;
     match cli.command {
         Command::InitToken { .. } => unreachable!("handled before connecting"),
-        Command::GenerateRsa { label, id, usage, bits } => {
+        Command::GenerateRsa {
+            label,
+            id,
+            usage,
+            bits,
+        } => {
             let id = decode_hex(&id).context("--id must be hex")?;
             let usage = match usage {
                 Usage::Sign => hsm::KeyUsage::Sign,
                 Usage::Decrypt => hsm::KeyUsage::Decrypt,
             };
-            let outcome =
-                hsm::generate_rsa_key_pair(&pool, hsm::RsaKeySpec { label: label.clone(), id, bits, usage }).await?;
+            let outcome = hsm::generate_rsa_key_pair(
+                &pool,
+                hsm::RsaKeySpec {
+                    label: label.clone(),
+                    id,
+                    bits,
+                    usage,
+                },
+            )
+            .await?;
             match outcome {
-                hsm::Generated::Created => println!("generated RSA-{bits} key pair {label:?} in token {:?}", cli.token),
-                hsm::Generated::AlreadyPresent => println!("key pair {label:?} already in token {:?}", cli.token),
+                hsm::Generated::Created => println!(
+                    "generated RSA-{bits} key pair {label:?} in token {:?}",
+                    cli.token
+                ),
+                hsm::Generated::AlreadyPresent => {
+                    println!("key pair {label:?} already in token {:?}", cli.token)
+                }
             }
         }
-        Command::ExportPublic { label, alg, use_, jwk_out, pem_out } => {
+        Command::ExportPublic {
+            label,
+            alg,
+            use_,
+            jwk_out,
+            pem_out,
+        } => {
             let key = hsm::rsa_public_key(&pool, &label).await?;
             let jwk = serde_json::to_string_pretty(&key.to_jwk(&alg, &use_))?;
-            std::fs::write(&jwk_out, jwk + "\n").with_context(|| format!("writing {}", jwk_out.display()))?;
-            std::fs::write(&pem_out, key.spki_pem()?).with_context(|| format!("writing {}", pem_out.display()))?;
-            println!("exported {label:?} (kid {}) to {} and {}", key.thumbprint(), jwk_out.display(), pem_out.display());
+            std::fs::write(&jwk_out, jwk + "\n")
+                .with_context(|| format!("writing {}", jwk_out.display()))?;
+            std::fs::write(&pem_out, key.spki_pem()?)
+                .with_context(|| format!("writing {}", pem_out.display()))?;
+            println!(
+                "exported {label:?} (kid {}) to {} and {}",
+                key.thumbprint(),
+                jwk_out.display(),
+                pem_out.display()
+            );
         }
     }
     Ok(())
 }
 
 fn decode_hex(hex: &str) -> anyhow::Result<Vec<u8>> {
-    anyhow::ensure!(hex.len() % 2 == 0 && !hex.is_empty(), "odd or empty hex string");
+    anyhow::ensure!(
+        hex.len() % 2 == 0 && !hex.is_empty(),
+        "odd or empty hex string"
+    );
     (0..hex.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).context("not hex"))

@@ -1,0 +1,120 @@
+//! manager's configuration: every option has a default, an environment variable
+//! (`MANAGER_*`) and a key in the TOML file given with `--config` (see
+//! `config/manager.example.toml`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// manager (App A): seals secrets for vault and issues access tokens signed in its token.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "manager", version)]
+pub struct Config {
+    /// TOML file with defaults for every option below (keys are the option names
+    /// with underscores).
+    #[arg(long, env = "MANAGER_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// HTTPS API address. Port 0 picks a free port.
+    #[arg(long, env = "MANAGER_LISTEN", default_value = "127.0.0.1:8000")]
+    pub listen: SocketAddr,
+
+    /// PKCS#11 module to load.
+    #[arg(
+        long,
+        env = "MANAGER_PKCS11_MODULE",
+        default_value = "/usr/lib/softhsm/libsofthsm2.so"
+    )]
+    pub pkcs11_module: PathBuf,
+    /// Label of manager's token.
+    #[arg(long, env = "MANAGER_TOKEN_LABEL", default_value = "manager")]
+    pub token_label: String,
+    /// File with the token's user PIN, mode 0600. Alternatively set
+    /// `MANAGER_PKCS11_PIN` in the environment; never accepted on the command line.
+    #[arg(long, env = "MANAGER_PIN_FILE")]
+    pub pin_file: Option<PathBuf>,
+    /// Label of the RSA key pair that signs access tokens.
+    #[arg(
+        long,
+        env = "MANAGER_SIGNING_KEY_LABEL",
+        default_value = "manager-signing"
+    )]
+    pub signing_key_label: String,
+    /// Token signature algorithm: RS256 or PS256.
+    #[arg(long, env = "MANAGER_SIGNING_ALGORITHM", default_value = "RS256")]
+    pub signing_algorithm: String,
+    /// PKCS#11 sessions (and concurrent token operations).
+    #[arg(long, env = "MANAGER_PKCS11_SESSIONS", default_value_t = 4)]
+    pub pkcs11_sessions: usize,
+    /// Bound on one token operation, queueing included, in milliseconds.
+    #[arg(long, env = "MANAGER_PKCS11_TIMEOUT_MS", default_value_t = 10_000)]
+    pub pkcs11_timeout_ms: u64,
+    /// Bound on finding the token at start-up and after a token failure, in milliseconds.
+    #[arg(
+        long,
+        env = "MANAGER_SLOT_DISCOVERY_TIMEOUT_MS",
+        default_value_t = 5_000
+    )]
+    pub slot_discovery_timeout_ms: u64,
+
+    /// Server certificate chain (PEM).
+    #[arg(long, env = "MANAGER_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// Server private key (PEM, PKCS#8), mode 0600.
+    #[arg(long, env = "MANAGER_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Base URL of vault's internal (mutual-TLS) listener.
+    #[arg(
+        long,
+        env = "MANAGER_VAULT_URL",
+        default_value = "https://127.0.0.1:8002"
+    )]
+    pub vault_url: String,
+    /// CA (PEM) that issued vault's server certificate.
+    #[arg(long, env = "MANAGER_VAULT_CA")]
+    pub vault_ca: Option<PathBuf>,
+    /// Client certificate (PEM) presented to vault's internal listener.
+    #[arg(long, env = "MANAGER_CLIENT_CERT")]
+    pub client_cert: Option<PathBuf>,
+    /// Client private key (PEM, PKCS#8), mode 0600.
+    #[arg(long, env = "MANAGER_CLIENT_KEY")]
+    pub client_key: Option<PathBuf>,
+    /// vault's public wrapping key as a JWK file (exported at provisioning).
+    #[arg(long, env = "MANAGER_VAULT_PUBLIC_KEY")]
+    pub vault_public_key: Option<PathBuf>,
+    /// Content-key wrapping: RSA-OAEP (SHA-1; the only one SoftHSM2 2.6.1 opens) or
+    /// RSA-OAEP-256 (for HSMs that support OAEP with SHA-256).
+    #[arg(long, env = "MANAGER_KEY_WRAP", default_value = "RSA-OAEP")]
+    pub key_wrap: String,
+    /// Bound on one call to vault, in milliseconds.
+    #[arg(long, env = "MANAGER_VAULT_TIMEOUT_MS", default_value_t = 10_000)]
+    pub vault_timeout_ms: u64,
+
+    /// `iss` of issued tokens: manager's public URL.
+    #[arg(long, env = "MANAGER_ISSUER", default_value = "https://127.0.0.1:8000")]
+    pub issuer: String,
+    /// `aud` of issued tokens: vault's audience.
+    #[arg(long, env = "MANAGER_AUDIENCE", default_value = "vault")]
+    pub audience: String,
+    /// Token lifetime when the request gives no `ttl_seconds`, in seconds.
+    #[arg(long, env = "MANAGER_DEFAULT_TTL_SECONDS", default_value_t = 3600)]
+    pub default_ttl_seconds: u64,
+    /// Largest `ttl_seconds` accepted, in seconds.
+    #[arg(long, env = "MANAGER_MAX_TTL_SECONDS", default_value_t = 86_400)]
+    pub max_ttl_seconds: u64,
+    /// Largest secret (`key_data`, UTF-8 bytes) accepted; larger gets 413.
+    #[arg(long, env = "MANAGER_MAX_SECRET_BYTES", default_value_t = 64 * 1024)]
+    pub max_secret_bytes: usize,
+}
+
+/// A required option that was not given.
+#[derive(Debug, thiserror::Error)]
+#[error("missing required option --{0} (or its MANAGER_* variable / config key)")]
+pub struct Missing(pub &'static str);
+
+/// Returns the value of a required option or names it.
+pub fn required<'a, T>(value: &'a Option<T>, name: &'static str) -> Result<&'a T, Missing> {
+    value.as_ref().ok_or(Missing(name))
+}

@@ -1,0 +1,127 @@
+//! manager's errors and their one mapping to HTTP.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use contract::envelope::EnvelopeError;
+use service_kit::json::{JsonBodyError, error_response};
+
+use crate::vault_client::VaultError;
+
+/// Everything a manager request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request body was refused.
+    #[error(transparent)]
+    Body(#[from] JsonBodyError),
+    /// `user_id` is empty, too long or has characters outside the allowed set.
+    #[error("invalid user_id")]
+    InvalidUserId,
+    /// `key_data` is empty.
+    #[error("empty key_data")]
+    EmptySecret,
+    /// `key_data` exceeds the configured limit.
+    #[error("key_data of {size} bytes exceeds the {limit}-byte limit")]
+    SecretTooLarge {
+        /// Bytes received.
+        size: usize,
+        /// Configured limit.
+        limit: usize,
+    },
+    /// `ttl_seconds` is 0 or above the maximum.
+    #[error("ttl_seconds must be between 1 and {max}")]
+    InvalidTtl {
+        /// Configured maximum.
+        max: u64,
+    },
+    /// vault did not store the envelope because it could not be reached or is down.
+    #[error("vault unavailable")]
+    VaultUnavailable(#[source] VaultError),
+    /// vault refused the envelope: the two services disagree (keys, versions).
+    #[error("vault refused the envelope")]
+    VaultRejected(#[source] VaultError),
+    /// The token (HSM) is unavailable.
+    #[error("token unavailable")]
+    Hsm(#[from] hsm::Error),
+    /// Sealing failed in the crypto library.
+    #[error("sealing failed")]
+    Seal(#[from] EnvelopeError),
+}
+
+impl From<VaultError> for ApiError {
+    fn from(error: VaultError) -> Self {
+        match error {
+            VaultError::Unreachable(_) | VaultError::Unavailable(_) => {
+                ApiError::VaultUnavailable(error)
+            }
+            VaultError::Rejected { .. } => ApiError::VaultRejected(error),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let chain = error_chain(&self);
+        match &self {
+            ApiError::VaultUnavailable(_)
+            | ApiError::VaultRejected(_)
+            | ApiError::Hsm(_)
+            | ApiError::Seal(_) => {
+                tracing::error!(error = %chain, "request failed")
+            }
+            _ => tracing::info!(error = %chain, "request refused"),
+        }
+        match self {
+            ApiError::Body(e) => e.into_response(),
+            ApiError::InvalidUserId => error_response(
+                StatusCode::BAD_REQUEST,
+                "invalid_user_id",
+                "user_id must be 1-128 characters of A-Z a-z 0-9 . _ @ -",
+            ),
+            ApiError::EmptySecret => error_response(
+                StatusCode::BAD_REQUEST,
+                "invalid_key_data",
+                "key_data must not be empty",
+            ),
+            e @ ApiError::SecretTooLarge { .. } => error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "secret_too_large",
+                e.to_string(),
+            ),
+            e @ ApiError::InvalidTtl { .. } => {
+                error_response(StatusCode::BAD_REQUEST, "invalid_ttl", e.to_string())
+            }
+            ApiError::VaultUnavailable(_) => error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "vault_unavailable",
+                "vault is unavailable; nothing was stored, retry later",
+            ),
+            ApiError::VaultRejected(_) => error_response(
+                StatusCode::BAD_GATEWAY,
+                "vault_rejected",
+                "vault refused to store the secret; nothing was stored",
+            ),
+            ApiError::Hsm(_) => error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "hsm_unavailable",
+                "the key store is unavailable; retry later",
+            ),
+            ApiError::Seal(_) => error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "the secret could not be sealed",
+            ),
+        }
+    }
+}
+
+/// "outer: inner: innermost", for logs only.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}

@@ -1,0 +1,45 @@
+//! Liveness and readiness.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use service_kit::json::error_response;
+
+use crate::error::error_chain;
+use crate::state::AppState;
+
+/// `/healthz` (process up) and `/readyz` (token answers, vault reachable).
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if let Err(e) = state.pool.check().await {
+        tracing::warn!(error = %error_chain(&e), "not ready: token");
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "hsm_unavailable",
+            "the token does not answer",
+        );
+    }
+    if let Err(e) = state.vault.check().await {
+        tracing::warn!(error = %error_chain(&e), "not ready: vault");
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "vault_unavailable",
+            "vault is unreachable",
+        );
+    }
+    (StatusCode::OK, Json(json!({"status": "ready"}))).into_response()
+}

@@ -1,0 +1,174 @@
+//! `POST /api/keys`: seal a secret for vault, have vault store it, return a token.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use contract::envelope::{Binding, seal};
+use contract::wire::{StoreEnvelopeRequest, StoreKeyRequest, StoreKeyResponse};
+use service_kit::json::{AppJson, JsonBodyError};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::error::ApiError;
+use crate::issuer::Grant;
+use crate::state::{AppState, Limits, unix_now};
+
+/// `POST /api/keys`.
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new().route("/api/keys", post(store_key))
+}
+
+/// The token is signed before vault is asked to store, and returned only after vault
+/// acknowledged a durable write: if vault fails, the token is discarded and nothing
+/// usable exists.
+async fn store_key(
+    State(state): State<Arc<AppState>>,
+    body: Result<AppJson<StoreKeyRequest>, JsonBodyError>,
+) -> Result<Response, ApiError> {
+    let AppJson(request) = body?;
+    let ttl_seconds = validate(&request, &state.limits)?;
+    let key_id = uuid::Uuid::new_v4().to_string();
+    let now = unix_now();
+
+    let envelope = seal(
+        &state.recipient,
+        state.key_wrap,
+        Binding {
+            key_id: &key_id,
+            user_id: &request.user_id,
+        },
+        request.key_data.as_bytes(),
+    )?;
+    let issued = state
+        .issuer
+        .issue(Grant {
+            user_id: &request.user_id,
+            key_id: &key_id,
+            now,
+            ttl_seconds,
+        })
+        .await?;
+    let store = StoreEnvelopeRequest {
+        user_id: request.user_id.clone(),
+        envelope,
+        expires_at: issued.claims.exp,
+    };
+    state.vault.store(&key_id, &store).await?;
+
+    tracing::info!(%key_id, user_id = %request.user_id, jti = %issued.claims.jti, exp = issued.claims.exp, "secret stored");
+    let expires_at = i64::try_from(issued.claims.exp)
+        .ok()
+        .and_then(|exp| OffsetDateTime::from_unix_timestamp(exp).ok())
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default();
+    let body = StoreKeyResponse {
+        message: "Key stored successfully".into(),
+        key_id,
+        access_token: issued.token,
+        token_type: "Bearer".into(),
+        expires_at,
+    };
+    let mut response = (StatusCode::CREATED, Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// Checks the request against the limits; returns the effective TTL.
+fn validate(request: &StoreKeyRequest, limits: &Limits) -> Result<u64, ApiError> {
+    let user_id = &request.user_id;
+    let user_ok = (1..=128).contains(&user_id.len())
+        && user_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'@' | b'-'));
+    if !user_ok {
+        return Err(ApiError::InvalidUserId);
+    }
+    let size = request.key_data.len();
+    if size == 0 {
+        return Err(ApiError::EmptySecret);
+    }
+    if size > limits.max_secret_bytes {
+        return Err(ApiError::SecretTooLarge {
+            size,
+            limit: limits.max_secret_bytes,
+        });
+    }
+    let ttl = request.ttl_seconds.unwrap_or(limits.default_ttl_seconds);
+    if ttl == 0 || ttl > limits.max_ttl_seconds {
+        return Err(ApiError::InvalidTtl {
+            max: limits.max_ttl_seconds,
+        });
+    }
+    Ok(ttl)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zeroize::Zeroizing;
+
+    const LIMITS: Limits = Limits {
+        max_secret_bytes: 8,
+        default_ttl_seconds: 60,
+        max_ttl_seconds: 120,
+    };
+
+    fn request(user_id: &str, key_data: &str, ttl_seconds: Option<u64>) -> StoreKeyRequest {
+        StoreKeyRequest {
+            user_id: user_id.into(),
+            key_data: Zeroizing::new(key_data.into()),
+            ttl_seconds,
+        }
+    }
+
+    #[test]
+    fn accepts_a_valid_request_and_applies_the_default_ttl() {
+        assert_eq!(
+            validate(&request("alice@example.com", "s3cret", None), &LIMITS).ok(),
+            Some(60)
+        );
+        assert_eq!(
+            validate(&request("a", "x", Some(120)), &LIMITS).ok(),
+            Some(120)
+        );
+    }
+
+    #[test]
+    fn refuses_bad_user_ids() {
+        for user in ["", "has space", "semi;colon", &"x".repeat(129), "ünïcode"] {
+            assert!(
+                matches!(
+                    validate(&request(user, "x", None), &LIMITS),
+                    Err(ApiError::InvalidUserId)
+                ),
+                "{user:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_empty_and_oversize_secrets_and_out_of_range_ttls() {
+        assert!(matches!(
+            validate(&request("a", "", None), &LIMITS),
+            Err(ApiError::EmptySecret)
+        ));
+        assert!(matches!(
+            validate(&request("a", "123456789", None), &LIMITS),
+            Err(ApiError::SecretTooLarge { size: 9, limit: 8 })
+        ));
+        assert!(matches!(
+            validate(&request("a", "x", Some(0)), &LIMITS),
+            Err(ApiError::InvalidTtl { .. })
+        ));
+        assert!(matches!(
+            validate(&request("a", "x", Some(121)), &LIMITS),
+            Err(ApiError::InvalidTtl { .. })
+        ));
+    }
+}

@@ -1,0 +1,125 @@
+//! Building manager from its configuration and serving until a signal.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum_server::Handle;
+use contract::envelope::{KeyWrap, Recipient};
+use contract::jwk::{Jwk, JwkSet};
+use secrecy::SecretString;
+
+use crate::app;
+use crate::config::{Config, required};
+use crate::issuer::TokenIssuer;
+use crate::state::{AppState, Limits};
+use crate::vault_client::VaultClient;
+
+/// Opens the token and checks the signing key, loads vault's public key, then serves
+/// until SIGINT/SIGTERM. Start-up failures come back with context naming the culprit.
+pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Result<()> {
+    let algorithm: hsm::SignatureAlgorithm = config.signing_algorithm.parse()?;
+    let key_wrap: KeyWrap = config.key_wrap.parse().context("--key-wrap")?;
+    let pin = match (&config.pin_file, env_pin) {
+        (Some(path), _) => hsm::read_pin_file(path)?,
+        (None, Some(pin)) => pin,
+        (None, None) => anyhow::bail!(
+            "no token PIN: set --pin-file (or pin_file in the config) or MANAGER_PKCS11_PIN"
+        ),
+    };
+    let module = hsm::Module::load(&config.pkcs11_module)?;
+    let pool = hsm::TokenPool::connect(
+        &module,
+        hsm::TokenConfig {
+            token_label: config.token_label.clone(),
+            pin,
+            sessions: config.pkcs11_sessions,
+            slot_discovery_timeout: Duration::from_millis(config.slot_discovery_timeout_ms),
+            operation_timeout: Duration::from_millis(config.pkcs11_timeout_ms),
+        },
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "cannot open token {:?} with module {}",
+            config.token_label,
+            config.pkcs11_module.display()
+        )
+    })?;
+    let signing_public = hsm::rsa_public_key(&pool, &config.signing_key_label)
+        .await
+        .with_context(|| format!("cannot read signing key {:?}", config.signing_key_label))?;
+    let kid = signing_public.thumbprint();
+    let jwks = JwkSet {
+        keys: vec![signing_public.to_jwk(algorithm.jose_name(), "sig")],
+    };
+    let signer = hsm::Signer::new(pool.clone(), config.signing_key_label.clone(), algorithm);
+    signer
+        .sign(b"start-up self test")
+        .await
+        .context("the signing key cannot sign")?;
+    let issuer = TokenIssuer::new(signer, kid, config.issuer.clone(), config.audience.clone());
+
+    let recipient_path = required(&config.vault_public_key, "vault-public-key")?;
+    let recipient_jwk: Jwk = serde_json::from_str(
+        &std::fs::read_to_string(recipient_path)
+            .with_context(|| format!("cannot read {}", recipient_path.display()))?,
+    )
+    .with_context(|| format!("{} is not a JWK", recipient_path.display()))?;
+    let recipient = Recipient::from_jwk(&recipient_jwk)
+        .with_context(|| format!("vault public key {}", recipient_path.display()))?;
+
+    let client_tls = contract::tls::client_config(
+        required(&config.vault_ca, "vault-ca")?,
+        Some((
+            required(&config.client_cert, "client-cert")?,
+            required(&config.client_key, "client-key")?,
+        )),
+    )
+    .context("client TLS for vault")?;
+    let vault = VaultClient::new(
+        &config.vault_url,
+        client_tls,
+        Duration::from_millis(config.vault_timeout_ms),
+    )?;
+    let server_tls = contract::tls::server_config(
+        required(&config.tls_cert, "tls-cert")?,
+        required(&config.tls_key, "tls-key")?,
+    )
+    .context("server TLS")?;
+
+    let limits = Limits {
+        max_secret_bytes: config.max_secret_bytes,
+        default_ttl_seconds: config.default_ttl_seconds,
+        max_ttl_seconds: config.max_ttl_seconds,
+    };
+    // JSON escapes can make a body up to six times its secret (\uXXXX); the secret
+    // limit itself is checked after parsing, with its own clear error.
+    let max_body_bytes = config
+        .max_secret_bytes
+        .saturating_mul(6)
+        .saturating_add(4096);
+    tracing::info!(kid = %issuer.kid(), alg = %algorithm, vault_kid = %recipient.kid(), key_wrap = %key_wrap, "manager ready");
+    let state = Arc::new(AppState {
+        issuer,
+        jwks,
+        recipient,
+        key_wrap,
+        vault,
+        pool,
+        limits,
+    });
+
+    let handle = Handle::new();
+    let listener = service_kit::serve::serve_https(
+        "api",
+        config.listen,
+        server_tls,
+        app(state, max_body_bytes),
+        handle.clone(),
+    )
+    .await?;
+    tokio::spawn(service_kit::serve::shutdown_on_signal(vec![handle]));
+    listener.stopped().await?;
+    Ok(())
+}

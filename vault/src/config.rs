@@ -1,0 +1,113 @@
+//! vault's configuration: every option has a default, an environment variable
+//! (`VAULT_*`) and a key in the TOML file given with `--config` (see
+//! `config/vault.example.toml`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// vault (App B): stores sealed secrets and releases them to holders of manager's tokens.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "vault", version)]
+pub struct Config {
+    /// TOML file with defaults for every option below (keys are the option names
+    /// with underscores).
+    #[arg(long, env = "VAULT_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Public HTTPS API address (`GET /api/keys/{key_id}`). Port 0 picks a free port.
+    #[arg(long, env = "VAULT_LISTEN_PUBLIC", default_value = "127.0.0.1:8001")]
+    pub listen_public: SocketAddr,
+    /// Internal mutual-TLS API address (`PUT /internal/keys/{key_id}`), for manager only.
+    #[arg(long, env = "VAULT_LISTEN_INTERNAL", default_value = "127.0.0.1:8002")]
+    pub listen_internal: SocketAddr,
+
+    /// PKCS#11 module to load.
+    #[arg(
+        long,
+        env = "VAULT_PKCS11_MODULE",
+        default_value = "/usr/lib/softhsm/libsofthsm2.so"
+    )]
+    pub pkcs11_module: PathBuf,
+    /// Label of vault's token.
+    #[arg(long, env = "VAULT_TOKEN_LABEL", default_value = "vault")]
+    pub token_label: String,
+    /// File with the token's user PIN, mode 0600. Alternatively set `VAULT_PKCS11_PIN`
+    /// in the environment; the PIN is never accepted on the command line.
+    #[arg(long, env = "VAULT_PIN_FILE")]
+    pub pin_file: Option<PathBuf>,
+    /// Label of the RSA key pair that unwraps content keys.
+    #[arg(
+        long,
+        env = "VAULT_WRAPPING_KEY_LABEL",
+        default_value = "vault-wrapping"
+    )]
+    pub wrapping_key_label: String,
+    /// PKCS#11 sessions (and concurrent token operations).
+    #[arg(long, env = "VAULT_PKCS11_SESSIONS", default_value_t = 4)]
+    pub pkcs11_sessions: usize,
+    /// Bound on one token operation, queueing included, in milliseconds.
+    #[arg(long, env = "VAULT_PKCS11_TIMEOUT_MS", default_value_t = 10_000)]
+    pub pkcs11_timeout_ms: u64,
+    /// Bound on finding the token at start-up and after a token failure, in milliseconds.
+    #[arg(long, env = "VAULT_SLOT_DISCOVERY_TIMEOUT_MS", default_value_t = 5_000)]
+    pub slot_discovery_timeout_ms: u64,
+
+    /// Server certificate chain (PEM) for both listeners.
+    #[arg(long, env = "VAULT_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// Server private key (PEM, PKCS#8), mode 0600.
+    #[arg(long, env = "VAULT_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// CA (PEM) that issued manager's client certificate.
+    #[arg(long, env = "VAULT_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
+    /// Name (SAN) manager's client certificate must carry; other certificates from the
+    /// same CA are refused.
+    #[arg(
+        long,
+        env = "VAULT_MANAGER_CLIENT_NAME",
+        default_value = "manager.internal"
+    )]
+    pub manager_client_name: String,
+
+    /// manager's public signing keys: a JWK or JWK Set file.
+    #[arg(long, env = "VAULT_MANAGER_JWKS")]
+    pub manager_jwks: Option<PathBuf>,
+    /// Required `iss` of access tokens.
+    #[arg(long, env = "VAULT_ISSUER", default_value = "https://127.0.0.1:8000")]
+    pub issuer: String,
+    /// Required `aud` of access tokens.
+    #[arg(long, env = "VAULT_AUDIENCE", default_value = "vault")]
+    pub audience: String,
+    /// Accepted token signature algorithms, comma-separated (RS256, PS256). The token
+    /// header's `alg` must be one of these; it is never trusted on its own.
+    #[arg(
+        long,
+        env = "VAULT_TOKEN_ALGORITHMS",
+        default_value = "RS256",
+        value_delimiter = ','
+    )]
+    pub token_algorithms: Vec<String>,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
+    #[arg(long, env = "VAULT_LEEWAY_SECONDS", default_value_t = 5)]
+    pub leeway_seconds: u64,
+
+    /// SQLite database file (created if missing; WAL, synchronous=FULL).
+    #[arg(long, env = "VAULT_DATABASE", default_value = "vault.db")]
+    pub database: PathBuf,
+    /// Largest internal store request accepted, in bytes.
+    #[arg(long, env = "VAULT_MAX_ENVELOPE_BYTES", default_value_t = 256 * 1024)]
+    pub max_envelope_bytes: usize,
+}
+
+/// A required option that was not given.
+#[derive(Debug, thiserror::Error)]
+#[error("missing required option --{0} (or its VAULT_* variable / config key)")]
+pub struct Missing(pub &'static str);
+
+/// Returns the value of a required option or names it.
+pub fn required<'a, T>(value: &'a Option<T>, name: &'static str) -> Result<&'a T, Missing> {
+    value.as_ref().ok_or(Missing(name))
+}

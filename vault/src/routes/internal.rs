@@ -1,0 +1,66 @@
+//! The internal API on the mutual-TLS listener: manager stores envelopes here.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use contract::envelope::Binding;
+use contract::wire::{StoreEnvelopeRequest, StoreEnvelopeResponse};
+use serde_json::json;
+use service_kit::json::AppJson;
+
+use crate::error::{ApiError, check_key_id};
+use crate::state::{AppState, unix_now};
+use crate::storage::{PutOutcome, StoredSecret};
+
+/// `PUT /internal/keys/{key_id}` and `GET /internal/healthz`.
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/internal/keys/{key_id}", put(store_envelope))
+        .route(
+            "/internal/healthz",
+            get(|| async { Json(json!({"status": "ok"})) }),
+        )
+}
+
+/// Answers only after the row is committed durably, so that manager may hand out the
+/// token. Idempotent: 201 for a new row, 200 for the identical row, 409 otherwise.
+async fn store_envelope(
+    State(state): State<Arc<AppState>>,
+    Path(key_id): Path<String>,
+    body: Result<AppJson<StoreEnvelopeRequest>, service_kit::json::JsonBodyError>,
+) -> Result<Response, ApiError> {
+    let AppJson(request) = body?;
+    check_key_id(&key_id)?;
+    state.opener.check_incoming(
+        &request.envelope,
+        Binding {
+            key_id: &key_id,
+            user_id: &request.user_id,
+        },
+    )?;
+    let secret = StoredSecret {
+        key_id: key_id.clone(),
+        user_id: request.user_id,
+        envelope: request.envelope,
+        created_at: unix_now(),
+        expires_at: request.expires_at,
+    };
+    let status = match state.store.put(&secret).await? {
+        PutOutcome::Created => StatusCode::CREATED,
+        PutOutcome::AlreadyStored => StatusCode::OK,
+        PutOutcome::Conflict => return Err(ApiError::Conflict),
+    };
+    tracing::info!(%key_id, user_id = %secret.user_id, created = status == StatusCode::CREATED, "envelope stored");
+    Ok((
+        status,
+        Json(StoreEnvelopeResponse {
+            key_id,
+            created: status == StatusCode::CREATED,
+        }),
+    )
+        .into_response())
+}

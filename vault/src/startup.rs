@@ -1,0 +1,110 @@
+//! Building vault from its configuration and serving both listeners until a signal.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum_server::Handle;
+use secrecy::SecretString;
+
+use crate::config::{Config, required};
+use crate::opener::Opener;
+use crate::storage::SqliteStore;
+use crate::token::{Expectations, TokenVerifier};
+use crate::{AppState, internal_app, public_app};
+
+/// Opens the token, the database and manager's keys, then serves until SIGINT/SIGTERM.
+/// Every start-up failure comes back with context naming what could not be used.
+pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Result<()> {
+    let pin = match (&config.pin_file, env_pin) {
+        (Some(path), _) => hsm::read_pin_file(path)?,
+        (None, Some(pin)) => pin,
+        (None, None) => anyhow::bail!(
+            "no token PIN: set --pin-file (or pin_file in the config) or VAULT_PKCS11_PIN"
+        ),
+    };
+    let module = hsm::Module::load(&config.pkcs11_module)?;
+    let pool = hsm::TokenPool::connect(
+        &module,
+        hsm::TokenConfig {
+            token_label: config.token_label.clone(),
+            pin,
+            sessions: config.pkcs11_sessions,
+            slot_discovery_timeout: Duration::from_millis(config.slot_discovery_timeout_ms),
+            operation_timeout: Duration::from_millis(config.pkcs11_timeout_ms),
+        },
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "cannot open token {:?} with module {}",
+            config.token_label,
+            config.pkcs11_module.display()
+        )
+    })?;
+    let wrapping_public = hsm::rsa_public_key(&pool, &config.wrapping_key_label)
+        .await
+        .with_context(|| format!("cannot read wrapping key {:?}", config.wrapping_key_label))?;
+    let opener = Opener::new(
+        wrapping_public.thumbprint(),
+        hsm::Decrypter::new(pool.clone(), config.wrapping_key_label.clone()),
+    );
+
+    let verifier = TokenVerifier::from_file(
+        required(&config.manager_jwks, "manager-jwks")?,
+        &Expectations {
+            algorithms: config.token_algorithms.clone(),
+            issuer: config.issuer.clone(),
+            audience: config.audience.clone(),
+            leeway_seconds: config.leeway_seconds,
+        },
+    )?;
+    let store = SqliteStore::open(&config.database)
+        .await
+        .with_context(|| format!("cannot open database {}", config.database.display()))?;
+
+    let cert = required(&config.tls_cert, "tls-cert")?;
+    let key = required(&config.tls_key, "tls-key")?;
+    let public_tls = contract::tls::server_config(cert, key).context("public listener TLS")?;
+    let internal_tls = contract::tls::mutual_tls_server_config(
+        cert,
+        key,
+        required(&config.client_ca, "client-ca")?,
+        &config.manager_client_name,
+    )
+    .context("internal listener TLS")?;
+
+    let state = Arc::new(AppState {
+        verifier,
+        store: Arc::new(store),
+        opener,
+        pool,
+    });
+    tracing::info!(kid = %state.opener.kid(), token = %config.token_label, "vault ready");
+
+    let (public_handle, internal_handle) = (Handle::new(), Handle::new());
+    let public = service_kit::serve::serve_https(
+        "public",
+        config.listen_public,
+        public_tls,
+        public_app(state.clone()),
+        public_handle.clone(),
+    )
+    .await?;
+    let internal = service_kit::serve::serve_https(
+        "internal",
+        config.listen_internal,
+        internal_tls,
+        internal_app(state, config.max_envelope_bytes),
+        internal_handle.clone(),
+    )
+    .await?;
+    tokio::spawn(service_kit::serve::shutdown_on_signal(vec![
+        public_handle,
+        internal_handle,
+    ]));
+    let (a, b) = tokio::join!(public.stopped(), internal.stopped());
+    a?;
+    b?;
+    Ok(())
+}
