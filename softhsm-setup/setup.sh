@@ -2,7 +2,7 @@
 # Provisions everything a local run needs under .dev/ (git-ignored), idempotently:
 #   - installs softhsm2, opensc and openssl when missing;
 #   - .dev/softhsm2.conf with a private token directory;
-#   - tokens "manager" and "vault" with random SO and user PINs in 0600 files;
+#   - tokens "manager", "vault" and "hsm-test" (for the hsm crate's tests) with random SO and user PINs in 0600 files;
 #   - manager's RS256 signing key and vault's RSA-OAEP wrapping key, generated inside
 #     the tokens (sensitive, non-extractable) by hsm-admin;
 #   - the public halves exported as JWK (kid = RFC 7638 thumbprint) and PEM;
@@ -89,6 +89,13 @@ issue_cert() { # name, extended key usage, subjectAltName
   chmod 644 "$dir/$name.pem"
 }
 
+test_token() { # an empty token the hsm crate's tests create and destroy their keys in
+  write_once "$DEV/pins/hsm-test.so.pin" random_pin
+  write_once "$DEV/pins/hsm-test.pin" random_pin
+  "$ADMIN" --module "$MODULE" --token hsm-test --pin-file "$DEV/pins/hsm-test.pin" \
+    init-token --so-pin-file "$DEV/pins/hsm-test.so.pin"
+}
+
 dev_ca() {
   local dir="$DEV/tls"
   if [ ! -s "$dir/ca.pem" ]; then
@@ -137,6 +144,7 @@ softhsm_config
 build_admin
 provision_token manager manager-signing 01 sign RS256 sig
 provision_token vault vault-wrapping 02 decrypt RSA-OAEP enc
+test_token
 dev_ca
 service_configs
 rm -f "$DEV/tls/ca.srl"

@@ -1,1 +1,228 @@
-//! stub
+//! Harness for the end-to-end tests: starts the real `vault` and `manager` binaries
+//! against the SoftHSM2 tokens provisioned in `.dev/` (by `softhsm-setup/setup.sh`), on
+//! free ports, over real TLS, and talks to them with an HTTPS client that trusts only
+//! the dev CA.
+//!
+//! Each test starts its own services with their own database in a temporary directory,
+//! so tests run in parallel without sharing state. Processes are killed on drop.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use contract::wire::StoreKeyResponse;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, ChildStdout, Command};
+
+/// The repository's `.dev/` directory; fails clearly when provisioning has not run.
+pub fn dev_dir() -> Result<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.dev");
+    if !dir.join("softhsm2.conf").is_file() {
+        bail!("{} is not provisioned: run `make test` (or softhsm-setup/setup.sh) first", dir.display());
+    }
+    Ok(dir.canonicalize()?)
+}
+
+/// Path of a workspace binary next to the test executable (`target/debug/<name>`).
+pub fn binary(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let debug_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| anyhow!("unexpected test executable path {}", exe.display()))?;
+    let path = debug_dir.join(name);
+    if !path.is_file() {
+        bail!("{} is missing: build it with `cargo build --workspace --bins` (make test does)", path.display());
+    }
+    Ok(path)
+}
+
+/// A running service process; killed (SIGKILL) when dropped.
+pub struct Service {
+    child: Child,
+    /// Listener name (`api`, `public`, `internal`) → bound address.
+    pub listeners: HashMap<String, SocketAddr>,
+    /// File receiving the service's stderr (its logs).
+    pub log: PathBuf,
+    _stdout: BufReader<ChildStdout>,
+}
+
+impl Service {
+    /// Spawns `command` and waits for each of `listeners` to be reported on stdout.
+    pub async fn spawn(mut command: Command, log: PathBuf, listeners: &[&str]) -> Result<Self> {
+        let log_file = std::fs::File::create(&log)?;
+        command.stdout(Stdio::piped()).stderr(log_file).stdin(Stdio::null()).kill_on_drop(true);
+        let mut child = command.spawn().context("spawning service")?;
+        let mut stdout = BufReader::new(child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?);
+        let mut found = HashMap::new();
+        let wait = async {
+            let mut line = String::new();
+            while found.len() < listeners.len() {
+                line.clear();
+                if stdout.read_line(&mut line).await? == 0 {
+                    bail!("service exited before listening");
+                }
+                if let Some(rest) = line.trim().strip_prefix("listening ") {
+                    let (name, url) = rest.split_once(' ').ok_or_else(|| anyhow!("bad line {line:?}"))?;
+                    let addr = url.trim_start_matches("https://").parse()?;
+                    found.insert(name.to_owned(), addr);
+                }
+            }
+            Ok(())
+        };
+        match tokio::time::timeout(Duration::from_secs(60), wait).await {
+            Ok(Ok(())) => Ok(Self { child, listeners: found, log, _stdout: stdout }),
+            Ok(Err(e)) => Err(e.context(format!("service log:\n{}", std::fs::read_to_string(&log).unwrap_or_default()))),
+            Err(_) => bail!("service did not listen within 60 s; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default()),
+        }
+    }
+
+    /// Address of the listener called `name`.
+    pub fn addr(&self, name: &str) -> SocketAddr {
+        self.listeners[name]
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub async fn kill(&mut self) -> Result<()> {
+        self.child.kill().await?;
+        Ok(())
+    }
+
+    /// The service's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// Command for a workspace binary with the dev SoftHSM configuration.
+pub fn service_command(name: &str) -> Result<Command> {
+    let dev = dev_dir()?;
+    let mut command = Command::new(binary(name)?);
+    command.env("SOFTHSM2_CONF", dev.join("softhsm2.conf")).env("RUST_LOG", "info");
+    command.arg("--config").arg(dev.join(format!("{name}.toml")));
+    Ok(command)
+}
+
+/// Starts vault on free ports with its database at `database`.
+pub async fn start_vault(dir: &Path, database: &Path, extra_args: &[&str]) -> Result<Service> {
+    let mut command = service_command("vault")?;
+    command
+        .args(["--listen-public", "127.0.0.1:0", "--listen-internal", "127.0.0.1:0", "--database"])
+        .arg(database)
+        .args(extra_args);
+    let log = dir.join(format!("vault-{}.log", uuid::Uuid::new_v4()));
+    Service::spawn(command, log, &["public", "internal"]).await
+}
+
+/// Starts manager on a free port, storing into vault's internal listener at `vault_internal`.
+pub async fn start_manager(dir: &Path, vault_internal: SocketAddr, extra_args: &[&str]) -> Result<Service> {
+    let mut command = service_command("manager")?;
+    command
+        .args(["--listen", "127.0.0.1:0", "--vault-url"])
+        .arg(format!("https://{vault_internal}"))
+        .args(extra_args);
+    let log = dir.join(format!("manager-{}.log", uuid::Uuid::new_v4()));
+    Service::spawn(command, log, &["api"]).await
+}
+
+/// An HTTPS client trusting only the dev CA, optionally presenting a client certificate.
+pub fn https_client(identity: Option<(&Path, &Path)>) -> Result<reqwest::Client> {
+    let tls = contract::tls::client_config(&dev_dir()?.join("tls/ca.pem"), identity)?;
+    Ok(reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .timeout(Duration::from_secs(30))
+        .build()?)
+}
+
+/// vault and manager running together, as a user sees them.
+pub struct System {
+    /// Temporary directory with the database and logs.
+    pub dir: tempfile::TempDir,
+    /// The vault process.
+    pub vault: Service,
+    /// The manager process.
+    pub manager: Service,
+    /// Client trusting the dev CA.
+    pub http: reqwest::Client,
+}
+
+/// A status and a JSON body (Null when the body is not JSON).
+pub type Answer = (StatusCode, Value);
+
+impl System {
+    /// Starts vault, then manager pointed at it.
+    pub async fn start() -> Result<Self> {
+        Self::start_with(&[], &[]).await
+    }
+
+    /// Like [`System::start`] with extra arguments for each service.
+    pub async fn start_with(vault_args: &[&str], manager_args: &[&str]) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let vault = start_vault(dir.path(), &dir.path().join("vault.db"), vault_args).await?;
+        let manager = start_manager(dir.path(), vault.addr("internal"), manager_args).await?;
+        Ok(Self { dir, vault, manager, http: https_client(None)? })
+    }
+
+    /// `https://<manager>/<path>`.
+    pub fn manager_url(&self, path: &str) -> String {
+        format!("https://{}{path}", self.manager.addr("api"))
+    }
+
+    /// `https://<vault public>/<path>`.
+    pub fn vault_url(&self, path: &str) -> String {
+        format!("https://{}{path}", self.vault.addr("public"))
+    }
+
+    /// Path of vault's SQLite database.
+    pub fn database(&self) -> PathBuf {
+        self.dir.path().join("vault.db")
+    }
+
+    /// `POST /api/keys` with a JSON body; any status.
+    pub async fn post_keys(&self, body: &Value) -> Result<Answer> {
+        answer(self.http.post(self.manager_url("/api/keys")).json(body).send().await?).await
+    }
+
+    /// Stores a secret and insists on `201`.
+    pub async fn store(&self, user_id: &str, key_data: &str) -> Result<StoreKeyResponse> {
+        let (status, body) = self.post_keys(&json!({"user_id": user_id, "key_data": key_data})).await?;
+        if status != StatusCode::CREATED {
+            bail!("store answered {status}: {body}");
+        }
+        Ok(serde_json::from_value(body)?)
+    }
+
+    /// `GET /api/keys/{key_id}` at vault with `Authorization: Bearer <token>`.
+    pub async fn read(&self, key_id: &str, token: &str) -> Result<Answer> {
+        read_at(&self.http, self.vault.addr("public"), key_id, Some(&format!("Bearer {token}"))).await
+    }
+}
+
+/// `GET /api/keys/{key_id}` at the vault listening on `vault` with an optional
+/// `Authorization` header value.
+pub async fn read_at(http: &reqwest::Client, vault: SocketAddr, key_id: &str, authorization: Option<&str>) -> Result<Answer> {
+    let mut request = http.get(format!("https://{vault}/api/keys/{key_id}"));
+    if let Some(value) = authorization {
+        request = request.header("authorization", value);
+    }
+    answer(request.send().await?).await
+}
+
+/// Status and JSON body of a response.
+pub async fn answer(response: reqwest::Response) -> Result<Answer> {
+    let status = response.status();
+    let bytes = response.bytes().await?;
+    Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+}
+
+/// Asserts the contract's error shape and returns its `code`.
+pub fn error_code(body: &Value) -> Result<&str> {
+    let code = body["error"]["code"].as_str().ok_or_else(|| anyhow!("not an error body: {body}"))?;
+    body["error"]["message"].as_str().ok_or_else(|| anyhow!("error body without message: {body}"))?;
+    Ok(code)
+}
