@@ -18,13 +18,23 @@ pub fn error_response(status: StatusCode, code: &str, message: impl Into<String>
     (status, axum::Json(body)).into_response()
 }
 
-/// Like [`error_response`] for 401, with the RFC 6750 `WWW-Authenticate` challenge.
-pub fn unauthorized(code: &str, message: impl Into<String>) -> Response {
+/// The RFC 6750 §3 challenge sent with a 401.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BearerChallenge {
+    /// No credentials were sent: a bare `Bearer` challenge.
+    Missing,
+    /// A token was sent and refused: `error="invalid_token"`.
+    InvalidToken,
+}
+
+/// Like [`error_response`] for 401, with the `WWW-Authenticate` challenge.
+pub fn unauthorized(challenge: BearerChallenge, code: &str, message: impl Into<String>) -> Response {
     let mut response = error_response(StatusCode::UNAUTHORIZED, code, message);
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static(r#"Bearer error="invalid_token""#),
-    );
+    let value = match challenge {
+        BearerChallenge::Missing => HeaderValue::from_static("Bearer"),
+        BearerChallenge::InvalidToken => HeaderValue::from_static(r#"Bearer error="invalid_token""#),
+    };
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
     response
 }
 

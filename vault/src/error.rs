@@ -3,7 +3,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use contract::envelope::EnvelopeError;
-use service_kit::json::{JsonBodyError, error_response, unauthorized};
+use service_kit::json::{BearerChallenge, JsonBodyError, error_response, unauthorized};
 
 use crate::storage::StoreError;
 use crate::token::TokenError;
@@ -70,11 +70,12 @@ impl IntoResponse for ApiError {
         }
         match self {
             ApiError::Token(TokenError::Missing) => unauthorized(
+                BearerChallenge::Missing,
                 "missing_token",
                 "an Authorization: Bearer token is required",
             ),
             ApiError::Token(_) => {
-                unauthorized("invalid_token", "the access token is invalid or expired")
+                unauthorized(BearerChallenge::InvalidToken, "invalid_token", "the access token is invalid or expired")
             }
             ApiError::WrongKey => error_response(
                 StatusCode::FORBIDDEN,

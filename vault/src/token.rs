@@ -14,6 +14,9 @@ pub enum TokenError {
     /// No `Authorization: Bearer` header.
     #[error("no bearer token")]
     Missing,
+    /// An `Authorization` header that is not visible ASCII.
+    #[error("unreadable Authorization header")]
+    Unreadable,
     /// The header could not be parsed (includes `alg: none`, which no key type accepts).
     #[error("malformed token header")]
     Malformed(#[source] jsonwebtoken::errors::Error),

@@ -66,8 +66,9 @@ async fn read_key(
 fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
     let value = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or(ApiError::Token(TokenError::Missing))?;
+        .ok_or(ApiError::Token(TokenError::Missing))?
+        .to_str()
+        .map_err(|_| ApiError::Token(TokenError::Unreadable))?;
     let (scheme, token) = value
         .split_once(' ')
         .ok_or(ApiError::Token(TokenError::Missing))?;
