@@ -1,0 +1,62 @@
+//! Start-up failures end the process quickly with one line that names the problem.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use anyhow::Result;
+use e2e::service_command;
+
+/// Runs a service that must fail; returns its stderr.
+async fn fails_with(name: &str, args: &[&str]) -> Result<String> {
+    let mut command = service_command(name)?;
+    command.args(args).args(["--listen", "127.0.0.1:0"].iter().filter(|_| name == "manager"));
+    if name == "vault" {
+        command.args(["--listen-public", "127.0.0.1:0", "--listen-internal", "127.0.0.1:0"]);
+    }
+    command.kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(30), command.output()).await??;
+    assert!(!output.status.success(), "{name} {args:?} should have failed");
+    Ok(String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[tokio::test]
+async fn an_unknown_token_label_stops_start_up_with_a_clear_message() -> Result<()> {
+    for name in ["vault", "manager"] {
+        let stderr = fails_with(name, &["--token-label", "no-such-token"]).await?;
+        assert!(stderr.contains("no token labelled \"no-such-token\""), "{name}: {stderr}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_wrong_pin_stops_start_up_without_printing_the_pin() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let pin_file = dir.path().join("wrong.pin");
+    std::fs::write(&pin_file, "definitely-not-the-pin\n")?;
+    std::fs::set_permissions(&pin_file, std::fs::Permissions::from_mode(0o600))?;
+    let pin_arg = pin_file.to_string_lossy().into_owned();
+    for name in ["vault", "manager"] {
+        let stderr = fails_with(name, &["--pin-file", &pin_arg]).await?;
+        assert!(stderr.contains("refused the PIN"), "{name}: {stderr}");
+        assert!(!stderr.contains("definitely-not-the-pin"));
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_pin_file_others_can_read_is_refused() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let pin_file = dir.path().join("open.pin");
+    std::fs::write(&pin_file, "1234\n")?;
+    std::fs::set_permissions(&pin_file, std::fs::Permissions::from_mode(0o644))?;
+    let stderr = fails_with("vault", &["--pin-file", &pin_file.to_string_lossy()]).await?;
+    assert!(stderr.contains("chmod 600"), "{stderr}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_missing_pkcs11_module_stops_start_up_with_a_clear_message() -> Result<()> {
+    let stderr = fails_with("manager", &["--pkcs11-module", "/nonexistent/libpkcs11.so"]).await?;
+    assert!(stderr.contains("could not load PKCS#11 module /nonexistent/libpkcs11.so"), "{stderr}");
+    Ok(())
+}

@@ -1,0 +1,77 @@
+//! TLS boundaries and peer failures: vault's internal listener admits only manager's
+//! certificate, and manager hands out no token when vault cannot store.
+
+use anyhow::Result;
+use e2e::{System, error_code, https_client, start_manager};
+use reqwest::StatusCode;
+use serde_json::json;
+
+fn envelope_request() -> serde_json::Value {
+    json!({"user_id": "alice", "envelope": "a.b.c.d.e", "expires_at": 4_000_000_000u64})
+}
+
+#[tokio::test]
+async fn the_internal_listener_refuses_clients_without_managers_certificate() -> Result<()> {
+    let system = System::start().await?;
+    let url = format!("https://{}/internal/keys/abc", system.vault.addr("internal"));
+    let tls = e2e::dev_dir()?.join("tls");
+
+    let anonymous = https_client(None)?;
+    let refused = anonymous.put(&url).json(&envelope_request()).send().await;
+    assert!(refused.is_err(), "no client certificate must fail the handshake: {refused:?}");
+
+    // A certificate from the same CA, but vault's server certificate: wrong name and EKU.
+    let impostor = https_client(Some((&tls.join("vault-server.pem"), &tls.join("vault-server.key"))))?;
+    let refused = impostor.put(&url).json(&envelope_request()).send().await;
+    assert!(refused.is_err(), "a non-manager certificate must fail the handshake: {refused:?}");
+
+    // manager's own certificate gets through (and the bogus envelope is refused in JSON).
+    let manager = https_client(Some((&tls.join("manager-client.pem"), &tls.join("manager-client.key"))))?;
+    let (status, body) = e2e::answer(manager.put(&url).json(&envelope_request()).send().await?).await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_code(&body)?, "invalid_envelope");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_public_listener_does_not_offer_the_internal_api() -> Result<()> {
+    let system = System::start().await?;
+    let tls = e2e::dev_dir()?.join("tls");
+    let manager = https_client(Some((&tls.join("manager-client.pem"), &tls.join("manager-client.key"))))?;
+    let url = system.vault_url("/internal/keys/abc");
+    let (status, _) = e2e::answer(manager.put(&url).json(&envelope_request()).send().await?).await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    Ok(())
+}
+
+#[tokio::test]
+async fn manager_answers_503_and_no_token_when_vault_is_unreachable() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    // A port that was free a moment ago and has no listener now.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let manager = start_manager(dir.path(), closed, &["--vault-timeout-ms", "2000"]).await?;
+    let http = https_client(None)?;
+    let response = http
+        .post(format!("https://{}/api/keys", manager.addr("api")))
+        .json(&json!({"user_id": "alice", "key_data": "never stored"}))
+        .send()
+        .await?;
+    let (status, body) = e2e::answer(response).await?;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(error_code(&body)?, "vault_unavailable");
+    assert!(body.get("access_token").is_none() && body.get("key_id").is_none());
+    let ready = http.get(format!("https://{}/readyz", manager.addr("api"))).send().await?;
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    Ok(())
+}
+
+#[tokio::test]
+async fn manager_stops_handing_out_tokens_when_vault_dies_mid_flight() -> Result<()> {
+    let mut system = System::start().await?;
+    system.store("alice", "before").await?;
+    system.vault.kill().await?;
+    let (status, body) = system.post_keys(&json!({"user_id": "alice", "key_data": "after"})).await?;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.get("access_token").is_none());
+    Ok(())
+}
