@@ -87,3 +87,57 @@ fn is_bad_ciphertext(rv: Option<RvError>) -> bool {
         )
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::TestKey;
+    use aws_lc_rs::rsa::{OAEP_SHA1_MGF1SHA1, OaepPublicEncryptingKey, PublicEncryptingKey};
+
+    fn encrypt_sha1(public: &contract::jwk::RsaPublicKey, plaintext: &[u8]) -> Vec<u8> {
+        let der = public.spki_der().expect("spki");
+        let key = OaepPublicEncryptingKey::new(PublicEncryptingKey::from_der(&der).expect("key")).expect("oaep");
+        let mut out = vec![0u8; key.ciphertext_size()];
+        key.encrypt(&OAEP_SHA1_MGF1SHA1, plaintext, &mut out, None).expect("encrypt").to_vec()
+    }
+
+    /// Ciphertexts made by an independent implementation (aws-lc) open in the token.
+    #[tokio::test]
+    async fn oaep_sha1_ciphertexts_from_aws_lc_decrypt_in_the_token() -> Result<()> {
+        let key = TestKey::generate(crate::KeyUsage::Decrypt).await?;
+        let public = crate::rsa_public_key(&key.pool, &key.label).await?;
+        let decrypter = Decrypter::new(key.pool.clone(), key.label.clone());
+        let content_key = [0x42u8; 32];
+        let plain = decrypter.decrypt_oaep(OaepHash::Sha1, &encrypt_sha1(&public, &content_key)).await?;
+        assert_eq!(plain.as_slice(), &content_key);
+        key.destroy().await
+    }
+
+    /// SoftHSM answers CKR_GENERAL_ERROR for a bad OAEP block: that is the data's fault,
+    /// must not read as an outage, and must leave the pool usable.
+    #[tokio::test]
+    async fn a_tampered_ciphertext_is_a_decryption_failure_not_an_outage() -> Result<()> {
+        let key = TestKey::generate(crate::KeyUsage::Decrypt).await?;
+        let public = crate::rsa_public_key(&key.pool, &key.label).await?;
+        let decrypter = Decrypter::new(key.pool.clone(), key.label.clone());
+        let mut ciphertext = encrypt_sha1(&public, &[7u8; 32]);
+        ciphertext[100] ^= 0x01;
+        let error = decrypter.decrypt_oaep(OaepHash::Sha1, &ciphertext).await.expect_err("tampered");
+        assert!(matches!(error, Error::DecryptionFailed(_)), "{error:?}");
+        assert!(!error.is_unavailable());
+        let fine = decrypter.decrypt_oaep(OaepHash::Sha1, &encrypt_sha1(&public, &[8u8; 32])).await?;
+        assert_eq!(fine.as_slice(), &[8u8; 32]);
+        key.destroy().await
+    }
+
+    /// A signing key has no CKA_DECRYPT: the token refuses, whatever the caller wants.
+    #[tokio::test]
+    async fn a_signing_key_cannot_decrypt() -> Result<()> {
+        let key = TestKey::generate(crate::KeyUsage::Sign).await?;
+        let public = crate::rsa_public_key(&key.pool, &key.label).await?;
+        let decrypter = Decrypter::new(key.pool.clone(), key.label.clone());
+        let result = decrypter.decrypt_oaep(OaepHash::Sha1, &encrypt_sha1(&public, &[1u8; 32])).await;
+        assert!(result.is_err(), "a sign-only key must not decrypt");
+        key.destroy().await
+    }
+}

@@ -35,11 +35,14 @@ mod provision;
 mod sign;
 mod token_init;
 
+#[cfg(test)]
+mod test_support;
+
 pub use decrypt::{Decrypter, OaepHash};
 pub use error::{Error, Result};
 pub use export::rsa_public_key;
 pub use pin::read_pin_file;
 pub use pool::{Module, TokenConfig, TokenPool};
-pub use provision::{Generated, KeyUsage, RsaKeySpec, generate_rsa_key_pair};
+pub use provision::{Generated, KeyUsage, RsaKeySpec, destroy_key_pair, generate_rsa_key_pair};
 pub use sign::{SignatureAlgorithm, Signer, UnsupportedAlgorithm};
 pub use token_init::{TokenInit, initialize_token};

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
-use cryptoki::session::{Session, UserType};
+use cryptoki::session::{Session, SessionState, UserType};
 use cryptoki::slot::Slot;
 use secrecy::SecretString;
 use tokio::sync::Semaphore;
@@ -173,13 +173,13 @@ impl Inner {
                     self.checkin(session, generation);
                     return Ok(value);
                 }
-                Err(Error::Pkcs11 { source, operation }) if is_session_fatal(&source) => {
+                Err(error) if is_lost(&error, &session) => {
                     drop(session);
                     self.reset();
                     if recovered {
-                        return Err(Error::Pkcs11 { source, operation });
+                        return Err(error);
                     }
-                    tracing::warn!(token = %self.config.token_label, error = %source, "token session lost; reconnecting");
+                    tracing::warn!(token = %self.config.token_label, error = %error, "token session lost; reconnecting");
                     recovered = true;
                 }
                 Err(other) => {
@@ -276,6 +276,20 @@ impl Inner {
     }
 }
 
+/// Whether `error` means the session or its login is gone. A logged-out session does
+/// not fail C_FindObjects, it just stops seeing private keys, so a missing key is
+/// checked against the session's login state.
+fn is_lost(error: &Error, session: &Session) -> bool {
+    match error {
+        Error::Pkcs11 { source, .. } => is_session_fatal(source),
+        Error::KeyNotFound { .. } => !matches!(
+            session.get_session_info().map(|info| info.session_state()),
+            Ok(SessionState::RwUser | SessionState::RoUser)
+        ),
+        _ => false,
+    }
+}
+
 fn find_slot_by_label(ctx: &Pkcs11, label: &str) -> Result<Slot> {
     let slots = ctx
         .get_slots_with_token()
@@ -312,5 +326,35 @@ fn login_error(label: &str, e: CkError) -> Error {
             operation: "login",
             source: e,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{hsm_test_config, module};
+
+    /// Another session of the same application logs out: every session of the pool loses
+    /// its login at once, as after a token reset. The next call must recover by itself.
+    #[tokio::test]
+    async fn recovers_when_the_token_logs_the_application_out() -> Result<()> {
+        let module = module()?;
+        let pool = TokenPool::connect(&module, hsm_test_config()?).await?;
+        let label = format!("recover-{}", std::process::id());
+        crate::generate_rsa_key_pair(
+            &pool,
+            crate::RsaKeySpec { label: label.clone(), id: vec![9], bits: 2048, usage: crate::KeyUsage::Sign },
+        )
+        .await?;
+        let signer = crate::Signer::new(pool.clone(), label.clone(), crate::SignatureAlgorithm::Rs256);
+        signer.sign(b"before").await?;
+
+        let generation = pool.inner.lock().generation;
+        pool.run("logout", |session| session.logout().map_err(Error::pkcs11("logout"))).await?;
+        signer.sign(b"after").await?;
+        assert!(pool.inner.lock().generation > generation, "the pool must have reconnected");
+
+        crate::destroy_key_pair(&pool, &label).await?;
+        Ok(())
     }
 }

@@ -4,7 +4,7 @@ use cryptoki::mechanism::Mechanism;
 use cryptoki::object::Attribute;
 
 use crate::error::{Error, Result};
-use crate::keys::{KeyClass, key_exists};
+use crate::keys::{KeyClass, find_key, key_exists};
 use crate::pool::TokenPool;
 
 /// What a generated private key may do; nothing else is enabled.
@@ -103,6 +103,23 @@ pub async fn generate_rsa_key_pair(pool: &TokenPool, spec: RsaKeySpec) -> Result
             .generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public, &private)
             .map_err(Error::pkcs11("generate key pair"))?;
         Ok(Generated::Created)
+    })
+    .await
+}
+
+/// Destroys both halves of the key pair labelled `label`; a missing half is not an error,
+/// so that retiring a key is idempotent.
+pub async fn destroy_key_pair(pool: &TokenPool, label: &str) -> Result<()> {
+    let label = label.to_owned();
+    pool.run("destroy key pair", move |session| {
+        for class in [KeyClass::Private, KeyClass::Public] {
+            match find_key(session, class, &label) {
+                Ok(handle) => session.destroy_object(handle).map_err(Error::pkcs11("destroy key"))?,
+                Err(Error::KeyNotFound { .. }) => {}
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(())
     })
     .await
 }

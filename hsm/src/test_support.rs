@@ -1,0 +1,60 @@
+//! The one fixture for tests against SoftHSM: the `hsm-test` token provisioned in `.dev/`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::{Module, Result, TokenConfig};
+
+/// The PKCS#11 module, loaded once per test process (SoftHSM crashes on parallel
+/// initialisation). `SOFTHSM2_CONF` comes from `.cargo/config.toml` or the Makefile.
+pub(crate) fn module() -> Result<Module> {
+    static MODULE: Mutex<Option<Module>> = Mutex::new(None);
+    let mut slot = MODULE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(module) = slot.as_ref() {
+        return Ok(module.clone());
+    }
+    let path = std::env::var_os("PKCS11_MODULE").map_or_else(|| PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"), PathBuf::from);
+    let module = Module::load(&path)?;
+    *slot = Some(module.clone());
+    Ok(module)
+}
+
+/// Pool configuration for the `hsm-test` token.
+pub(crate) fn hsm_test_config() -> Result<TokenConfig> {
+    let pin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.dev/pins/hsm-test.pin");
+    Ok(TokenConfig {
+        token_label: "hsm-test".into(),
+        pin: crate::read_pin_file(&pin)?,
+        sessions: 2,
+        slot_discovery_timeout: Duration::from_secs(5),
+        operation_timeout: Duration::from_secs(30),
+    })
+}
+
+/// A fresh key pair with a unique label in the `hsm-test` token, destroyed by
+/// [`TestKey::destroy`].
+pub(crate) struct TestKey {
+    pub(crate) pool: crate::TokenPool,
+    pub(crate) label: String,
+}
+
+impl TestKey {
+    pub(crate) async fn generate(usage: crate::KeyUsage) -> Result<Self> {
+        let pool = crate::TokenPool::connect(&module()?, hsm_test_config()?).await?;
+        let label = format!("test-{:?}-{}-{:x}", usage, std::process::id(), rand_suffix());
+        crate::generate_rsa_key_pair(&pool, crate::RsaKeySpec { label: label.clone(), id: vec![0x7e], bits: 2048, usage })
+            .await?;
+        Ok(Self { pool, label })
+    }
+
+    pub(crate) async fn destroy(self) -> Result<()> {
+        crate::destroy_key_pair(&self.pool, &self.label).await
+    }
+}
+
+fn rand_suffix() -> u64 {
+    let mut bytes = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut bytes).expect("system RNG");
+    u64::from_le_bytes(bytes)
+}

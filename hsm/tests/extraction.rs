@@ -1,0 +1,117 @@
+//! The provisioned private keys cannot be read or wrapped out of their tokens.
+//!
+//! Written against raw cryptoki, as an attacker holding the user PIN would use the token,
+//! not through the `hsm` crate whose claims are being tested.
+
+use std::path::{Path, PathBuf};
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error, RvError};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, AttributeInfo, AttributeType, ObjectClass, ObjectHandle};
+use cryptoki::session::{Session, UserType};
+use secrecy::SecretString;
+
+type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+fn dev() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../.dev")
+}
+
+fn logged_in_session(ctx: &Pkcs11, token: &str) -> Result<Session> {
+    let slot = ctx
+        .get_slots_with_token()?
+        .into_iter()
+        .find(|slot| ctx.get_token_info(*slot).is_ok_and(|info| info.label().trim_end() == token))
+        .ok_or_else(|| format!("token {token} not provisioned; run make test"))?;
+    let session = ctx.open_rw_session(slot)?;
+    let pin = std::fs::read_to_string(dev().join(format!("pins/{token}.pin")))?;
+    session.login(UserType::User, Some(&SecretString::from(pin.trim().to_owned())))?;
+    Ok(session)
+}
+
+fn private_key(session: &Session, label: &str) -> Result<ObjectHandle> {
+    let found = session.find_objects(&[
+        Attribute::Class(ObjectClass::PRIVATE_KEY),
+        Attribute::Label(label.as_bytes().to_vec()),
+    ])?;
+    assert_eq!(found.len(), 1, "exactly one private key labelled {label}");
+    Ok(found[0])
+}
+
+fn rv(error: &Error) -> Option<RvError> {
+    match error {
+        Error::Pkcs11(rv, _) => Some(*rv),
+        _ => None,
+    }
+}
+
+#[test]
+fn provisioned_private_keys_cannot_be_read_or_wrapped_out_of_their_tokens() -> Result {
+    let module = std::env::var_os("PKCS11_MODULE").map_or_else(|| PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"), PathBuf::from);
+    let ctx = Pkcs11::new(module)?;
+    ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))?;
+
+    for (token, label) in [("manager", "manager-signing"), ("vault", "vault-wrapping")] {
+        let session = logged_in_session(&ctx, token)?;
+        let key = private_key(&session, label)?;
+
+        // The private components are sensitive: the token will not return them.
+        // (cryptoki's get_attributes silently drops sensitive attributes, so ask for
+        // their info, which reports the refusal.)
+        let secret_parts = [
+            AttributeType::PrivateExponent,
+            AttributeType::Prime1,
+            AttributeType::Prime2,
+            AttributeType::Exponent1,
+            AttributeType::Exponent2,
+            AttributeType::Coefficient,
+        ];
+        for info in session.get_attribute_info(key, &secret_parts)? {
+            assert!(matches!(info, AttributeInfo::Sensitive), "{token}/{label}: {info:?}");
+        }
+        let read = session.get_attributes(key, &[AttributeType::PrivateExponent])?;
+        assert!(read.is_empty(), "{token}/{label}: CKA_PRIVATE_EXPONENT was returned");
+
+        // The flags say so, and say it was always so (generated inside the token).
+        let flags = session.get_attributes(
+            key,
+            &[
+                AttributeType::Sensitive,
+                AttributeType::Extractable,
+                AttributeType::AlwaysSensitive,
+                AttributeType::NeverExtractable,
+                AttributeType::Private,
+                AttributeType::Token,
+                AttributeType::Local,
+            ],
+        )?;
+        for flag in &flags {
+            let ok = match flag {
+                Attribute::Sensitive(v) | Attribute::AlwaysSensitive(v) | Attribute::NeverExtractable(v) => *v,
+                Attribute::Private(v) | Attribute::Token(v) | Attribute::Local(v) => *v,
+                Attribute::Extractable(v) => !*v,
+                _ => true,
+            };
+            assert!(ok, "{token}/{label}: {flag:?}");
+        }
+        assert_eq!(flags.len(), 7, "{token}/{label}: all flags readable");
+
+        // Wrapping it out under a key we control is refused.
+        let wrapping_key = session.generate_key(
+            &Mechanism::AesKeyGen,
+            &[Attribute::Token(false), Attribute::ValueLen(32.into()), Attribute::Wrap(true), Attribute::Encrypt(true)],
+        )?;
+        let wrapped = session.wrap_key(&Mechanism::AesKeyWrapPad, wrapping_key, key);
+        let error = wrapped.expect_err("wrapping a non-extractable key must fail");
+        assert_eq!(rv(&error), Some(RvError::KeyUnextractable), "{token}/{label}: {error}");
+
+        // And the flags cannot be relaxed after the fact.
+        for relax in [Attribute::Extractable(true), Attribute::Sensitive(false)] {
+            let changed = session.update_attributes(key, &[relax.clone()]);
+            assert!(changed.is_err(), "{token}/{label}: {relax:?} was accepted");
+        }
+        session.destroy_object(wrapping_key)?;
+    }
+    Ok(())
+}
