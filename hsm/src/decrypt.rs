@@ -96,9 +96,12 @@ mod tests {
 
     fn encrypt_sha1(public: &contract::jwk::RsaPublicKey, plaintext: &[u8]) -> Vec<u8> {
         let der = public.spki_der().expect("spki");
-        let key = OaepPublicEncryptingKey::new(PublicEncryptingKey::from_der(&der).expect("key")).expect("oaep");
+        let key = OaepPublicEncryptingKey::new(PublicEncryptingKey::from_der(&der).expect("key"))
+            .expect("oaep");
         let mut out = vec![0u8; key.ciphertext_size()];
-        key.encrypt(&OAEP_SHA1_MGF1SHA1, plaintext, &mut out, None).expect("encrypt").to_vec()
+        key.encrypt(&OAEP_SHA1_MGF1SHA1, plaintext, &mut out, None)
+            .expect("encrypt")
+            .to_vec()
     }
 
     /// Ciphertexts made by an independent implementation (aws-lc) open in the token.
@@ -108,7 +111,9 @@ mod tests {
         let public = crate::rsa_public_key(&key.pool, &key.label).await?;
         let decrypter = Decrypter::new(key.pool.clone(), key.label.clone());
         let content_key = [0x42u8; 32];
-        let plain = decrypter.decrypt_oaep(OaepHash::Sha1, &encrypt_sha1(&public, &content_key)).await?;
+        let plain = decrypter
+            .decrypt_oaep(OaepHash::Sha1, &encrypt_sha1(&public, &content_key))
+            .await?;
         assert_eq!(plain.as_slice(), &content_key);
         key.destroy().await
     }
@@ -122,10 +127,15 @@ mod tests {
         let decrypter = Decrypter::new(key.pool.clone(), key.label.clone());
         let mut ciphertext = encrypt_sha1(&public, &[7u8; 32]);
         ciphertext[100] ^= 0x01;
-        let error = decrypter.decrypt_oaep(OaepHash::Sha1, &ciphertext).await.expect_err("tampered");
+        let error = decrypter
+            .decrypt_oaep(OaepHash::Sha1, &ciphertext)
+            .await
+            .expect_err("tampered");
         assert!(matches!(error, Error::DecryptionFailed(_)), "{error:?}");
         assert!(!error.is_unavailable());
-        let fine = decrypter.decrypt_oaep(OaepHash::Sha1, &encrypt_sha1(&public, &[8u8; 32])).await?;
+        let fine = decrypter
+            .decrypt_oaep(OaepHash::Sha1, &encrypt_sha1(&public, &[8u8; 32]))
+            .await?;
         assert_eq!(fine.as_slice(), &[8u8; 32]);
         key.destroy().await
     }
@@ -136,7 +146,9 @@ mod tests {
         let key = TestKey::generate(crate::KeyUsage::Sign).await?;
         let public = crate::rsa_public_key(&key.pool, &key.label).await?;
         let decrypter = Decrypter::new(key.pool.clone(), key.label.clone());
-        let result = decrypter.decrypt_oaep(OaepHash::Sha1, &encrypt_sha1(&public, &[1u8; 32])).await;
+        let result = decrypter
+            .decrypt_oaep(OaepHash::Sha1, &encrypt_sha1(&public, &[1u8; 32]))
+            .await;
         assert!(result.is_err(), "a sign-only key must not decrypt");
         key.destroy().await
     }

@@ -343,16 +343,31 @@ mod tests {
         let label = format!("recover-{}", std::process::id());
         crate::generate_rsa_key_pair(
             &pool,
-            crate::RsaKeySpec { label: label.clone(), id: vec![9], bits: 2048, usage: crate::KeyUsage::Sign },
+            crate::RsaKeySpec {
+                label: label.clone(),
+                id: vec![9],
+                bits: 2048,
+                usage: crate::KeyUsage::Sign,
+            },
         )
         .await?;
-        let signer = crate::Signer::new(pool.clone(), label.clone(), crate::SignatureAlgorithm::Rs256);
+        let signer = crate::Signer::new(
+            pool.clone(),
+            label.clone(),
+            crate::SignatureAlgorithm::Rs256,
+        );
         signer.sign(b"before").await?;
 
         let generation = pool.inner.lock().generation;
-        pool.run("logout", |session| session.logout().map_err(Error::pkcs11("logout"))).await?;
+        pool.run("logout", |session| {
+            session.logout().map_err(Error::pkcs11("logout"))
+        })
+        .await?;
         signer.sign(b"after").await?;
-        assert!(pool.inner.lock().generation > generation, "the pool must have reconnected");
+        assert!(
+            pool.inner.lock().generation > generation,
+            "the pool must have reconnected"
+        );
 
         crate::destroy_key_pair(&pool, &label).await?;
         Ok(())

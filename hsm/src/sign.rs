@@ -122,7 +122,9 @@ impl Signer {
 mod tests {
     use super::*;
     use crate::test_support::TestKey;
-    use aws_lc_rs::signature::{RSA_PKCS1_2048_8192_SHA256, RSA_PSS_2048_8192_SHA256, RsaPublicKeyComponents};
+    use aws_lc_rs::signature::{
+        RSA_PKCS1_2048_8192_SHA256, RSA_PSS_2048_8192_SHA256, RsaPublicKeyComponents,
+    };
 
     /// Token signatures checked by an independent implementation (aws-lc) against the
     /// exported public key.
@@ -130,16 +132,28 @@ mod tests {
     async fn rs256_and_ps256_signatures_verify_with_aws_lc() -> Result<()> {
         let key = TestKey::generate(crate::KeyUsage::Sign).await?;
         let public = crate::rsa_public_key(&key.pool, &key.label).await?;
-        let components = RsaPublicKeyComponents { n: public.modulus(), e: public.exponent() };
+        let components = RsaPublicKeyComponents {
+            n: public.modulus(),
+            e: public.exponent(),
+        };
         let message = b"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9";
         for (algorithm, params) in [
             (SignatureAlgorithm::Rs256, &RSA_PKCS1_2048_8192_SHA256),
             (SignatureAlgorithm::Ps256, &RSA_PSS_2048_8192_SHA256),
         ] {
-            let signature = Signer::new(key.pool.clone(), key.label.clone(), algorithm).sign(message).await?;
+            let signature = Signer::new(key.pool.clone(), key.label.clone(), algorithm)
+                .sign(message)
+                .await?;
             assert_eq!(signature.len(), 256);
-            assert!(components.verify(params, message, &signature).is_ok(), "{algorithm} must verify");
-            assert!(components.verify(params, b"other message", &signature).is_err());
+            assert!(
+                components.verify(params, message, &signature).is_ok(),
+                "{algorithm} must verify"
+            );
+            assert!(
+                components
+                    .verify(params, b"other message", &signature)
+                    .is_err()
+            );
         }
         key.destroy().await
     }
@@ -149,14 +163,20 @@ mod tests {
         let key = TestKey::generate(crate::KeyUsage::Sign).await?;
         let signer = Signer::new(key.pool.clone(), "no-such-key", SignatureAlgorithm::Rs256);
         let error = signer.sign(b"x").await.expect_err("no such key");
-        assert!(matches!(error, Error::KeyNotFound { ref label, .. } if label == "no-such-key"), "{error:?}");
+        assert!(
+            matches!(error, Error::KeyNotFound { ref label, .. } if label == "no-such-key"),
+            "{error:?}"
+        );
         key.destroy().await
     }
 
     #[test]
     fn algorithm_names_round_trip_and_unknown_ones_are_refused() {
         for algorithm in [SignatureAlgorithm::Rs256, SignatureAlgorithm::Ps256] {
-            assert_eq!(algorithm.jose_name().parse::<SignatureAlgorithm>().ok(), Some(algorithm));
+            assert_eq!(
+                algorithm.jose_name().parse::<SignatureAlgorithm>().ok(),
+                Some(algorithm)
+            );
         }
         assert!("HS256".parse::<SignatureAlgorithm>().is_err());
         assert!("none".parse::<SignatureAlgorithm>().is_err());

@@ -22,11 +22,17 @@ fn logged_in_session(ctx: &Pkcs11, token: &str) -> Result<Session> {
     let slot = ctx
         .get_slots_with_token()?
         .into_iter()
-        .find(|slot| ctx.get_token_info(*slot).is_ok_and(|info| info.label().trim_end() == token))
+        .find(|slot| {
+            ctx.get_token_info(*slot)
+                .is_ok_and(|info| info.label().trim_end() == token)
+        })
         .ok_or_else(|| format!("token {token} not provisioned; run make test"))?;
     let session = ctx.open_rw_session(slot)?;
     let pin = std::fs::read_to_string(dev().join(format!("pins/{token}.pin")))?;
-    session.login(UserType::User, Some(&SecretString::from(pin.trim().to_owned())))?;
+    session.login(
+        UserType::User,
+        Some(&SecretString::from(pin.trim().to_owned())),
+    )?;
     Ok(session)
 }
 
@@ -48,7 +54,10 @@ fn rv(error: &Error) -> Option<RvError> {
 
 #[test]
 fn provisioned_private_keys_cannot_be_read_or_wrapped_out_of_their_tokens() -> Result {
-    let module = std::env::var_os("PKCS11_MODULE").map_or_else(|| PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"), PathBuf::from);
+    let module = std::env::var_os("PKCS11_MODULE").map_or_else(
+        || PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"),
+        PathBuf::from,
+    );
     let ctx = Pkcs11::new(module)?;
     ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))?;
 
@@ -68,10 +77,16 @@ fn provisioned_private_keys_cannot_be_read_or_wrapped_out_of_their_tokens() -> R
             AttributeType::Coefficient,
         ];
         for info in session.get_attribute_info(key, &secret_parts)? {
-            assert!(matches!(info, AttributeInfo::Sensitive), "{token}/{label}: {info:?}");
+            assert!(
+                matches!(info, AttributeInfo::Sensitive),
+                "{token}/{label}: {info:?}"
+            );
         }
         let read = session.get_attributes(key, &[AttributeType::PrivateExponent])?;
-        assert!(read.is_empty(), "{token}/{label}: CKA_PRIVATE_EXPONENT was returned");
+        assert!(
+            read.is_empty(),
+            "{token}/{label}: CKA_PRIVATE_EXPONENT was returned"
+        );
 
         // The flags say so, and say it was always so (generated inside the token).
         let flags = session.get_attributes(
@@ -88,7 +103,9 @@ fn provisioned_private_keys_cannot_be_read_or_wrapped_out_of_their_tokens() -> R
         )?;
         for flag in &flags {
             let ok = match flag {
-                Attribute::Sensitive(v) | Attribute::AlwaysSensitive(v) | Attribute::NeverExtractable(v) => *v,
+                Attribute::Sensitive(v)
+                | Attribute::AlwaysSensitive(v)
+                | Attribute::NeverExtractable(v) => *v,
                 Attribute::Private(v) | Attribute::Token(v) | Attribute::Local(v) => *v,
                 Attribute::Extractable(v) => !*v,
                 _ => true,
@@ -100,15 +117,24 @@ fn provisioned_private_keys_cannot_be_read_or_wrapped_out_of_their_tokens() -> R
         // Wrapping it out under a key we control is refused.
         let wrapping_key = session.generate_key(
             &Mechanism::AesKeyGen,
-            &[Attribute::Token(false), Attribute::ValueLen(32.into()), Attribute::Wrap(true), Attribute::Encrypt(true)],
+            &[
+                Attribute::Token(false),
+                Attribute::ValueLen(32.into()),
+                Attribute::Wrap(true),
+                Attribute::Encrypt(true),
+            ],
         )?;
         let wrapped = session.wrap_key(&Mechanism::AesKeyWrapPad, wrapping_key, key);
         let error = wrapped.expect_err("wrapping a non-extractable key must fail");
-        assert_eq!(rv(&error), Some(RvError::KeyUnextractable), "{token}/{label}: {error}");
+        assert_eq!(
+            rv(&error),
+            Some(RvError::KeyUnextractable),
+            "{token}/{label}: {error}"
+        );
 
         // And the flags cannot be relaxed after the fact.
         for relax in [Attribute::Extractable(true), Attribute::Sensitive(false)] {
-            let changed = session.update_attributes(key, &[relax.clone()]);
+            let changed = session.update_attributes(key, std::slice::from_ref(&relax));
             assert!(changed.is_err(), "{token}/{label}: {relax:?} was accepted");
         }
         session.destroy_object(wrapping_key)?;

@@ -28,13 +28,21 @@ pub enum BearerChallenge {
 }
 
 /// Like [`error_response`] for 401, with the `WWW-Authenticate` challenge.
-pub fn unauthorized(challenge: BearerChallenge, code: &str, message: impl Into<String>) -> Response {
+pub fn unauthorized(
+    challenge: BearerChallenge,
+    code: &str,
+    message: impl Into<String>,
+) -> Response {
     let mut response = error_response(StatusCode::UNAUTHORIZED, code, message);
     let value = match challenge {
         BearerChallenge::Missing => HeaderValue::from_static("Bearer"),
-        BearerChallenge::InvalidToken => HeaderValue::from_static(r#"Bearer error="invalid_token""#),
+        BearerChallenge::InvalidToken => {
+            HeaderValue::from_static(r#"Bearer error="invalid_token""#)
+        }
     };
-    response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, value);
     response
 }
 

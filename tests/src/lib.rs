@@ -23,7 +23,10 @@ use tokio::process::{Child, ChildStdout, Command};
 pub fn dev_dir() -> Result<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.dev");
     if !dir.join("softhsm2.conf").is_file() {
-        bail!("{} is not provisioned: run `make test` (or softhsm-setup/setup.sh) first", dir.display());
+        bail!(
+            "{} is not provisioned: run `make test` (or softhsm-setup/setup.sh) first",
+            dir.display()
+        );
     }
     Ok(dir.canonicalize()?)
 }
@@ -37,7 +40,10 @@ pub fn binary(name: &str) -> Result<PathBuf> {
         .ok_or_else(|| anyhow!("unexpected test executable path {}", exe.display()))?;
     let path = debug_dir.join(name);
     if !path.is_file() {
-        bail!("{} is missing: build it with `cargo build --workspace --bins` (make test does)", path.display());
+        bail!(
+            "{} is missing: build it with `cargo build --workspace --bins` (make test does)",
+            path.display()
+        );
     }
     Ok(path)
 }
@@ -56,7 +62,11 @@ impl Service {
     /// Spawns `command` and waits for each of `listeners` to be reported on stdout.
     pub async fn spawn(mut command: Command, log: PathBuf, listeners: &[&str]) -> Result<Self> {
         let log_file = std::fs::File::create(&log)?;
-        command.stdout(Stdio::piped()).stderr(log_file).stdin(Stdio::null()).kill_on_drop(true);
+        command
+            .stdout(Stdio::piped())
+            .stderr(log_file)
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
         let mut child = command.spawn().context("spawning service")?;
         let mut stdout = BufReader::new(child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?);
         let mut found = HashMap::new();
@@ -68,7 +78,9 @@ impl Service {
                     bail!("service exited before listening");
                 }
                 if let Some(rest) = line.trim().strip_prefix("listening ") {
-                    let (name, url) = rest.split_once(' ').ok_or_else(|| anyhow!("bad line {line:?}"))?;
+                    let (name, url) = rest
+                        .split_once(' ')
+                        .ok_or_else(|| anyhow!("bad line {line:?}"))?;
                     let addr = url.trim_start_matches("https://").parse()?;
                     found.insert(name.to_owned(), addr);
                 }
@@ -76,9 +88,20 @@ impl Service {
             Ok(())
         };
         match tokio::time::timeout(Duration::from_secs(60), wait).await {
-            Ok(Ok(())) => Ok(Self { child, listeners: found, log, _stdout: stdout }),
-            Ok(Err(e)) => Err(e.context(format!("service log:\n{}", std::fs::read_to_string(&log).unwrap_or_default()))),
-            Err(_) => bail!("service did not listen within 60 s; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default()),
+            Ok(Ok(())) => Ok(Self {
+                child,
+                listeners: found,
+                log,
+                _stdout: stdout,
+            }),
+            Ok(Err(e)) => Err(e.context(format!(
+                "service log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            ))),
+            Err(_) => bail!(
+                "service did not listen within 60 s; log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            ),
         }
     }
 
@@ -103,8 +126,12 @@ impl Service {
 pub fn service_command(name: &str) -> Result<Command> {
     let dev = dev_dir()?;
     let mut command = Command::new(binary(name)?);
-    command.env("SOFTHSM2_CONF", dev.join("softhsm2.conf")).env("RUST_LOG", "info");
-    command.arg("--config").arg(dev.join(format!("{name}.toml")));
+    command
+        .env("SOFTHSM2_CONF", dev.join("softhsm2.conf"))
+        .env("RUST_LOG", "info");
+    command
+        .arg("--config")
+        .arg(dev.join(format!("{name}.toml")));
     Ok(command)
 }
 
@@ -112,7 +139,13 @@ pub fn service_command(name: &str) -> Result<Command> {
 pub async fn start_vault(dir: &Path, database: &Path, extra_args: &[&str]) -> Result<Service> {
     let mut command = service_command("vault")?;
     command
-        .args(["--listen-public", "127.0.0.1:0", "--listen-internal", "127.0.0.1:0", "--database"])
+        .args([
+            "--listen-public",
+            "127.0.0.1:0",
+            "--listen-internal",
+            "127.0.0.1:0",
+            "--database",
+        ])
         .arg(database)
         .args(extra_args);
     let log = dir.join(format!("vault-{}.log", uuid::Uuid::new_v4()));
@@ -120,7 +153,11 @@ pub async fn start_vault(dir: &Path, database: &Path, extra_args: &[&str]) -> Re
 }
 
 /// Starts manager on a free port, storing into vault's internal listener at `vault_internal`.
-pub async fn start_manager(dir: &Path, vault_internal: SocketAddr, extra_args: &[&str]) -> Result<Service> {
+pub async fn start_manager(
+    dir: &Path,
+    vault_internal: SocketAddr,
+    extra_args: &[&str],
+) -> Result<Service> {
     let mut command = service_command("manager")?;
     command
         .args(["--listen", "127.0.0.1:0", "--vault-url"])
@@ -165,7 +202,12 @@ impl System {
         let dir = tempfile::tempdir()?;
         let vault = start_vault(dir.path(), &dir.path().join("vault.db"), vault_args).await?;
         let manager = start_manager(dir.path(), vault.addr("internal"), manager_args).await?;
-        Ok(Self { dir, vault, manager, http: https_client(None)? })
+        Ok(Self {
+            dir,
+            vault,
+            manager,
+            http: https_client(None)?,
+        })
     }
 
     /// `https://<manager>/<path>`.
@@ -185,12 +227,21 @@ impl System {
 
     /// `POST /api/keys` with a JSON body; any status.
     pub async fn post_keys(&self, body: &Value) -> Result<Answer> {
-        answer(self.http.post(self.manager_url("/api/keys")).json(body).send().await?).await
+        answer(
+            self.http
+                .post(self.manager_url("/api/keys"))
+                .json(body)
+                .send()
+                .await?,
+        )
+        .await
     }
 
     /// Stores a secret and insists on `201`.
     pub async fn store(&self, user_id: &str, key_data: &str) -> Result<StoreKeyResponse> {
-        let (status, body) = self.post_keys(&json!({"user_id": user_id, "key_data": key_data})).await?;
+        let (status, body) = self
+            .post_keys(&json!({"user_id": user_id, "key_data": key_data}))
+            .await?;
         if status != StatusCode::CREATED {
             bail!("store answered {status}: {body}");
         }
@@ -199,13 +250,24 @@ impl System {
 
     /// `GET /api/keys/{key_id}` at vault with `Authorization: Bearer <token>`.
     pub async fn read(&self, key_id: &str, token: &str) -> Result<Answer> {
-        read_at(&self.http, self.vault.addr("public"), key_id, Some(&format!("Bearer {token}"))).await
+        read_at(
+            &self.http,
+            self.vault.addr("public"),
+            key_id,
+            Some(&format!("Bearer {token}")),
+        )
+        .await
     }
 }
 
 /// `GET /api/keys/{key_id}` at the vault listening on `vault` with an optional
 /// `Authorization` header value.
-pub async fn read_at(http: &reqwest::Client, vault: SocketAddr, key_id: &str, authorization: Option<&str>) -> Result<Answer> {
+pub async fn read_at(
+    http: &reqwest::Client,
+    vault: SocketAddr,
+    key_id: &str,
+    authorization: Option<&str>,
+) -> Result<Answer> {
     let mut request = http.get(format!("https://{vault}/api/keys/{key_id}"));
     if let Some(value) = authorization {
         request = request.header("authorization", value);
@@ -217,12 +279,19 @@ pub async fn read_at(http: &reqwest::Client, vault: SocketAddr, key_id: &str, au
 pub async fn answer(response: reqwest::Response) -> Result<Answer> {
     let status = response.status();
     let bytes = response.bytes().await?;
-    Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+    Ok((
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    ))
 }
 
 /// Asserts the contract's error shape and returns its `code`.
 pub fn error_code(body: &Value) -> Result<&str> {
-    let code = body["error"]["code"].as_str().ok_or_else(|| anyhow!("not an error body: {body}"))?;
-    body["error"]["message"].as_str().ok_or_else(|| anyhow!("error body without message: {body}"))?;
+    let code = body["error"]["code"]
+        .as_str()
+        .ok_or_else(|| anyhow!("not an error body: {body}"))?;
+    body["error"]["message"]
+        .as_str()
+        .ok_or_else(|| anyhow!("error body without message: {body}"))?;
     Ok(code)
 }

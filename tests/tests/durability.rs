@@ -18,8 +18,16 @@ async fn every_acknowledged_store_survives_sigkill_of_vault() -> Result<()> {
         let (http, url) = (shared.clone(), manager_url.clone());
         tasks.spawn(async move {
             let secret = format!("durable-{i}-{}", uuid::Uuid::new_v4());
-            let response = http.post(&url).json(&serde_json::json!({"user_id": "dora", "key_data": secret})).send().await?;
-            ensure!(response.status() == StatusCode::CREATED, "store {i}: {}", response.status());
+            let response = http
+                .post(&url)
+                .json(&serde_json::json!({"user_id": "dora", "key_data": secret}))
+                .send()
+                .await?;
+            ensure!(
+                response.status() == StatusCode::CREATED,
+                "store {i}: {}",
+                response.status()
+            );
             let stored: contract::wire::StoreKeyResponse = response.json().await?;
             Ok((secret, stored))
         });
@@ -34,8 +42,13 @@ async fn every_acknowledged_store_survives_sigkill_of_vault() -> Result<()> {
     let restarted = start_vault(system.dir.path(), &system.database(), &[]).await?;
     let http = https_client(None)?;
     for (secret, stored) in &acknowledged {
-        let (status, body) =
-            read_at(&http, restarted.addr("public"), &stored.key_id, Some(&format!("Bearer {}", stored.access_token))).await?;
+        let (status, body) = read_at(
+            &http,
+            restarted.addr("public"),
+            &stored.key_id,
+            Some(&format!("Bearer {}", stored.access_token)),
+        )
+        .await?;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["decrypted_key"].as_str(), Some(secret.as_str()));
     }
@@ -52,12 +65,17 @@ async fn envelopes_swapped_between_rows_do_not_open() -> Result<()> {
     let url = format!("sqlite://{}", system.database().display());
     let mut db = sqlx::SqliteConnection::connect(&url).await?;
     let envelope_of = |key_id: &str| {
-        sqlx::query_scalar::<_, String>("SELECT envelope FROM secrets WHERE key_id = ?1").bind(key_id.to_owned())
+        sqlx::query_scalar::<_, String>("SELECT envelope FROM secrets WHERE key_id = ?1")
+            .bind(key_id.to_owned())
     };
     let envelope_a = envelope_of(&a.key_id).fetch_one(&mut db).await?;
     let envelope_b = envelope_of(&b.key_id).fetch_one(&mut db).await?;
     for (key_id, envelope) in [(&a.key_id, &envelope_b), (&b.key_id, &envelope_a)] {
-        sqlx::query("UPDATE secrets SET envelope = ?1 WHERE key_id = ?2").bind(envelope).bind(key_id).execute(&mut db).await?;
+        sqlx::query("UPDATE secrets SET envelope = ?1 WHERE key_id = ?2")
+            .bind(envelope)
+            .bind(key_id)
+            .execute(&mut db)
+            .await?;
     }
     db.close().await?;
 
@@ -66,7 +84,10 @@ async fn envelopes_swapped_between_rows_do_not_open() -> Result<()> {
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
         assert_eq!(error_code(&body)?, "integrity_error");
         let text = body.to_string();
-        assert!(!text.contains("secret of row"), "no plaintext may leak: {text}");
+        assert!(
+            !text.contains("secret of row"),
+            "no plaintext may leak: {text}"
+        );
     }
     Ok(())
 }

@@ -9,13 +9,25 @@ use e2e::service_command;
 /// Runs a service that must fail; returns its stderr.
 async fn fails_with(name: &str, args: &[&str]) -> Result<String> {
     let mut command = service_command(name)?;
-    command.args(args).args(["--listen", "127.0.0.1:0"].iter().filter(|_| name == "manager"));
+    command.args(args).args(
+        ["--listen", "127.0.0.1:0"]
+            .iter()
+            .filter(|_| name == "manager"),
+    );
     if name == "vault" {
-        command.args(["--listen-public", "127.0.0.1:0", "--listen-internal", "127.0.0.1:0"]);
+        command.args([
+            "--listen-public",
+            "127.0.0.1:0",
+            "--listen-internal",
+            "127.0.0.1:0",
+        ]);
     }
     command.kill_on_drop(true);
     let output = tokio::time::timeout(Duration::from_secs(30), command.output()).await??;
-    assert!(!output.status.success(), "{name} {args:?} should have failed");
+    assert!(
+        !output.status.success(),
+        "{name} {args:?} should have failed"
+    );
     Ok(String::from_utf8_lossy(&output.stderr).into_owned())
 }
 
@@ -23,7 +35,10 @@ async fn fails_with(name: &str, args: &[&str]) -> Result<String> {
 async fn an_unknown_token_label_stops_start_up_with_a_clear_message() -> Result<()> {
     for name in ["vault", "manager"] {
         let stderr = fails_with(name, &["--token-label", "no-such-token"]).await?;
-        assert!(stderr.contains("no token labelled \"no-such-token\""), "{name}: {stderr}");
+        assert!(
+            stderr.contains("no token labelled \"no-such-token\""),
+            "{name}: {stderr}"
+        );
     }
     Ok(())
 }
@@ -57,6 +72,9 @@ async fn a_pin_file_others_can_read_is_refused() -> Result<()> {
 #[tokio::test]
 async fn a_missing_pkcs11_module_stops_start_up_with_a_clear_message() -> Result<()> {
     let stderr = fails_with("manager", &["--pkcs11-module", "/nonexistent/libpkcs11.so"]).await?;
-    assert!(stderr.contains("could not load PKCS#11 module /nonexistent/libpkcs11.so"), "{stderr}");
+    assert!(
+        stderr.contains("could not load PKCS#11 module /nonexistent/libpkcs11.so"),
+        "{stderr}"
+    );
     Ok(())
 }

@@ -20,25 +20,42 @@ fn decode_part(token: &str, index: usize) -> Result<Value> {
 
 /// A JWS with `header` and `claims`, signed by `sign` over the signing input.
 fn forge(header: &Value, claims: &Value, sign: impl Fn(&[u8]) -> Vec<u8>) -> String {
-    let input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
+    let input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
     let signature = sign(input.as_bytes());
     format!("{input}.{}", b64(&signature))
 }
 
 /// An RSA-2048 key generated in software: an attacker's key.
 fn attacker_key() -> Result<aws_lc_rs::rsa::KeyPair> {
-    Ok(aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)?)
+    Ok(aws_lc_rs::rsa::KeyPair::generate(
+        aws_lc_rs::rsa::KeySize::Rsa2048,
+    )?)
 }
 
 fn rs256(key: &aws_lc_rs::rsa::KeyPair) -> impl Fn(&[u8]) -> Vec<u8> + '_ {
     move |message| {
         let mut signature = vec![0u8; key.public_modulus_len()];
-        key.sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), message, &mut signature).expect("software signing");
+        key.sign(
+            &RSA_PKCS1_SHA256,
+            &SystemRandom::new(),
+            message,
+            &mut signature,
+        )
+        .expect("software signing");
         signature
     }
 }
 
-async fn assert_refused_with_401(system: &System, key_id: &str, token: &str, what: &str) -> Result<()> {
+async fn assert_refused_with_401(
+    system: &System,
+    key_id: &str,
+    token: &str,
+    what: &str,
+) -> Result<()> {
     let (status, body) = system.read(key_id, token).await?;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {body}");
     assert_eq!(error_code(&body)?, "invalid_token", "{what}");
@@ -65,17 +82,31 @@ async fn forged_tokens_are_refused_with_401() -> Result<()> {
     let claims = decode_part(&stored.access_token, 1)?;
     let kid = header["kid"].clone();
 
-    let alg_none = forge(&json!({"alg": "none", "typ": "JWT"}), &claims, |_| Vec::new());
+    let alg_none = forge(&json!({"alg": "none", "typ": "JWT"}), &claims, |_| {
+        Vec::new()
+    });
     assert_refused_with_401(&system, &stored.key_id, &alg_none, "alg none").await?;
-    let alg_none_with_kid = forge(&json!({"alg": "none", "typ": "JWT", "kid": kid}), &claims, |_| Vec::new());
-    assert_refused_with_401(&system, &stored.key_id, &alg_none_with_kid, "alg none with kid").await?;
+    let alg_none_with_kid = forge(
+        &json!({"alg": "none", "typ": "JWT", "kid": kid}),
+        &claims,
+        |_| Vec::new(),
+    );
+    assert_refused_with_401(
+        &system,
+        &stored.key_id,
+        &alg_none_with_kid,
+        "alg none with kid",
+    )
+    .await?;
 
     // The classic confusion: HMAC keyed with the verifier's RSA public key.
     let public_pem = std::fs::read(e2e::dev_dir()?.join("keys/manager-signing.pem"))?;
     let hmac_key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &public_pem);
-    let hs256 = forge(&json!({"alg": "HS256", "typ": "JWT", "kid": kid}), &claims, |m| {
-        aws_lc_rs::hmac::sign(&hmac_key, m).as_ref().to_vec()
-    });
+    let hs256 = forge(
+        &json!({"alg": "HS256", "typ": "JWT", "kid": kid}),
+        &claims,
+        |m| aws_lc_rs::hmac::sign(&hmac_key, m).as_ref().to_vec(),
+    );
     assert_refused_with_401(&system, &stored.key_id, &hs256, "HS256 with the public key").await?;
 
     // Payload edited under the original signature.
@@ -83,13 +114,23 @@ async fn forged_tokens_are_refused_with_401() -> Result<()> {
     edited["sub"] = json!("mallory");
     edited["exp"] = json!(claims["exp"].as_u64().unwrap_or(0) + 86_400);
     let signature = stored.access_token.rsplit('.').next().unwrap_or_default();
-    let tampered = format!("{}.{}.{signature}", stored.access_token.split('.').next().unwrap_or_default(), b64(edited.to_string().as_bytes()));
+    let tampered = format!(
+        "{}.{}.{signature}",
+        stored.access_token.split('.').next().unwrap_or_default(),
+        b64(edited.to_string().as_bytes())
+    );
     assert_refused_with_401(&system, &stored.key_id, &tampered, "edited payload").await?;
 
     // Signed by another RSA key that claims manager's kid.
     let attacker = attacker_key()?;
     let impostor = forge(&header, &claims, rs256(&attacker));
-    assert_refused_with_401(&system, &stored.key_id, &impostor, "other key with manager's kid").await?;
+    assert_refused_with_401(
+        &system,
+        &stored.key_id,
+        &impostor,
+        "other key with manager's kid",
+    )
+    .await?;
 
     // The attacker's public key embedded in the header, with and without manager's kid.
     let components: aws_lc_rs::rsa::PublicKeyComponents<Vec<u8>> = attacker.public_key().into();
@@ -111,20 +152,27 @@ async fn forged_tokens_are_refused_with_401() -> Result<()> {
 #[tokio::test]
 async fn an_expired_token_is_refused_with_401() -> Result<()> {
     let system = System::start_with(&["--leeway-seconds", "0"], &[]).await?;
-    let (status, body) = system.post_keys(&json!({"user_id": "alice", "key_data": "short-lived", "ttl_seconds": 1})).await?;
+    let (status, body) = system
+        .post_keys(&json!({"user_id": "alice", "key_data": "short-lived", "ttl_seconds": 1}))
+        .await?;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let key_id = body["key_id"].as_str().unwrap_or_default().to_owned();
     let token = body["access_token"].as_str().unwrap_or_default().to_owned();
     let exp = decode_part(&token, 1)?["exp"].as_u64().unwrap_or(0);
     // Wait out the token's lifetime on the wall clock (not a readiness wait).
-    while std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() <= exp {
+    while std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        <= exp
+    {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     assert_refused_with_401(&system, &key_id, &token, "expired").await
 }
 
 #[tokio::test]
-async fn missing_or_garbage_authorization_is_refused_with_401_and_a_bearer_challenge() -> Result<()> {
+async fn missing_or_garbage_authorization_is_refused_with_401_and_a_bearer_challenge() -> Result<()>
+{
     let system = System::start().await?;
     let stored = system.store("alice", "s").await?;
     let vault = system.vault.addr("public");
@@ -134,22 +182,44 @@ async fn missing_or_garbage_authorization_is_refused_with_401_and_a_bearer_chall
         (Some("Bearer"), "missing_token"),
         (Some("Bearer not.a.jwt"), "invalid_token"),
         (Some("Bearer ¿garbage?"), "invalid_token"),
-        (Some("Bearer eyJhbGciOiJSUzI1NiJ9.e30.AAAA"), "invalid_token"),
+        (
+            Some("Bearer eyJhbGciOiJSUzI1NiJ9.e30.AAAA"),
+            "invalid_token",
+        ),
     ] {
         let response = {
-            let mut request = system.http.get(format!("https://{vault}/api/keys/{}", stored.key_id));
+            let mut request = system
+                .http
+                .get(format!("https://{vault}/api/keys/{}", stored.key_id));
             if let Some(value) = authorization {
                 request = request.header("authorization", value);
             }
             request.send().await?
         };
-        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{authorization:?}");
-        let challenge = response.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or_default();
-        assert!(challenge.starts_with("Bearer"), "{authorization:?}: {challenge:?}");
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "{authorization:?}"
+        );
+        let challenge = response
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert!(
+            challenge.starts_with("Bearer"),
+            "{authorization:?}: {challenge:?}"
+        );
         let body: Value = response.json().await?;
         assert_eq!(error_code(&body)?, code, "{authorization:?}");
     }
-    let (status, _) = read_at(&system.http, vault, &stored.key_id, Some(&format!("Bearer {}", stored.access_token))).await?;
+    let (status, _) = read_at(
+        &system.http,
+        vault,
+        &stored.key_id,
+        Some(&format!("Bearer {}", stored.access_token)),
+    )
+    .await?;
     assert_eq!(status, StatusCode::OK);
     Ok(())
 }

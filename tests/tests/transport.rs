@@ -13,21 +13,37 @@ fn envelope_request() -> serde_json::Value {
 #[tokio::test]
 async fn the_internal_listener_refuses_clients_without_managers_certificate() -> Result<()> {
     let system = System::start().await?;
-    let url = format!("https://{}/internal/keys/abc", system.vault.addr("internal"));
+    let url = format!(
+        "https://{}/internal/keys/abc",
+        system.vault.addr("internal")
+    );
     let tls = e2e::dev_dir()?.join("tls");
 
     let anonymous = https_client(None)?;
     let refused = anonymous.put(&url).json(&envelope_request()).send().await;
-    assert!(refused.is_err(), "no client certificate must fail the handshake: {refused:?}");
+    assert!(
+        refused.is_err(),
+        "no client certificate must fail the handshake: {refused:?}"
+    );
 
     // A certificate from the same CA, but vault's server certificate: wrong name and EKU.
-    let impostor = https_client(Some((&tls.join("vault-server.pem"), &tls.join("vault-server.key"))))?;
+    let impostor = https_client(Some((
+        &tls.join("vault-server.pem"),
+        &tls.join("vault-server.key"),
+    )))?;
     let refused = impostor.put(&url).json(&envelope_request()).send().await;
-    assert!(refused.is_err(), "a non-manager certificate must fail the handshake: {refused:?}");
+    assert!(
+        refused.is_err(),
+        "a non-manager certificate must fail the handshake: {refused:?}"
+    );
 
     // manager's own certificate gets through (and the bogus envelope is refused in JSON).
-    let manager = https_client(Some((&tls.join("manager-client.pem"), &tls.join("manager-client.key"))))?;
-    let (status, body) = e2e::answer(manager.put(&url).json(&envelope_request()).send().await?).await?;
+    let manager = https_client(Some((
+        &tls.join("manager-client.pem"),
+        &tls.join("manager-client.key"),
+    )))?;
+    let (status, body) =
+        e2e::answer(manager.put(&url).json(&envelope_request()).send().await?).await?;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(error_code(&body)?, "invalid_envelope");
     Ok(())
@@ -37,9 +53,13 @@ async fn the_internal_listener_refuses_clients_without_managers_certificate() ->
 async fn the_public_listener_does_not_offer_the_internal_api() -> Result<()> {
     let system = System::start().await?;
     let tls = e2e::dev_dir()?.join("tls");
-    let manager = https_client(Some((&tls.join("manager-client.pem"), &tls.join("manager-client.key"))))?;
+    let manager = https_client(Some((
+        &tls.join("manager-client.pem"),
+        &tls.join("manager-client.key"),
+    )))?;
     let url = system.vault_url("/internal/keys/abc");
-    let (status, _) = e2e::answer(manager.put(&url).json(&envelope_request()).send().await?).await?;
+    let (status, _) =
+        e2e::answer(manager.put(&url).json(&envelope_request()).send().await?).await?;
     assert_eq!(status, StatusCode::NOT_FOUND);
     Ok(())
 }
@@ -60,7 +80,10 @@ async fn manager_answers_503_and_no_token_when_vault_is_unreachable() -> Result<
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(error_code(&body)?, "vault_unavailable");
     assert!(body.get("access_token").is_none() && body.get("key_id").is_none());
-    let ready = http.get(format!("https://{}/readyz", manager.addr("api"))).send().await?;
+    let ready = http
+        .get(format!("https://{}/readyz", manager.addr("api")))
+        .send()
+        .await?;
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     Ok(())
 }
@@ -70,7 +93,9 @@ async fn manager_stops_handing_out_tokens_when_vault_dies_mid_flight() -> Result
     let mut system = System::start().await?;
     system.store("alice", "before").await?;
     system.vault.kill().await?;
-    let (status, body) = system.post_keys(&json!({"user_id": "alice", "key_data": "after"})).await?;
+    let (status, body) = system
+        .post_keys(&json!({"user_id": "alice", "key_data": "after"}))
+        .await?;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(body.get("access_token").is_none());
     Ok(())

@@ -8,10 +8,16 @@ use tokio::task::JoinSet;
 #[tokio::test]
 async fn stores_a_secret_and_reads_it_back_with_the_token() -> Result<()> {
     let system = System::start().await?;
-    let stored = system.store("alice", "correct horse battery staple").await?;
+    let stored = system
+        .store("alice", "correct horse battery staple")
+        .await?;
     assert_eq!(stored.message, "Key stored successfully");
     assert_eq!(stored.token_type, "Bearer");
-    assert!(stored.expires_at.ends_with('Z'), "RFC 3339 UTC: {}", stored.expires_at);
+    assert!(
+        stored.expires_at.ends_with('Z'),
+        "RFC 3339 UTC: {}",
+        stored.expires_at
+    );
     let (status, body) = system.read(&stored.key_id, &stored.access_token).await?;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["decrypted_key"], "correct horse battery staple");
@@ -44,7 +50,10 @@ async fn a_hundred_concurrent_store_and_read_pairs_all_return_their_own_secret()
             let stored = system.store(&format!("user{i}"), &secret).await?;
             let (status, body) = system.read(&stored.key_id, &stored.access_token).await?;
             ensure!(status == StatusCode::OK, "read {i}: {status} {body}");
-            ensure!(body["decrypted_key"].as_str() == Some(secret.as_str()), "pair {i} got {body}");
+            ensure!(
+                body["decrypted_key"].as_str() == Some(secret.as_str()),
+                "pair {i} got {body}"
+            );
             Ok(())
         });
     }
@@ -61,17 +70,29 @@ async fn a_hundred_concurrent_store_and_read_pairs_all_return_their_own_secret()
 async fn tokens_carry_the_kid_published_in_managers_jwks() -> Result<()> {
     let system = System::start().await?;
     let stored = system.store("carol", "x").await?;
-    let jwks: serde_json::Value = system.http.get(system.manager_url("/.well-known/jwks.json")).send().await?.json().await?;
+    let jwks: serde_json::Value = system
+        .http
+        .get(system.manager_url("/.well-known/jwks.json"))
+        .send()
+        .await?
+        .json()
+        .await?;
     let header = stored.access_token.split('.').next().unwrap_or_default();
     let header: serde_json::Value = serde_json::from_slice(&base64_url(header)?)?;
     assert_eq!(header["alg"], "RS256");
     assert_eq!(header["typ"], "JWT");
     assert_eq!(jwks["keys"][0]["kid"], header["kid"]);
     assert_eq!(jwks["keys"][0]["kty"], "RSA");
-    let payload: serde_json::Value =
-        serde_json::from_slice(&base64_url(stored.access_token.split('.').nth(1).unwrap_or_default())?)?;
-    for claim in ["iss", "aud", "sub", "key_id", "jti", "iat", "nbf", "exp", "scope"] {
-        assert!(payload.get(claim).is_some(), "missing claim {claim}: {payload}");
+    let payload: serde_json::Value = serde_json::from_slice(&base64_url(
+        stored.access_token.split('.').nth(1).unwrap_or_default(),
+    )?)?;
+    for claim in [
+        "iss", "aud", "sub", "key_id", "jti", "iat", "nbf", "exp", "scope",
+    ] {
+        assert!(
+            payload.get(claim).is_some(),
+            "missing claim {claim}: {payload}"
+        );
     }
     assert_eq!(payload["sub"], "carol");
     assert_eq!(payload["key_id"].as_str(), Some(stored.key_id.as_str()));
@@ -101,7 +122,10 @@ async fn neither_secrets_nor_tokens_appear_in_the_logs() -> Result<()> {
     system.read(&stored.key_id, &stored.access_token).await?;
     system.read(&stored.key_id, "not-a-token").await?;
     let logs = system.vault.log_text() + &system.manager.log_text();
-    assert!(logs.contains(&stored.key_id), "the logs should record the key_id at least");
+    assert!(
+        logs.contains(&stored.key_id),
+        "the logs should record the key_id at least"
+    );
     assert!(!logs.contains(&secret), "secret leaked into logs");
     let signature = stored.access_token.rsplit('.').next().unwrap_or_default();
     assert!(!logs.contains(signature), "token leaked into logs");

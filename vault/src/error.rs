@@ -74,9 +74,11 @@ impl IntoResponse for ApiError {
                 "missing_token",
                 "an Authorization: Bearer token is required",
             ),
-            ApiError::Token(_) => {
-                unauthorized(BearerChallenge::InvalidToken, "invalid_token", "the access token is invalid or expired")
-            }
+            ApiError::Token(_) => unauthorized(
+                BearerChallenge::InvalidToken,
+                "invalid_token",
+                "the access token is invalid or expired",
+            ),
             ApiError::WrongKey => error_response(
                 StatusCode::FORBIDDEN,
                 "token_not_valid_for_key",

@@ -83,34 +83,16 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let module = hsm::Module::load(&cli.module)?;
     let pin = hsm::read_pin_file(&cli.pin_file)?;
-    if let Command::InitToken { so_pin_file } = &cli.command {
-        let so_pin = hsm::read_pin_file(so_pin_file)?;
-        match hsm::initialize_token(&module, &cli.token, &so_pin, &pin)? {
-            hsm::TokenInit::Created => println!("initialised token {:?}", cli.token),
-            hsm::TokenInit::AlreadyPresent => println!("token {:?} already initialised", cli.token),
-        }
-        return Ok(());
-    }
-    let pool = hsm::TokenPool::connect(
-        &module,
-        hsm::TokenConfig {
-            token_label: cli.token.clone(),
-            pin,
-            sessions: 1,
-            slot_discovery_timeout: Duration::from_secs(10),
-            operation_timeout: Duration::from_secs(120),
-        },
-    )
-    .await
-    .with_context(|| {
-        format!(
-            "could not open token {:?} in {}",
-            cli.token,
-            cli.module.display()
-        )
-    })?;
     match cli.command {
-        Command::InitToken { .. } => unreachable!("handled before connecting"),
+        Command::InitToken { so_pin_file } => {
+            let so_pin = hsm::read_pin_file(&so_pin_file)?;
+            match hsm::initialize_token(&module, &cli.token, &so_pin, &pin)? {
+                hsm::TokenInit::Created => println!("initialised token {:?}", cli.token),
+                hsm::TokenInit::AlreadyPresent => {
+                    println!("token {:?} already initialised", cli.token)
+                }
+            }
+        }
         Command::GenerateRsa {
             label,
             id,
@@ -122,6 +104,7 @@ async fn main() -> anyhow::Result<()> {
                 Usage::Sign => hsm::KeyUsage::Sign,
                 Usage::Decrypt => hsm::KeyUsage::Decrypt,
             };
+            let pool = connect(&module, &cli.token, pin).await?;
             let outcome = hsm::generate_rsa_key_pair(
                 &pool,
                 hsm::RsaKeySpec {
@@ -149,6 +132,7 @@ async fn main() -> anyhow::Result<()> {
             jwk_out,
             pem_out,
         } => {
+            let pool = connect(&module, &cli.token, pin).await?;
             let key = hsm::rsa_public_key(&pool, &label).await?;
             let jwk = serde_json::to_string_pretty(&key.to_jwk(&alg, &use_))?;
             std::fs::write(&jwk_out, jwk + "\n")
@@ -166,9 +150,31 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn connect(
+    module: &hsm::Module,
+    token: &str,
+    pin: secrecy::SecretString,
+) -> anyhow::Result<hsm::TokenPool> {
+    let config = hsm::TokenConfig {
+        token_label: token.to_owned(),
+        pin,
+        sessions: 1,
+        slot_discovery_timeout: Duration::from_secs(10),
+        operation_timeout: Duration::from_secs(120),
+    };
+    hsm::TokenPool::connect(module, config)
+        .await
+        .with_context(|| {
+            format!(
+                "could not open token {token:?} in {}",
+                module.path().display()
+            )
+        })
+}
+
 fn decode_hex(hex: &str) -> anyhow::Result<Vec<u8>> {
     anyhow::ensure!(
-        hex.len() % 2 == 0 && !hex.is_empty(),
+        hex.len().is_multiple_of(2) && !hex.is_empty(),
         "odd or empty hex string"
     );
     (0..hex.len())
