@@ -3,12 +3,13 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export SOFTHSM2_CONF := $(CURDIR)/.dev/softhsm2.conf
 
-.PHONY: help setup build run test lint clean-dev
+.PHONY: help setup build run test lint bench clean-dev
 
 help:
 	@echo "make run    provision .dev/ if needed, build, run manager (:8000) and vault (:8001/:8002)"
 	@echo "make test   provision .dev/ if needed, build, run every test"
 	@echo "make lint   rustfmt --check and clippy -D warnings"
+	@echo "make bench  store/read rates of the real services next to openssl speed, same run"
 
 setup:
 	@bash softhsm-setup/setup.sh
@@ -19,12 +20,25 @@ build:
 run: setup build
 	@bash softhsm-setup/run-dev.sh
 
+# Unit, SoftHSM and end-to-end tests, then doc examples; the last line sums every
+# `test result:` line so the run ends with one total.
 test: setup build
-	cargo test --workspace --all-targets --no-fail-fast
+	@mkdir -p target
+	@set -o pipefail; { cargo test --workspace --all-targets --no-fail-fast && cargo test --workspace --doc; } 2>&1 \
+	  | tee target/test-output.log; status=$$?; \
+	  awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f}' target/test-output.log; \
+	  exit $$status
 
 lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+
+# Ratios, not absolute numbers: the machines are shared and noisy.
+bench: setup build
+	@echo "== openssl speed rsa2048, 1 process (RSA private ops/s) =="
+	@openssl speed -seconds 5 rsa2048 2>/dev/null | awk '/^rsa 2048/ {print "openssl sign/s: " $$6}'
+	@echo "== loadgen: real services, SoftHSM2 in process =="
+	@target/debug/loadgen $(BENCH_ARGS)
 
 clean-dev:
 	rm -rf .dev

@@ -11,8 +11,7 @@ use std::str::FromStr;
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::rsa::{
-    OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OaepAlgorithm, OaepPublicEncryptingKey,
-    PublicEncryptingKey,
+    OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OaepAlgorithm, OaepPublicEncryptingKey, PublicEncryptingKey,
 };
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -178,9 +177,7 @@ pub fn seal(
         .len();
     wrapped.truncate(wrapped_len);
 
-    let key = LessSafeKey::new(
-        UnboundKey::new(&AES_256_GCM, cek.as_ref()).map_err(|_| EnvelopeError::Crypto)?,
-    );
+    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, cek.as_ref()).map_err(|_| EnvelopeError::Crypto)?);
     let mut ciphertext = plaintext.to_vec();
     let tag = key
         .seal_in_place_separate_tag(
@@ -217,18 +214,11 @@ impl Envelope {
     pub fn parse(compact: &str) -> Result<Self, EnvelopeError> {
         let parts: Vec<&str> = compact.split('.').collect();
         let [header_b64, encrypted_key, iv, ciphertext, tag] = parts.as_slice() else {
-            return Err(EnvelopeError::Malformed(
-                "expected five dot-separated parts",
-            ));
+            return Err(EnvelopeError::Malformed("expected five dot-separated parts"));
         };
-        let decode = |part: &str, what| {
-            URL_SAFE_NO_PAD
-                .decode(part)
-                .map_err(|_| EnvelopeError::Malformed(what))
-        };
-        let header: ProtectedHeader =
-            serde_json::from_slice(&decode(header_b64, "header is not base64url")?)
-                .map_err(|_| EnvelopeError::Malformed("header is not the expected JSON"))?;
+        let decode = |part: &str, what| URL_SAFE_NO_PAD.decode(part).map_err(|_| EnvelopeError::Malformed(what));
+        let header: ProtectedHeader = serde_json::from_slice(&decode(header_b64, "header is not base64url")?)
+            .map_err(|_| EnvelopeError::Malformed("header is not the expected JSON"))?;
         if header.enc != CONTENT_ENCRYPTION {
             return Err(EnvelopeError::UnsupportedAlgorithm(header.enc));
         }
@@ -280,9 +270,7 @@ impl Envelope {
         if cek.len() != CEK_LEN {
             return Err(EnvelopeError::ContentKeyLength(cek.len()));
         }
-        let key = LessSafeKey::new(
-            UnboundKey::new(&AES_256_GCM, cek).map_err(|_| EnvelopeError::Integrity)?,
-        );
+        let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, cek).map_err(|_| EnvelopeError::Integrity)?);
         let mut buffer = Zeroizing::new([self.ciphertext.as_slice(), &self.tag].concat());
         let plain_len = key
             .open_in_place(
@@ -301,14 +289,11 @@ impl Envelope {
 mod tests {
     use super::*;
     use aws_lc_rs::encoding::AsDer;
-    use aws_lc_rs::rsa::{
-        KeyPair, KeySize, OaepPrivateDecryptingKey, PrivateDecryptingKey, PublicKeyComponents,
-    };
+    use aws_lc_rs::rsa::{KeyPair, KeySize, OaepPrivateDecryptingKey, PrivateDecryptingKey, PublicKeyComponents};
 
     fn software_key() -> (Recipient, OaepPrivateDecryptingKey) {
         let pair = KeyPair::generate(KeySize::Rsa2048).expect("keygen");
-        let components: PublicKeyComponents<Vec<u8>> =
-            aws_lc_rs::signature::KeyPair::public_key(&pair).into();
+        let components: PublicKeyComponents<Vec<u8>> = aws_lc_rs::signature::KeyPair::public_key(&pair).into();
         let jwk = RsaPublicKey::from_components(&components.n, &components.e)
             .expect("key")
             .to_jwk("RSA-OAEP", "enc");
@@ -323,12 +308,7 @@ mod tests {
     fn unwrap_cek(private: &OaepPrivateDecryptingKey, envelope: &Envelope) -> Vec<u8> {
         let mut out = vec![0u8; private.min_output_size()];
         private
-            .decrypt(
-                envelope.key_wrap().oaep(),
-                envelope.encrypted_key(),
-                &mut out,
-                None,
-            )
+            .decrypt(envelope.key_wrap().oaep(), envelope.encrypted_key(), &mut out, None)
             .expect("unwrap")
             .to_vec()
     }
@@ -346,9 +326,7 @@ mod tests {
             assert_eq!(envelope.header().alg, wrap.jose_name());
             assert_eq!(envelope.header().kid, recipient.kid());
             envelope.check_binding(binding).expect("binding");
-            let plain = envelope
-                .open(&unwrap_cek(&private, &envelope))
-                .expect("open");
+            let plain = envelope.open(&unwrap_cek(&private, &envelope)).expect("open");
             assert_eq!(plain.as_slice(), "héllo wörld".as_bytes());
         }
     }
@@ -407,10 +385,7 @@ mod tests {
             }),
             Err(EnvelopeError::BindingMismatch)
         ));
-        assert!(matches!(
-            Envelope::parse("a.b.c"),
-            Err(EnvelopeError::Malformed(_))
-        ));
+        assert!(matches!(Envelope::parse("a.b.c"), Err(EnvelopeError::Malformed(_))));
         assert!(matches!(
             envelope.open(&[0u8; 16]),
             Err(EnvelopeError::ContentKeyLength(16))

@@ -91,20 +91,16 @@ impl RsaPublicKey {
         if jwk.kty != "RSA" {
             return Err(KeyError::NotRsa(jwk.kty.clone()));
         }
-        let n = URL_SAFE_NO_PAD
-            .decode(&jwk.n)
-            .map_err(|_| KeyError::Encoding("n"))?;
-        let e = URL_SAFE_NO_PAD
-            .decode(&jwk.e)
-            .map_err(|_| KeyError::Encoding("e"))?;
+        let n = URL_SAFE_NO_PAD.decode(&jwk.n).map_err(|_| KeyError::Encoding("n"))?;
+        let e = URL_SAFE_NO_PAD.decode(&jwk.e).map_err(|_| KeyError::Encoding("e"))?;
         Self::from_components(&n, &e)
     }
 
     /// Modulus length in bits.
     pub fn modulus_bits(&self) -> usize {
-        self.n.first().map_or(0, |top| {
-            (self.n.len() - 1) * 8 + (8 - top.leading_zeros() as usize)
-        })
+        self.n
+            .first()
+            .map_or(0, |top| (self.n.len() - 1) * 8 + (8 - top.leading_zeros() as usize))
     }
 
     /// Big-endian modulus.
@@ -184,30 +180,20 @@ mod tests {
             e: "AQAB".into(),
         };
         let key = RsaPublicKey::from_jwk(&jwk).expect("valid key");
-        assert_eq!(
-            key.thumbprint(),
-            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
-        );
+        assert_eq!(key.thumbprint(), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
         assert_eq!(key.modulus_bits(), 2048);
     }
 
     #[test]
     fn spki_der_round_trips_through_an_independent_parser() {
-        let pair =
-            aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).expect("keygen");
+        let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).expect("keygen");
         let public = aws_lc_rs::signature::KeyPair::public_key(&pair);
         let components: PublicKeyComponents<Vec<u8>> = public.into();
-        let key =
-            RsaPublicKey::from_components(&[&[0u8][..], &components.n].concat(), &components.e)
-                .expect("key");
+        let key = RsaPublicKey::from_components(&[&[0u8][..], &components.n].concat(), &components.e).expect("key");
         let der = key.spki_der().expect("der");
         let expected = public.as_der().expect("aws-lc der");
         assert_eq!(der, expected.as_ref());
-        assert!(
-            key.spki_pem()
-                .expect("pem")
-                .starts_with("-----BEGIN PUBLIC KEY-----\n")
-        );
+        assert!(key.spki_pem().expect("pem").starts_with("-----BEGIN PUBLIC KEY-----\n"));
     }
 
     #[test]

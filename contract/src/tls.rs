@@ -9,10 +9,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{
-    ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
-    SignatureScheme,
-};
+use rustls::{ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme};
 
 /// Why a TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -97,8 +94,7 @@ pub fn mutual_tls_server_config(
     client_ca: &Path,
     client_name: &str,
 ) -> Result<ServerConfig, TlsError> {
-    let name = ServerName::try_from(client_name.to_owned())
-        .map_err(|_| TlsError::BadName(client_name.to_owned()))?;
+    let name = ServerName::try_from(client_name.to_owned()).map_err(|_| TlsError::BadName(client_name.to_owned()))?;
     let inner = WebPkiClientVerifier::builder(Arc::new(root_store(client_ca)?)).build()?;
     let verifier = Arc::new(PinnedClientVerifier { inner, name });
     let config = ServerConfig::builder()
@@ -108,15 +104,10 @@ pub fn mutual_tls_server_config(
 }
 
 /// A client config trusting `ca`, presenting `identity` (certificate, key) when given.
-pub fn client_config(
-    ca: &Path,
-    identity: Option<(&Path, &Path)>,
-) -> Result<ClientConfig, TlsError> {
+pub fn client_config(ca: &Path, identity: Option<(&Path, &Path)>) -> Result<ClientConfig, TlsError> {
     let builder = ClientConfig::builder().with_root_certificates(root_store(ca)?);
     let mut config = match identity {
-        Some((cert, key)) => {
-            builder.with_client_auth_cert(certs(cert, "certificate chain")?, private_key(key)?)?
-        }
+        Some((cert, key)) => builder.with_client_auth_cert(certs(cert, "certificate chain")?, private_key(key)?)?,
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -141,16 +132,11 @@ impl ClientCertVerifier for PinnedClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let verified = self
-            .inner
-            .verify_client_cert(end_entity, intermediates, now)?;
-        let cert = webpki::EndEntityCert::try_from(end_entity).map_err(|_| {
-            rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
-        })?;
+        let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
+        let cert = webpki::EndEntityCert::try_from(end_entity)
+            .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
         cert.verify_is_valid_for_subject_name(&self.name)
-            .map_err(|_| {
-                rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName)
-            })?;
+            .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName))?;
         Ok(verified)
     }
 

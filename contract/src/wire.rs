@@ -17,7 +17,7 @@ pub struct StoreKeyRequest {
 }
 
 /// `201` answer of `POST /api/keys`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoreKeyResponse {
     /// Always "Key stored successfully".
     pub message: String,

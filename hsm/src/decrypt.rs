@@ -47,11 +47,7 @@ impl Decrypter {
     /// [`Error::DecryptionFailed`] when the token rejects the ciphertext: SoftHSM answers
     /// CKR_GENERAL_ERROR for a tampered OAEP block, which is the data's fault and leaves
     /// the session healthy. Other failures are the token's.
-    pub async fn decrypt_oaep(
-        &self,
-        hash: OaepHash,
-        ciphertext: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>> {
+    pub async fn decrypt_oaep(&self, hash: OaepHash, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
         let label = self.key_label.clone();
         let ciphertext = ciphertext.to_vec();
         self.pool
@@ -96,8 +92,7 @@ mod tests {
 
     fn encrypt_sha1(public: &contract::jwk::RsaPublicKey, plaintext: &[u8]) -> Vec<u8> {
         let der = public.spki_der().expect("spki");
-        let key = OaepPublicEncryptingKey::new(PublicEncryptingKey::from_der(&der).expect("key"))
-            .expect("oaep");
+        let key = OaepPublicEncryptingKey::new(PublicEncryptingKey::from_der(&der).expect("key")).expect("oaep");
         let mut out = vec![0u8; key.ciphertext_size()];
         key.encrypt(&OAEP_SHA1_MGF1SHA1, plaintext, &mut out, None)
             .expect("encrypt")

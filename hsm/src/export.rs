@@ -42,8 +42,7 @@ pub async fn rsa_public_key(pool: &TokenPool, label: &str) -> Result<RsaPublicKe
         let (Some(n), Some(e)) = (n, e) else {
             return Err(unusable("modulus or exponent unreadable"));
         };
-        RsaPublicKey::from_components(&n, &e)
-            .map_err(|_| unusable("RSA modulus below 2048 bits or invalid"))
+        RsaPublicKey::from_components(&n, &e).map_err(|_| unusable("RSA modulus below 2048 bits or invalid"))
     })
     .await
 }

@@ -38,9 +38,7 @@ pub(crate) fn find_key(session: &Session, class: KeyClass, label: &str) -> Resul
         Attribute::Class(class.object_class()),
         Attribute::Label(label.as_bytes().to_vec()),
     ];
-    let found = session
-        .find_objects(&template)
-        .map_err(Error::pkcs11("find key"))?;
+    let found = session.find_objects(&template).map_err(Error::pkcs11("find key"))?;
     match found.as_slice() {
         [one] => Ok(*one),
         [] => Err(Error::KeyNotFound {

@@ -18,9 +18,7 @@ pub fn read_pin_file(path: &Path) -> Result<SecretString> {
     let meta = std::fs::metadata(path).map_err(|e| refuse(format!("cannot read it: {e}")))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(refuse(format!(
-            "mode {mode:o} lets others read it; chmod 600 it"
-        )));
+        return Err(refuse(format!("mode {mode:o} lets others read it; chmod 600 it")));
     }
     let text = std::fs::read_to_string(path).map_err(|e| refuse(format!("cannot read it: {e}")))?;
     let pin = text.strip_suffix('\n').unwrap_or(&text);

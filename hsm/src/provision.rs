@@ -114,9 +114,7 @@ pub async fn destroy_key_pair(pool: &TokenPool, label: &str) -> Result<()> {
     pool.run("destroy key pair", move |session| {
         for class in [KeyClass::Private, KeyClass::Public] {
             match find_key(session, class, &label) {
-                Ok(handle) => session
-                    .destroy_object(handle)
-                    .map_err(Error::pkcs11("destroy key"))?,
+                Ok(handle) => session.destroy_object(handle).map_err(Error::pkcs11("destroy key"))?,
                 Err(Error::KeyNotFound { .. }) => {}
                 Err(other) => return Err(other),
             }

@@ -65,11 +65,7 @@ pub struct Signer {
 impl Signer {
     /// A signer for the private key labelled `key_label`. Nothing is checked until
     /// [`Signer::sign`]; call it once at start-up to fail fast.
-    pub fn new(
-        pool: TokenPool,
-        key_label: impl Into<String>,
-        algorithm: SignatureAlgorithm,
-    ) -> Self {
+    pub fn new(pool: TokenPool, key_label: impl Into<String>, algorithm: SignatureAlgorithm) -> Self {
         Self {
             pool,
             key_label: key_label.into(),
@@ -93,11 +89,9 @@ impl Signer {
         let algorithm = self.algorithm;
         let input = match algorithm {
             SignatureAlgorithm::Rs256 => message.to_vec(),
-            SignatureAlgorithm::Ps256 => {
-                aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, message)
-                    .as_ref()
-                    .to_vec()
-            }
+            SignatureAlgorithm::Ps256 => aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, message)
+                .as_ref()
+                .to_vec(),
         };
         self.pool
             .run("sign", move |session| {
@@ -110,9 +104,7 @@ impl Signer {
                         s_len: 32.into(),
                     }),
                 };
-                session
-                    .sign(&mechanism, key, &input)
-                    .map_err(Error::pkcs11("sign"))
+                session.sign(&mechanism, key, &input).map_err(Error::pkcs11("sign"))
             })
             .await
     }
@@ -122,9 +114,7 @@ impl Signer {
 mod tests {
     use super::*;
     use crate::test_support::TestKey;
-    use aws_lc_rs::signature::{
-        RSA_PKCS1_2048_8192_SHA256, RSA_PSS_2048_8192_SHA256, RsaPublicKeyComponents,
-    };
+    use aws_lc_rs::signature::{RSA_PKCS1_2048_8192_SHA256, RSA_PSS_2048_8192_SHA256, RsaPublicKeyComponents};
 
     /// Token signatures checked by an independent implementation (aws-lc) against the
     /// exported public key.
@@ -149,11 +139,7 @@ mod tests {
                 components.verify(params, message, &signature).is_ok(),
                 "{algorithm} must verify"
             );
-            assert!(
-                components
-                    .verify(params, b"other message", &signature)
-                    .is_err()
-            );
+            assert!(components.verify(params, b"other message", &signature).is_err());
         }
         key.destroy().await
     }

@@ -10,16 +10,12 @@ use crate::{Module, Result, TokenConfig};
 /// initialisation). `SOFTHSM2_CONF` comes from `.cargo/config.toml` or the Makefile.
 pub(crate) fn module() -> Result<Module> {
     static MODULE: Mutex<Option<Module>> = Mutex::new(None);
-    let mut slot = MODULE
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut slot = MODULE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(module) = slot.as_ref() {
         return Ok(module.clone());
     }
-    let path = std::env::var_os("PKCS11_MODULE").map_or_else(
-        || PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"),
-        PathBuf::from,
-    );
+    let path = std::env::var_os("PKCS11_MODULE")
+        .map_or_else(|| PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"), PathBuf::from);
     let module = Module::load(&path)?;
     *slot = Some(module.clone());
     Ok(module)
@@ -47,12 +43,7 @@ pub(crate) struct TestKey {
 impl TestKey {
     pub(crate) async fn generate(usage: crate::KeyUsage) -> Result<Self> {
         let pool = crate::TokenPool::connect(&module()?, hsm_test_config()?).await?;
-        let label = format!(
-            "test-{:?}-{}-{:x}",
-            usage,
-            std::process::id(),
-            rand_suffix()
-        );
+        let label = format!("test-{:?}-{}-{:x}", usage, std::process::id(), rand_suffix());
         crate::generate_rsa_key_pair(
             &pool,
             crate::RsaKeySpec {

@@ -26,14 +26,10 @@ pub fn initialize_token(
     user_pin: &SecretString,
 ) -> Result<TokenInit> {
     let ctx = module.context();
-    let slots = ctx
-        .get_slots_with_token()
-        .map_err(Error::pkcs11("list slots"))?;
+    let slots = ctx.get_slots_with_token().map_err(Error::pkcs11("list slots"))?;
     let mut free = None;
     for slot in slots {
-        let info = ctx
-            .get_token_info(slot)
-            .map_err(Error::pkcs11("read token info"))?;
+        let info = ctx.get_token_info(slot).map_err(Error::pkcs11("read token info"))?;
         if info.token_initialized() && info.label().trim_end() == label {
             return Ok(TokenInit::AlreadyPresent);
         }
@@ -53,23 +49,16 @@ pub fn initialize_token(
         .get_slots_with_token()
         .map_err(Error::pkcs11("list slots"))?
         .into_iter()
-        .find(|s| {
-            ctx.get_token_info(*s)
-                .is_ok_and(|i| i.label().trim_end() == label)
-        })
+        .find(|s| ctx.get_token_info(*s).is_ok_and(|i| i.label().trim_end() == label))
         .ok_or_else(|| Error::TokenNotFound {
             label: label.to_owned(),
             present: Vec::new(),
         })?;
-    let session = ctx
-        .open_rw_session(slot)
-        .map_err(Error::pkcs11("open session"))?;
+    let session = ctx.open_rw_session(slot).map_err(Error::pkcs11("open session"))?;
     session
         .login(UserType::So, Some(so_pin))
         .map_err(Error::pkcs11("SO login"))?;
-    session
-        .init_pin(user_pin)
-        .map_err(Error::pkcs11("init user PIN"))?;
+    session.init_pin(user_pin).map_err(Error::pkcs11("init user PIN"))?;
     session.logout().map_err(Error::pkcs11("logout"))?;
     Ok(TokenInit::Created)
 }

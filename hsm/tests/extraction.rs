@@ -29,10 +29,7 @@ fn logged_in_session(ctx: &Pkcs11, token: &str) -> Result<Session> {
         .ok_or_else(|| format!("token {token} not provisioned; run make test"))?;
     let session = ctx.open_rw_session(slot)?;
     let pin = std::fs::read_to_string(dev().join(format!("pins/{token}.pin")))?;
-    session.login(
-        UserType::User,
-        Some(&SecretString::from(pin.trim().to_owned())),
-    )?;
+    session.login(UserType::User, Some(&SecretString::from(pin.trim().to_owned())))?;
     Ok(session)
 }
 
@@ -54,10 +51,8 @@ fn rv(error: &Error) -> Option<RvError> {
 
 #[test]
 fn provisioned_private_keys_cannot_be_read_or_wrapped_out_of_their_tokens() -> Result {
-    let module = std::env::var_os("PKCS11_MODULE").map_or_else(
-        || PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"),
-        PathBuf::from,
-    );
+    let module = std::env::var_os("PKCS11_MODULE")
+        .map_or_else(|| PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"), PathBuf::from);
     let ctx = Pkcs11::new(module)?;
     ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))?;
 
@@ -77,16 +72,10 @@ fn provisioned_private_keys_cannot_be_read_or_wrapped_out_of_their_tokens() -> R
             AttributeType::Coefficient,
         ];
         for info in session.get_attribute_info(key, &secret_parts)? {
-            assert!(
-                matches!(info, AttributeInfo::Sensitive),
-                "{token}/{label}: {info:?}"
-            );
+            assert!(matches!(info, AttributeInfo::Sensitive), "{token}/{label}: {info:?}");
         }
         let read = session.get_attributes(key, &[AttributeType::PrivateExponent])?;
-        assert!(
-            read.is_empty(),
-            "{token}/{label}: CKA_PRIVATE_EXPONENT was returned"
-        );
+        assert!(read.is_empty(), "{token}/{label}: CKA_PRIVATE_EXPONENT was returned");
 
         // The flags say so, and say it was always so (generated inside the token).
         let flags = session.get_attributes(
@@ -103,9 +92,7 @@ fn provisioned_private_keys_cannot_be_read_or_wrapped_out_of_their_tokens() -> R
         )?;
         for flag in &flags {
             let ok = match flag {
-                Attribute::Sensitive(v)
-                | Attribute::AlwaysSensitive(v)
-                | Attribute::NeverExtractable(v) => *v,
+                Attribute::Sensitive(v) | Attribute::AlwaysSensitive(v) | Attribute::NeverExtractable(v) => *v,
                 Attribute::Private(v) | Attribute::Token(v) | Attribute::Local(v) => *v,
                 Attribute::Extractable(v) => !*v,
                 _ => true,
@@ -126,11 +113,7 @@ fn provisioned_private_keys_cannot_be_read_or_wrapped_out_of_their_tokens() -> R
         )?;
         let wrapped = session.wrap_key(&Mechanism::AesKeyWrapPad, wrapping_key, key);
         let error = wrapped.expect_err("wrapping a non-extractable key must fail");
-        assert_eq!(
-            rv(&error),
-            Some(RvError::KeyUnextractable),
-            "{token}/{label}: {error}"
-        );
+        assert_eq!(rv(&error), Some(RvError::KeyUnextractable), "{token}/{label}: {error}");
 
         // And the flags cannot be relaxed after the fact.
         for relax in [Attribute::Extractable(true), Attribute::Sensitive(false)] {

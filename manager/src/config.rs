@@ -35,11 +35,7 @@ pub struct Config {
     #[arg(long, env = "MANAGER_PIN_FILE")]
     pub pin_file: Option<PathBuf>,
     /// Label of the RSA key pair that signs access tokens.
-    #[arg(
-        long,
-        env = "MANAGER_SIGNING_KEY_LABEL",
-        default_value = "manager-signing"
-    )]
+    #[arg(long, env = "MANAGER_SIGNING_KEY_LABEL", default_value = "manager-signing")]
     pub signing_key_label: String,
     /// Token signature algorithm: RS256 or PS256.
     #[arg(long, env = "MANAGER_SIGNING_ALGORITHM", default_value = "RS256")]
@@ -51,11 +47,7 @@ pub struct Config {
     #[arg(long, env = "MANAGER_PKCS11_TIMEOUT_MS", default_value_t = 10_000)]
     pub pkcs11_timeout_ms: u64,
     /// Bound on finding the token at start-up and after a token failure, in milliseconds.
-    #[arg(
-        long,
-        env = "MANAGER_SLOT_DISCOVERY_TIMEOUT_MS",
-        default_value_t = 5_000
-    )]
+    #[arg(long, env = "MANAGER_SLOT_DISCOVERY_TIMEOUT_MS", default_value_t = 5_000)]
     pub slot_discovery_timeout_ms: u64,
 
     /// Server certificate chain (PEM).
@@ -66,11 +58,7 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
 
     /// Base URL of vault's internal (mutual-TLS) listener.
-    #[arg(
-        long,
-        env = "MANAGER_VAULT_URL",
-        default_value = "https://127.0.0.1:8002"
-    )]
+    #[arg(long, env = "MANAGER_VAULT_URL", default_value = "https://127.0.0.1:8002")]
     pub vault_url: String,
     /// CA (PEM) that issued vault's server certificate.
     #[arg(long, env = "MANAGER_VAULT_CA")]
@@ -117,4 +105,17 @@ pub struct Missing(pub &'static str);
 /// Returns the value of a required option or names it.
 pub fn required<'a, T>(value: &'a Option<T>, name: &'static str) -> Result<&'a T, Missing> {
     value.as_ref().ok_or(Missing(name))
+}
+
+#[cfg(test)]
+mod tests {
+    /// Keeps `config/manager.example.toml`, the options and their `MANAGER_*` variables in step.
+    #[test]
+    fn the_example_config_documents_exactly_the_options() {
+        let example = include_str!("../../config/manager.example.toml");
+        assert_eq!(
+            service_kit::config::check_documented::<super::Config>(example, "MANAGER"),
+            Ok(())
+        );
+    }
 }

@@ -4,6 +4,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use contract::envelope::EnvelopeError;
 use service_kit::json::{JsonBodyError, error_response};
+use service_kit::report::error_chain;
 
 use crate::vault_client::VaultError;
 
@@ -50,9 +51,7 @@ pub enum ApiError {
 impl From<VaultError> for ApiError {
     fn from(error: VaultError) -> Self {
         match error {
-            VaultError::Unreachable(_) | VaultError::Unavailable(_) => {
-                ApiError::VaultUnavailable(error)
-            }
+            VaultError::Unreachable(_) | VaultError::Unavailable(_) => ApiError::VaultUnavailable(error),
             VaultError::Rejected { .. } => ApiError::VaultRejected(error),
         }
     }
@@ -62,10 +61,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let chain = error_chain(&self);
         match &self {
-            ApiError::VaultUnavailable(_)
-            | ApiError::VaultRejected(_)
-            | ApiError::Hsm(_)
-            | ApiError::Seal(_) => {
+            ApiError::VaultUnavailable(_) | ApiError::VaultRejected(_) | ApiError::Hsm(_) | ApiError::Seal(_) => {
                 tracing::error!(error = %chain, "request failed")
             }
             _ => tracing::info!(error = %chain, "request refused"),
@@ -82,14 +78,10 @@ impl IntoResponse for ApiError {
                 "invalid_key_data",
                 "key_data must not be empty",
             ),
-            e @ ApiError::SecretTooLarge { .. } => error_response(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "secret_too_large",
-                e.to_string(),
-            ),
-            e @ ApiError::InvalidTtl { .. } => {
-                error_response(StatusCode::BAD_REQUEST, "invalid_ttl", e.to_string())
+            e @ ApiError::SecretTooLarge { .. } => {
+                error_response(StatusCode::PAYLOAD_TOO_LARGE, "secret_too_large", e.to_string())
             }
+            e @ ApiError::InvalidTtl { .. } => error_response(StatusCode::BAD_REQUEST, "invalid_ttl", e.to_string()),
             ApiError::VaultUnavailable(_) => error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "vault_unavailable",
@@ -112,16 +104,4 @@ impl IntoResponse for ApiError {
             ),
         }
     }
-}
-
-/// "outer: inner: innermost", for logs only.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
 }

@@ -63,8 +63,7 @@ impl TokenIssuer {
             exp: grant.now + grant.ttl_seconds,
             scope: READ_SCOPE.to_owned(),
         };
-        let header =
-            json!({"alg": self.signer.algorithm().jose_name(), "typ": "JWT", "kid": self.kid});
+        let header = json!({"alg": self.signer.algorithm().jose_name(), "typ": "JWT", "kid": self.kid});
         let signing_input = format!("{}.{}", b64_json(&header), b64_json(&claims));
         let signature = self.signer.sign(signing_input.as_bytes()).await?;
         Ok(IssuedToken {

@@ -21,14 +21,15 @@ use axum::extract::DefaultBodyLimit;
 pub use config::Config;
 pub use state::AppState;
 
-/// The router. `max_body_bytes` bounds request bodies (413 above).
+/// The router, with `/metrics`. `max_body_bytes` bounds request bodies (413 above).
 pub fn app(state: Arc<AppState>, max_body_bytes: usize) -> Router {
-    Router::new()
+    let routes = Router::new()
         .merge(routes::keys::router())
         .merge(routes::jwks::router())
         .merge(routes::health::router())
-        .fallback(routes::not_found)
-        .method_not_allowed_fallback(routes::method_not_allowed)
+        .with_state(state);
+    service_kit::metrics::instrument(routes)
+        .fallback(service_kit::json::not_found)
+        .method_not_allowed_fallback(service_kit::json::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .with_state(state)
 }

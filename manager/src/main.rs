@@ -7,27 +7,12 @@ use secrecy::SecretString;
 #[tokio::main]
 async fn main() -> ExitCode {
     service_kit::serve::init_logging();
-    let config = match service_kit::config::parse_layered::<manager::Config>("MANAGER_CONFIG") {
-        Ok(config) => config,
-        Err(e) => return fail(&e),
-    };
-    let env_pin = std::env::var("MANAGER_PKCS11_PIN")
-        .ok()
-        .map(SecretString::from);
-    match manager::startup::run(config, env_pin).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(e.as_ref()),
+    let result = async {
+        let config = service_kit::config::parse_layered::<manager::Config>("MANAGER_CONFIG")?;
+        // The PIN may come from the environment; the library never reads it itself.
+        let env_pin = std::env::var("MANAGER_PKCS11_PIN").ok().map(SecretString::from);
+        manager::startup::run(config, env_pin).await
     }
-}
-
-/// One line on stderr naming the problem and its causes, then exit 1.
-fn fail(error: &(dyn std::error::Error + 'static)) -> ExitCode {
-    let mut line = format!("manager: {error}");
-    let mut source = error.source();
-    while let Some(inner) = source {
-        line.push_str(&format!(": {inner}"));
-        source = inner.source();
-    }
-    eprintln!("{line}");
-    ExitCode::FAILURE
+    .await;
+    service_kit::report::exit_status("manager", result)
 }

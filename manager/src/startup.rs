@@ -8,6 +8,7 @@ use axum_server::Handle;
 use contract::envelope::{KeyWrap, Recipient};
 use contract::jwk::{Jwk, JwkSet};
 use secrecy::SecretString;
+use service_kit::token::TokenSettings;
 
 use crate::app;
 use crate::config::{Config, required};
@@ -20,32 +21,19 @@ use crate::vault_client::VaultClient;
 pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Result<()> {
     let algorithm: hsm::SignatureAlgorithm = config.signing_algorithm.parse()?;
     let key_wrap: KeyWrap = config.key_wrap.parse().context("--key-wrap")?;
-    let pin = match (&config.pin_file, env_pin) {
-        (Some(path), _) => hsm::read_pin_file(path)?,
-        (None, Some(pin)) => pin,
-        (None, None) => anyhow::bail!(
-            "no token PIN: set --pin-file (or pin_file in the config) or MANAGER_PKCS11_PIN"
-        ),
-    };
-    let module = hsm::Module::load(&config.pkcs11_module)?;
-    let pool = hsm::TokenPool::connect(
-        &module,
-        hsm::TokenConfig {
-            token_label: config.token_label.clone(),
-            pin,
+    let pool = service_kit::token::connect(
+        TokenSettings {
+            module: &config.pkcs11_module,
+            token_label: &config.token_label,
+            pin_file: config.pin_file.as_deref(),
+            pin_env_var: "MANAGER_PKCS11_PIN",
             sessions: config.pkcs11_sessions,
             slot_discovery_timeout: Duration::from_millis(config.slot_discovery_timeout_ms),
             operation_timeout: Duration::from_millis(config.pkcs11_timeout_ms),
         },
+        env_pin,
     )
-    .await
-    .with_context(|| {
-        format!(
-            "cannot open token {:?} with module {}",
-            config.token_label,
-            config.pkcs11_module.display()
-        )
-    })?;
+    .await?;
     let signing_public = hsm::rsa_public_key(&pool, &config.signing_key_label)
         .await
         .with_context(|| format!("cannot read signing key {:?}", config.signing_key_label))?;
@@ -95,10 +83,7 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
     };
     // JSON escapes can make a body up to six times its secret (\uXXXX); the secret
     // limit itself is checked after parsing, with its own clear error.
-    let max_body_bytes = config
-        .max_secret_bytes
-        .saturating_mul(6)
-        .saturating_add(4096);
+    let max_body_bytes = config.max_secret_bytes.saturating_mul(6).saturating_add(4096);
     tracing::info!(kid = %issuer.kid(), alg = %algorithm, vault_kid = %recipient.kid(), key_wrap = %key_wrap, "manager ready");
     let state = Arc::new(AppState {
         issuer,

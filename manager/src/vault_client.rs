@@ -32,11 +32,7 @@ pub struct VaultClient {
 
 impl VaultClient {
     /// `tls` must trust vault's CA and present manager's client certificate.
-    pub fn new(
-        base_url: &str,
-        tls: rustls::ClientConfig,
-        timeout: Duration,
-    ) -> Result<Self, reqwest::Error> {
+    pub fn new(base_url: &str, tls: rustls::ClientConfig, timeout: Duration) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .timeout(timeout)
@@ -50,11 +46,7 @@ impl VaultClient {
 
     /// Stores an envelope; returns once vault has committed it (201, or 200 for a retry
     /// of the identical envelope).
-    pub async fn store(
-        &self,
-        key_id: &str,
-        request: &StoreEnvelopeRequest,
-    ) -> Result<(), VaultError> {
+    pub async fn store(&self, key_id: &str, request: &StoreEnvelopeRequest) -> Result<(), VaultError> {
         let response = self
             .http
             .put(format!("{}/internal/keys/{key_id}", self.base_url))

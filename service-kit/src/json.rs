@@ -18,6 +18,20 @@ pub fn error_response(status: StatusCode, code: &str, message: impl Into<String>
     (status, axum::Json(body)).into_response()
 }
 
+/// Fallback for unknown paths: 404 in the error shape.
+pub async fn not_found() -> Response {
+    error_response(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+/// Fallback for known paths with another method: 405 in the error shape.
+pub async fn method_not_allowed() -> Response {
+    error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this endpoint",
+    )
+}
+
 /// The RFC 6750 §3 challenge sent with a 401.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BearerChallenge {
@@ -28,21 +42,13 @@ pub enum BearerChallenge {
 }
 
 /// Like [`error_response`] for 401, with the `WWW-Authenticate` challenge.
-pub fn unauthorized(
-    challenge: BearerChallenge,
-    code: &str,
-    message: impl Into<String>,
-) -> Response {
+pub fn unauthorized(challenge: BearerChallenge, code: &str, message: impl Into<String>) -> Response {
     let mut response = error_response(StatusCode::UNAUTHORIZED, code, message);
     let value = match challenge {
         BearerChallenge::Missing => HeaderValue::from_static("Bearer"),
-        BearerChallenge::InvalidToken => {
-            HeaderValue::from_static(r#"Bearer error="invalid_token""#)
-        }
+        BearerChallenge::InvalidToken => HeaderValue::from_static(r#"Bearer error="invalid_token""#),
     };
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, value);
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
     response
 }
 
@@ -73,9 +79,7 @@ impl From<JsonRejection> for JsonBodyError {
             JsonRejection::MissingJsonContentType(_) => JsonBodyError::NotJson,
             JsonRejection::JsonSyntaxError(_) => JsonBodyError::Syntax,
             JsonRejection::JsonDataError(e) => JsonBodyError::Shape(shape_message(&e.body_text())),
-            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                JsonBodyError::TooLarge
-            }
+            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => JsonBodyError::TooLarge,
             _ => JsonBodyError::Unreadable,
         }
     }
@@ -92,9 +96,7 @@ fn shape_message(text: &str) -> String {
 impl IntoResponse for JsonBodyError {
     fn into_response(self) -> Response {
         let (status, code) = match &self {
-            JsonBodyError::NotJson => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
-            }
+            JsonBodyError::NotJson => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             JsonBodyError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             JsonBodyError::Syntax => (StatusCode::BAD_REQUEST, "invalid_json"),
             JsonBodyError::Shape(_) => (StatusCode::BAD_REQUEST, "invalid_request"),

@@ -7,4 +7,7 @@
 
 pub mod config;
 pub mod json;
+pub mod metrics;
+pub mod report;
 pub mod serve;
+pub mod token;

@@ -3,8 +3,13 @@
 //! free ports, over real TLS, and talks to them with an HTTPS client that trusts only
 //! the dev CA.
 //!
-//! Each test starts its own services with their own database in a temporary directory,
-//! so tests run in parallel without sharing state. Processes are killed on drop.
+//! Each test starts its own services with their own database **and their own copy of the
+//! SoftHSM token directory** in a temporary directory, so tests run in parallel without
+//! sharing state. The copy matters: SoftHSM rewrites a token's file on every C_Login, and
+//! processes logging in to one token at the same instant read it torn (measured: a third
+//! of 12 simultaneous starts saw the token missing or CKR_GENERAL_ERROR). The copies hold
+//! the same keys and PINs, so kids and certificates are those of `.dev/`.
+//! Processes are killed on drop.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -78,9 +83,7 @@ impl Service {
                     bail!("service exited before listening");
                 }
                 if let Some(rest) = line.trim().strip_prefix("listening ") {
-                    let (name, url) = rest
-                        .split_once(' ')
-                        .ok_or_else(|| anyhow!("bad line {line:?}"))?;
+                    let (name, url) = rest.split_once(' ').ok_or_else(|| anyhow!("bad line {line:?}"))?;
                     let addr = url.trim_start_matches("https://").parse()?;
                     found.insert(name.to_owned(), addr);
                 }
@@ -122,22 +125,53 @@ impl Service {
     }
 }
 
-/// Command for a workspace binary with the dev SoftHSM configuration.
-pub fn service_command(name: &str) -> Result<Command> {
+/// Copies `.dev/tokens` into `dir/tokens` (once) and returns a SoftHSM configuration
+/// pointing at the copy.
+pub fn private_softhsm(dir: &Path) -> Result<PathBuf> {
+    let conf = dir.join("softhsm2.conf");
+    if !conf.exists() {
+        copy_dir(&dev_dir()?.join("tokens"), &dir.join("tokens"))?;
+        let tokens = dir.join("tokens");
+        std::fs::write(
+            &conf,
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                tokens.display()
+            ),
+        )?;
+    }
+    Ok(conf)
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
+/// Command for a workspace binary with the dev configuration and the private token copy
+/// in `dir`.
+pub fn service_command(name: &str, dir: &Path) -> Result<Command> {
     let dev = dev_dir()?;
     let mut command = Command::new(binary(name)?);
     command
-        .env("SOFTHSM2_CONF", dev.join("softhsm2.conf"))
+        .env("SOFTHSM2_CONF", private_softhsm(dir)?)
         .env("RUST_LOG", "info");
-    command
-        .arg("--config")
-        .arg(dev.join(format!("{name}.toml")));
+    command.arg("--config").arg(dev.join(format!("{name}.toml")));
     Ok(command)
 }
 
 /// Starts vault on free ports with its database at `database`.
 pub async fn start_vault(dir: &Path, database: &Path, extra_args: &[&str]) -> Result<Service> {
-    let mut command = service_command("vault")?;
+    let mut command = service_command("vault", dir)?;
     command
         .args([
             "--listen-public",
@@ -153,12 +187,8 @@ pub async fn start_vault(dir: &Path, database: &Path, extra_args: &[&str]) -> Re
 }
 
 /// Starts manager on a free port, storing into vault's internal listener at `vault_internal`.
-pub async fn start_manager(
-    dir: &Path,
-    vault_internal: SocketAddr,
-    extra_args: &[&str],
-) -> Result<Service> {
-    let mut command = service_command("manager")?;
+pub async fn start_manager(dir: &Path, vault_internal: SocketAddr, extra_args: &[&str]) -> Result<Service> {
+    let mut command = service_command("manager", dir)?;
     command
         .args(["--listen", "127.0.0.1:0", "--vault-url"])
         .arg(format!("https://{vault_internal}"))
@@ -227,14 +257,7 @@ impl System {
 
     /// `POST /api/keys` with a JSON body; any status.
     pub async fn post_keys(&self, body: &Value) -> Result<Answer> {
-        answer(
-            self.http
-                .post(self.manager_url("/api/keys"))
-                .json(body)
-                .send()
-                .await?,
-        )
-        .await
+        answer(self.http.post(self.manager_url("/api/keys")).json(body).send().await?).await
     }
 
     /// Stores a secret and insists on `201`.
@@ -279,10 +302,7 @@ pub async fn read_at(
 pub async fn answer(response: reqwest::Response) -> Result<Answer> {
     let status = response.status();
     let bytes = response.bytes().await?;
-    Ok((
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    ))
+    Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
 }
 
 /// Asserts the contract's error shape and returns its `code`.

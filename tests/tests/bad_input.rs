@@ -5,11 +5,7 @@ use e2e::{System, answer, error_code};
 use reqwest::StatusCode;
 use serde_json::json;
 
-async fn post_raw(
-    system: &System,
-    content_type: Option<&str>,
-    body: impl Into<reqwest::Body>,
-) -> Result<e2e::Answer> {
+async fn post_raw(system: &System, content_type: Option<&str>, body: impl Into<reqwest::Body>) -> Result<e2e::Answer> {
     let mut request = system.http.post(system.manager_url("/api/keys")).body(body);
     if let Some(content_type) = content_type {
         request = request.header("content-type", content_type);
@@ -18,13 +14,7 @@ async fn post_raw(
 }
 
 /// Name, content type, body, expected status, expected error code.
-type Case = (
-    &'static str,
-    Option<&'static str>,
-    Vec<u8>,
-    StatusCode,
-    &'static str,
-);
+type Case = (&'static str, Option<&'static str>, Vec<u8>, StatusCode, &'static str);
 
 #[tokio::test]
 async fn malformed_bodies_get_400_415_or_413_with_the_error_body() -> Result<()> {
@@ -169,24 +159,10 @@ async fn unknown_routes_and_methods_answer_in_json() -> Result<()> {
     let (status, body) = answer(system.http.get(system.manager_url("/nope")).send().await?).await?;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(error_code(&body)?, "not_found");
-    let (status, body) = answer(
-        system
-            .http
-            .get(system.manager_url("/api/keys"))
-            .send()
-            .await?,
-    )
-    .await?;
+    let (status, body) = answer(system.http.get(system.manager_url("/api/keys")).send().await?).await?;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(error_code(&body)?, "method_not_allowed");
-    let (status, body) = answer(
-        system
-            .http
-            .delete(system.vault_url("/api/keys/abc"))
-            .send()
-            .await?,
-    )
-    .await?;
+    let (status, body) = answer(system.http.delete(system.vault_url("/api/keys/abc")).send().await?).await?;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(error_code(&body)?, "method_not_allowed");
     Ok(())

@@ -65,8 +65,7 @@ async fn envelopes_swapped_between_rows_do_not_open() -> Result<()> {
     let url = format!("sqlite://{}", system.database().display());
     let mut db = sqlx::SqliteConnection::connect(&url).await?;
     let envelope_of = |key_id: &str| {
-        sqlx::query_scalar::<_, String>("SELECT envelope FROM secrets WHERE key_id = ?1")
-            .bind(key_id.to_owned())
+        sqlx::query_scalar::<_, String>("SELECT envelope FROM secrets WHERE key_id = ?1").bind(key_id.to_owned())
     };
     let envelope_a = envelope_of(&a.key_id).fetch_one(&mut db).await?;
     let envelope_b = envelope_of(&b.key_id).fetch_one(&mut db).await?;
@@ -84,10 +83,7 @@ async fn envelopes_swapped_between_rows_do_not_open() -> Result<()> {
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
         assert_eq!(error_code(&body)?, "integrity_error");
         let text = body.to_string();
-        assert!(
-            !text.contains("secret of row"),
-            "no plaintext may leak: {text}"
-        );
+        assert!(!text.contains("secret of row"), "no plaintext may leak: {text}");
     }
     Ok(())
 }

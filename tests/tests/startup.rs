@@ -8,26 +8,17 @@ use e2e::service_command;
 
 /// Runs a service that must fail; returns its stderr.
 async fn fails_with(name: &str, args: &[&str]) -> Result<String> {
-    let mut command = service_command(name)?;
-    command.args(args).args(
-        ["--listen", "127.0.0.1:0"]
-            .iter()
-            .filter(|_| name == "manager"),
-    );
+    let dir = tempfile::tempdir()?;
+    let mut command = service_command(name, dir.path())?;
+    command
+        .args(args)
+        .args(["--listen", "127.0.0.1:0"].iter().filter(|_| name == "manager"));
     if name == "vault" {
-        command.args([
-            "--listen-public",
-            "127.0.0.1:0",
-            "--listen-internal",
-            "127.0.0.1:0",
-        ]);
+        command.args(["--listen-public", "127.0.0.1:0", "--listen-internal", "127.0.0.1:0"]);
     }
     command.kill_on_drop(true);
     let output = tokio::time::timeout(Duration::from_secs(30), command.output()).await??;
-    assert!(
-        !output.status.success(),
-        "{name} {args:?} should have failed"
-    );
+    assert!(!output.status.success(), "{name} {args:?} should have failed");
     Ok(String::from_utf8_lossy(&output.stderr).into_owned())
 }
 

@@ -31,31 +31,19 @@ fn forge(header: &Value, claims: &Value, sign: impl Fn(&[u8]) -> Vec<u8>) -> Str
 
 /// An RSA-2048 key generated in software: an attacker's key.
 fn attacker_key() -> Result<aws_lc_rs::rsa::KeyPair> {
-    Ok(aws_lc_rs::rsa::KeyPair::generate(
-        aws_lc_rs::rsa::KeySize::Rsa2048,
-    )?)
+    Ok(aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)?)
 }
 
 fn rs256(key: &aws_lc_rs::rsa::KeyPair) -> impl Fn(&[u8]) -> Vec<u8> + '_ {
     move |message| {
         let mut signature = vec![0u8; key.public_modulus_len()];
-        key.sign(
-            &RSA_PKCS1_SHA256,
-            &SystemRandom::new(),
-            message,
-            &mut signature,
-        )
-        .expect("software signing");
+        key.sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), message, &mut signature)
+            .expect("software signing");
         signature
     }
 }
 
-async fn assert_refused_with_401(
-    system: &System,
-    key_id: &str,
-    token: &str,
-    what: &str,
-) -> Result<()> {
+async fn assert_refused_with_401(system: &System, key_id: &str, token: &str, what: &str) -> Result<()> {
     let (status, body) = system.read(key_id, token).await?;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {body}");
     assert_eq!(error_code(&body)?, "invalid_token", "{what}");
@@ -82,31 +70,19 @@ async fn forged_tokens_are_refused_with_401() -> Result<()> {
     let claims = decode_part(&stored.access_token, 1)?;
     let kid = header["kid"].clone();
 
-    let alg_none = forge(&json!({"alg": "none", "typ": "JWT"}), &claims, |_| {
+    let alg_none = forge(&json!({"alg": "none", "typ": "JWT"}), &claims, |_| Vec::new());
+    assert_refused_with_401(&system, &stored.key_id, &alg_none, "alg none").await?;
+    let alg_none_with_kid = forge(&json!({"alg": "none", "typ": "JWT", "kid": kid}), &claims, |_| {
         Vec::new()
     });
-    assert_refused_with_401(&system, &stored.key_id, &alg_none, "alg none").await?;
-    let alg_none_with_kid = forge(
-        &json!({"alg": "none", "typ": "JWT", "kid": kid}),
-        &claims,
-        |_| Vec::new(),
-    );
-    assert_refused_with_401(
-        &system,
-        &stored.key_id,
-        &alg_none_with_kid,
-        "alg none with kid",
-    )
-    .await?;
+    assert_refused_with_401(&system, &stored.key_id, &alg_none_with_kid, "alg none with kid").await?;
 
     // The classic confusion: HMAC keyed with the verifier's RSA public key.
     let public_pem = std::fs::read(e2e::dev_dir()?.join("keys/manager-signing.pem"))?;
     let hmac_key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &public_pem);
-    let hs256 = forge(
-        &json!({"alg": "HS256", "typ": "JWT", "kid": kid}),
-        &claims,
-        |m| aws_lc_rs::hmac::sign(&hmac_key, m).as_ref().to_vec(),
-    );
+    let hs256 = forge(&json!({"alg": "HS256", "typ": "JWT", "kid": kid}), &claims, |m| {
+        aws_lc_rs::hmac::sign(&hmac_key, m).as_ref().to_vec()
+    });
     assert_refused_with_401(&system, &stored.key_id, &hs256, "HS256 with the public key").await?;
 
     // Payload edited under the original signature.
@@ -124,13 +100,7 @@ async fn forged_tokens_are_refused_with_401() -> Result<()> {
     // Signed by another RSA key that claims manager's kid.
     let attacker = attacker_key()?;
     let impostor = forge(&header, &claims, rs256(&attacker));
-    assert_refused_with_401(
-        &system,
-        &stored.key_id,
-        &impostor,
-        "other key with manager's kid",
-    )
-    .await?;
+    assert_refused_with_401(&system, &stored.key_id, &impostor, "other key with manager's kid").await?;
 
     // The attacker's public key embedded in the header, with and without manager's kid.
     let components: aws_lc_rs::rsa::PublicKeyComponents<Vec<u8>> = attacker.public_key().into();
@@ -171,8 +141,7 @@ async fn an_expired_token_is_refused_with_401() -> Result<()> {
 }
 
 #[tokio::test]
-async fn missing_or_garbage_authorization_is_refused_with_401_and_a_bearer_challenge() -> Result<()>
-{
+async fn missing_or_garbage_authorization_is_refused_with_401_and_a_bearer_challenge() -> Result<()> {
     let system = System::start().await?;
     let stored = system.store("alice", "s").await?;
     let vault = system.vault.addr("public");
@@ -182,34 +151,22 @@ async fn missing_or_garbage_authorization_is_refused_with_401_and_a_bearer_chall
         (Some("Bearer"), "missing_token"),
         (Some("Bearer not.a.jwt"), "invalid_token"),
         (Some("Bearer ¿garbage?"), "invalid_token"),
-        (
-            Some("Bearer eyJhbGciOiJSUzI1NiJ9.e30.AAAA"),
-            "invalid_token",
-        ),
+        (Some("Bearer eyJhbGciOiJSUzI1NiJ9.e30.AAAA"), "invalid_token"),
     ] {
         let response = {
-            let mut request = system
-                .http
-                .get(format!("https://{vault}/api/keys/{}", stored.key_id));
+            let mut request = system.http.get(format!("https://{vault}/api/keys/{}", stored.key_id));
             if let Some(value) = authorization {
                 request = request.header("authorization", value);
             }
             request.send().await?
         };
-        assert_eq!(
-            response.status(),
-            StatusCode::UNAUTHORIZED,
-            "{authorization:?}"
-        );
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{authorization:?}");
         let challenge = response
             .headers()
             .get("www-authenticate")
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
-        assert!(
-            challenge.starts_with("Bearer"),
-            "{authorization:?}: {challenge:?}"
-        );
+        assert!(challenge.starts_with("Bearer"), "{authorization:?}: {challenge:?}");
         let body: Value = response.json().await?;
         assert_eq!(error_code(&body)?, code, "{authorization:?}");
     }

@@ -13,10 +13,7 @@ fn envelope_request() -> serde_json::Value {
 #[tokio::test]
 async fn the_internal_listener_refuses_clients_without_managers_certificate() -> Result<()> {
     let system = System::start().await?;
-    let url = format!(
-        "https://{}/internal/keys/abc",
-        system.vault.addr("internal")
-    );
+    let url = format!("https://{}/internal/keys/abc", system.vault.addr("internal"));
     let tls = e2e::dev_dir()?.join("tls");
 
     let anonymous = https_client(None)?;
@@ -27,10 +24,7 @@ async fn the_internal_listener_refuses_clients_without_managers_certificate() ->
     );
 
     // A certificate from the same CA, but vault's server certificate: wrong name and EKU.
-    let impostor = https_client(Some((
-        &tls.join("vault-server.pem"),
-        &tls.join("vault-server.key"),
-    )))?;
+    let impostor = https_client(Some((&tls.join("vault-server.pem"), &tls.join("vault-server.key"))))?;
     let refused = impostor.put(&url).json(&envelope_request()).send().await;
     assert!(
         refused.is_err(),
@@ -38,12 +32,8 @@ async fn the_internal_listener_refuses_clients_without_managers_certificate() ->
     );
 
     // manager's own certificate gets through (and the bogus envelope is refused in JSON).
-    let manager = https_client(Some((
-        &tls.join("manager-client.pem"),
-        &tls.join("manager-client.key"),
-    )))?;
-    let (status, body) =
-        e2e::answer(manager.put(&url).json(&envelope_request()).send().await?).await?;
+    let manager = https_client(Some((&tls.join("manager-client.pem"), &tls.join("manager-client.key"))))?;
+    let (status, body) = e2e::answer(manager.put(&url).json(&envelope_request()).send().await?).await?;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(error_code(&body)?, "invalid_envelope");
     Ok(())
@@ -53,13 +43,9 @@ async fn the_internal_listener_refuses_clients_without_managers_certificate() ->
 async fn the_public_listener_does_not_offer_the_internal_api() -> Result<()> {
     let system = System::start().await?;
     let tls = e2e::dev_dir()?.join("tls");
-    let manager = https_client(Some((
-        &tls.join("manager-client.pem"),
-        &tls.join("manager-client.key"),
-    )))?;
+    let manager = https_client(Some((&tls.join("manager-client.pem"), &tls.join("manager-client.key"))))?;
     let url = system.vault_url("/internal/keys/abc");
-    let (status, _) =
-        e2e::answer(manager.put(&url).json(&envelope_request()).send().await?).await?;
+    let (status, _) = e2e::answer(manager.put(&url).json(&envelope_request()).send().await?).await?;
     assert_eq!(status, StatusCode::NOT_FOUND);
     Ok(())
 }

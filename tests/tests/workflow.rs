@@ -8,16 +8,10 @@ use tokio::task::JoinSet;
 #[tokio::test]
 async fn stores_a_secret_and_reads_it_back_with_the_token() -> Result<()> {
     let system = System::start().await?;
-    let stored = system
-        .store("alice", "correct horse battery staple")
-        .await?;
+    let stored = system.store("alice", "correct horse battery staple").await?;
     assert_eq!(stored.message, "Key stored successfully");
     assert_eq!(stored.token_type, "Bearer");
-    assert!(
-        stored.expires_at.ends_with('Z'),
-        "RFC 3339 UTC: {}",
-        stored.expires_at
-    );
+    assert!(stored.expires_at.ends_with('Z'), "RFC 3339 UTC: {}", stored.expires_at);
     let (status, body) = system.read(&stored.key_id, &stored.access_token).await?;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["decrypted_key"], "correct horse battery staple");
@@ -83,16 +77,10 @@ async fn tokens_carry_the_kid_published_in_managers_jwks() -> Result<()> {
     assert_eq!(header["typ"], "JWT");
     assert_eq!(jwks["keys"][0]["kid"], header["kid"]);
     assert_eq!(jwks["keys"][0]["kty"], "RSA");
-    let payload: serde_json::Value = serde_json::from_slice(&base64_url(
-        stored.access_token.split('.').nth(1).unwrap_or_default(),
-    )?)?;
-    for claim in [
-        "iss", "aud", "sub", "key_id", "jti", "iat", "nbf", "exp", "scope",
-    ] {
-        assert!(
-            payload.get(claim).is_some(),
-            "missing claim {claim}: {payload}"
-        );
+    let payload: serde_json::Value =
+        serde_json::from_slice(&base64_url(stored.access_token.split('.').nth(1).unwrap_or_default())?)?;
+    for claim in ["iss", "aud", "sub", "key_id", "jti", "iat", "nbf", "exp", "scope"] {
+        assert!(payload.get(claim).is_some(), "missing claim {claim}: {payload}");
     }
     assert_eq!(payload["sub"], "carol");
     assert_eq!(payload["key_id"].as_str(), Some(stored.key_id.as_str()));
@@ -139,4 +127,40 @@ async fn neither_secrets_nor_tokens_appear_in_the_logs() -> Result<()> {
 fn base64_url(text: &str) -> Result<Vec<u8>> {
     use base64::Engine;
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text)?)
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_template_without_key_ids() -> Result<()> {
+    let system = System::start().await?;
+    let stored = system.store("grace", "metered").await?;
+    system.read(&stored.key_id, &stored.access_token).await?;
+    system.read(&stored.key_id, "bogus").await?;
+    let vault = system
+        .http
+        .get(system.vault_url("/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        vault.contains(r#"http_requests_total{method="GET",route="/api/keys/{key_id}",status="200"} 1"#),
+        "{vault}"
+    );
+    assert!(
+        vault.contains(r#"http_requests_total{method="GET",route="/api/keys/{key_id}",status="401"} 1"#),
+        "{vault}"
+    );
+    assert!(!vault.contains(&stored.key_id), "metrics must not carry key ids");
+    let manager = system
+        .http
+        .get(system.manager_url("/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        manager.contains(r#"http_requests_total{method="POST",route="/api/keys",status="201"} 1"#),
+        "{manager}"
+    );
+    Ok(())
 }

@@ -24,11 +24,7 @@ pub struct Config {
     pub listen_internal: SocketAddr,
 
     /// PKCS#11 module to load.
-    #[arg(
-        long,
-        env = "VAULT_PKCS11_MODULE",
-        default_value = "/usr/lib/softhsm/libsofthsm2.so"
-    )]
+    #[arg(long, env = "VAULT_PKCS11_MODULE", default_value = "/usr/lib/softhsm/libsofthsm2.so")]
     pub pkcs11_module: PathBuf,
     /// Label of vault's token.
     #[arg(long, env = "VAULT_TOKEN_LABEL", default_value = "vault")]
@@ -38,11 +34,7 @@ pub struct Config {
     #[arg(long, env = "VAULT_PIN_FILE")]
     pub pin_file: Option<PathBuf>,
     /// Label of the RSA key pair that unwraps content keys.
-    #[arg(
-        long,
-        env = "VAULT_WRAPPING_KEY_LABEL",
-        default_value = "vault-wrapping"
-    )]
+    #[arg(long, env = "VAULT_WRAPPING_KEY_LABEL", default_value = "vault-wrapping")]
     pub wrapping_key_label: String,
     /// PKCS#11 sessions (and concurrent token operations).
     #[arg(long, env = "VAULT_PKCS11_SESSIONS", default_value_t = 4)]
@@ -65,11 +57,7 @@ pub struct Config {
     pub client_ca: Option<PathBuf>,
     /// Name (SAN) manager's client certificate must carry; other certificates from the
     /// same CA are refused.
-    #[arg(
-        long,
-        env = "VAULT_MANAGER_CLIENT_NAME",
-        default_value = "manager.internal"
-    )]
+    #[arg(long, env = "VAULT_MANAGER_CLIENT_NAME", default_value = "manager.internal")]
     pub manager_client_name: String,
 
     /// manager's public signing keys: a JWK or JWK Set file.
@@ -83,12 +71,7 @@ pub struct Config {
     pub audience: String,
     /// Accepted token signature algorithms, comma-separated (RS256, PS256). The token
     /// header's `alg` must be one of these; it is never trusted on its own.
-    #[arg(
-        long,
-        env = "VAULT_TOKEN_ALGORITHMS",
-        default_value = "RS256",
-        value_delimiter = ','
-    )]
+    #[arg(long, env = "VAULT_TOKEN_ALGORITHMS", default_value = "RS256", value_delimiter = ',')]
     pub token_algorithms: Vec<String>,
     /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
     #[arg(long, env = "VAULT_LEEWAY_SECONDS", default_value_t = 5)]
@@ -110,4 +93,17 @@ pub struct Missing(pub &'static str);
 /// Returns the value of a required option or names it.
 pub fn required<'a, T>(value: &'a Option<T>, name: &'static str) -> Result<&'a T, Missing> {
     value.as_ref().ok_or(Missing(name))
+}
+
+#[cfg(test)]
+mod tests {
+    /// Keeps `config/vault.example.toml`, the options and their `VAULT_*` variables in step.
+    #[test]
+    fn the_example_config_documents_exactly_the_options() {
+        let example = include_str!("../../config/vault.example.toml");
+        assert_eq!(
+            service_kit::config::check_documented::<super::Config>(example, "VAULT"),
+            Ok(())
+        );
+    }
 }

@@ -4,6 +4,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use contract::envelope::EnvelopeError;
 use service_kit::json::{BearerChallenge, JsonBodyError, error_response, unauthorized};
+use service_kit::report::error_chain;
 
 use crate::storage::StoreError;
 use crate::token::TokenError;
@@ -89,18 +90,14 @@ impl IntoResponse for ApiError {
                 "token_not_valid_for_key",
                 "the access token's subject does not own this key",
             ),
-            ApiError::NotFound => {
-                error_response(StatusCode::NOT_FOUND, "key_not_found", "no such key")
-            }
+            ApiError::NotFound => error_response(StatusCode::NOT_FOUND, "key_not_found", "no such key"),
             ApiError::Body(e) => e.into_response(),
             ApiError::InvalidKeyId => error_response(
                 StatusCode::BAD_REQUEST,
                 "invalid_key_id",
                 "key_id must be 1-64 characters of A-Z a-z 0-9 - _",
             ),
-            ApiError::InvalidEnvelope(e) => {
-                error_response(StatusCode::BAD_REQUEST, "invalid_envelope", e.to_string())
-            }
+            ApiError::InvalidEnvelope(e) => error_response(StatusCode::BAD_REQUEST, "invalid_envelope", e.to_string()),
             ApiError::UnknownWrappingKey(_) => error_response(
                 StatusCode::BAD_REQUEST,
                 "unknown_wrapping_key",
@@ -130,18 +127,6 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// "outer: inner: innermost", for logs only.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
-}
-
 /// key_ids are manager's UUIDs; anything else is refused before touching storage.
 pub(crate) fn check_key_id(key_id: &str) -> Result<(), ApiError> {
     let ok = !key_id.is_empty()
@@ -149,9 +134,5 @@ pub(crate) fn check_key_id(key_id: &str) -> Result<(), ApiError> {
         && key_id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::InvalidKeyId)
-    }
+    if ok { Ok(()) } else { Err(ApiError::InvalidKeyId) }
 }

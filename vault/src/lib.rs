@@ -23,23 +23,24 @@ use axum::extract::DefaultBodyLimit;
 pub use config::Config;
 pub use state::AppState;
 
-/// The public router: secrets API and health.
+/// The public router: secrets API, health and `/metrics`.
 pub fn public_app(state: Arc<AppState>) -> Router {
-    Router::new()
+    let routes = Router::new()
         .merge(routes::public::router())
         .merge(routes::health::router())
-        .fallback(routes::not_found)
-        .method_not_allowed_fallback(routes::method_not_allowed)
+        .with_state(state);
+    service_kit::metrics::instrument(routes)
+        .fallback(service_kit::json::not_found)
+        .method_not_allowed_fallback(service_kit::json::method_not_allowed)
         .layer(DefaultBodyLimit::max(16 * 1024))
-        .with_state(state)
 }
 
 /// The internal router, served only behind mutual TLS.
 pub fn internal_app(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     Router::new()
         .merge(routes::internal::router())
-        .fallback(routes::not_found)
-        .method_not_allowed_fallback(routes::method_not_allowed)
+        .fallback(service_kit::json::not_found)
+        .method_not_allowed_fallback(service_kit::json::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }

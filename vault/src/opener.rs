@@ -27,9 +27,7 @@ impl Opener {
     /// sealed to a key this vault holds.
     pub fn check_incoming(&self, envelope: &str, binding: Binding<'_>) -> Result<(), ApiError> {
         let parsed = Envelope::parse(envelope).map_err(ApiError::InvalidEnvelope)?;
-        parsed
-            .check_binding(binding)
-            .map_err(ApiError::InvalidEnvelope)?;
+        parsed.check_binding(binding).map_err(ApiError::InvalidEnvelope)?;
         if parsed.header().kid != self.kid {
             return Err(ApiError::UnknownWrappingKey(parsed.header().kid.clone()));
         }
@@ -38,11 +36,7 @@ impl Opener {
 
     /// Opens a stored envelope for the row it was read from. Any mismatch is an
     /// integrity failure: the row was tampered with, not the request.
-    pub async fn open(
-        &self,
-        envelope: &str,
-        binding: Binding<'_>,
-    ) -> Result<Zeroizing<Vec<u8>>, ApiError> {
+    pub async fn open(&self, envelope: &str, binding: Binding<'_>) -> Result<Zeroizing<Vec<u8>>, ApiError> {
         let parsed = Envelope::parse(envelope).map_err(ApiError::Integrity)?;
         parsed.check_binding(binding).map_err(ApiError::Integrity)?;
         if parsed.header().kid != self.kid {
@@ -54,10 +48,7 @@ impl Opener {
             KeyWrap::RsaOaep => hsm::OaepHash::Sha1,
             KeyWrap::RsaOaep256 => hsm::OaepHash::Sha256,
         };
-        let cek = self
-            .decrypter
-            .decrypt_oaep(hash, parsed.encrypted_key())
-            .await?;
+        let cek = self.decrypter.decrypt_oaep(hash, parsed.encrypted_key()).await?;
         parsed.open(&cek).map_err(ApiError::Integrity)
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum_server::Handle;
 use secrecy::SecretString;
+use service_kit::token::TokenSettings;
 
 use crate::config::{Config, required};
 use crate::opener::Opener;
@@ -16,32 +17,19 @@ use crate::{AppState, internal_app, public_app};
 /// Opens the token, the database and manager's keys, then serves until SIGINT/SIGTERM.
 /// Every start-up failure comes back with context naming what could not be used.
 pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Result<()> {
-    let pin = match (&config.pin_file, env_pin) {
-        (Some(path), _) => hsm::read_pin_file(path)?,
-        (None, Some(pin)) => pin,
-        (None, None) => anyhow::bail!(
-            "no token PIN: set --pin-file (or pin_file in the config) or VAULT_PKCS11_PIN"
-        ),
-    };
-    let module = hsm::Module::load(&config.pkcs11_module)?;
-    let pool = hsm::TokenPool::connect(
-        &module,
-        hsm::TokenConfig {
-            token_label: config.token_label.clone(),
-            pin,
+    let pool = service_kit::token::connect(
+        TokenSettings {
+            module: &config.pkcs11_module,
+            token_label: &config.token_label,
+            pin_file: config.pin_file.as_deref(),
+            pin_env_var: "VAULT_PKCS11_PIN",
             sessions: config.pkcs11_sessions,
             slot_discovery_timeout: Duration::from_millis(config.slot_discovery_timeout_ms),
             operation_timeout: Duration::from_millis(config.pkcs11_timeout_ms),
         },
+        env_pin,
     )
-    .await
-    .with_context(|| {
-        format!(
-            "cannot open token {:?} with module {}",
-            config.token_label,
-            config.pkcs11_module.display()
-        )
-    })?;
+    .await?;
     let wrapping_public = hsm::rsa_public_key(&pool, &config.wrapping_key_label)
         .await
         .with_context(|| format!("cannot read wrapping key {:?}", config.wrapping_key_label))?;

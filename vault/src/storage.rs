@@ -124,10 +124,11 @@ impl Store for SqliteStore {
     }
 
     async fn get(&self, key_id: &str) -> Result<Option<StoredSecret>, StoreError> {
-        let row = sqlx::query("SELECT key_id, user_id, envelope, created_at, expires_at FROM secrets WHERE key_id = ?1")
-            .bind(key_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT key_id, user_id, envelope, created_at, expires_at FROM secrets WHERE key_id = ?1")
+                .bind(key_id)
+                .fetch_optional(&self.pool)
+                .await?;
         row.map(|row| {
             Ok(StoredSecret {
                 key_id: row.try_get("key_id")?,
@@ -161,16 +162,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn put_is_idempotent_for_the_same_secret_and_conflicts_otherwise()
-    -> Result<(), StoreError> {
+    async fn put_is_idempotent_for_the_same_secret_and_conflicts_otherwise() -> Result<(), StoreError> {
         let dir = std::env::temp_dir().join(format!("vault-store-{}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|_| StoreError::Corrupt("tempdir"))?;
         let store = SqliteStore::open(&dir.join("idempotent.db")).await?;
         assert_eq!(store.put(&secret("k1", "e1")).await?, PutOutcome::Created);
-        assert_eq!(
-            store.put(&secret("k1", "e1")).await?,
-            PutOutcome::AlreadyStored
-        );
+        assert_eq!(store.put(&secret("k1", "e1")).await?, PutOutcome::AlreadyStored);
         assert_eq!(store.put(&secret("k1", "e2")).await?, PutOutcome::Conflict);
         assert_eq!(store.get("k1").await?, Some(secret("k1", "e1")));
         assert_eq!(store.get("k2").await?, None);

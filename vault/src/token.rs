@@ -104,11 +104,9 @@ impl TokenVerifier {
                 kid: kid.clone(),
                 source,
             })?;
-            let decoding = DecodingKey::from_rsa_components(&jwk.n, &jwk.e).map_err(|_| {
-                VerifierSetupError::Key {
-                    kid: kid.clone(),
-                    source: contract::jwk::KeyError::Invalid,
-                }
+            let decoding = DecodingKey::from_rsa_components(&jwk.n, &jwk.e).map_err(|_| VerifierSetupError::Key {
+                kid: kid.clone(),
+                source: contract::jwk::KeyError::Invalid,
             })?;
             keys.insert(key.thumbprint(), decoding);
         }

@@ -13,11 +13,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[command(version)]
 struct Cli {
     /// PKCS#11 module (shared library) to load.
-    #[arg(
-        long,
-        env = "PKCS11_MODULE",
-        default_value = "/usr/lib/softhsm/libsofthsm2.so"
-    )]
+    #[arg(long, env = "PKCS11_MODULE", default_value = "/usr/lib/softhsm/libsofthsm2.so")]
     module: PathBuf,
     /// Label of the token to use.
     #[arg(long, env = "PKCS11_TOKEN_LABEL")]
@@ -93,12 +89,7 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
-        Command::GenerateRsa {
-            label,
-            id,
-            usage,
-            bits,
-        } => {
+        Command::GenerateRsa { label, id, usage, bits } => {
             let id = decode_hex(&id).context("--id must be hex")?;
             let usage = match usage {
                 Usage::Sign => hsm::KeyUsage::Sign,
@@ -116,10 +107,7 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?;
             match outcome {
-                hsm::Generated::Created => println!(
-                    "generated RSA-{bits} key pair {label:?} in token {:?}",
-                    cli.token
-                ),
+                hsm::Generated::Created => println!("generated RSA-{bits} key pair {label:?} in token {:?}", cli.token),
                 hsm::Generated::AlreadyPresent => {
                     println!("key pair {label:?} already in token {:?}", cli.token)
                 }
@@ -135,10 +123,8 @@ async fn main() -> anyhow::Result<()> {
             let pool = connect(&module, &cli.token, pin).await?;
             let key = hsm::rsa_public_key(&pool, &label).await?;
             let jwk = serde_json::to_string_pretty(&key.to_jwk(&alg, &use_))?;
-            std::fs::write(&jwk_out, jwk + "\n")
-                .with_context(|| format!("writing {}", jwk_out.display()))?;
-            std::fs::write(&pem_out, key.spki_pem()?)
-                .with_context(|| format!("writing {}", pem_out.display()))?;
+            std::fs::write(&jwk_out, jwk + "\n").with_context(|| format!("writing {}", jwk_out.display()))?;
+            std::fs::write(&pem_out, key.spki_pem()?).with_context(|| format!("writing {}", pem_out.display()))?;
             println!(
                 "exported {label:?} (kid {}) to {} and {}",
                 key.thumbprint(),
@@ -150,11 +136,7 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn connect(
-    module: &hsm::Module,
-    token: &str,
-    pin: secrecy::SecretString,
-) -> anyhow::Result<hsm::TokenPool> {
+async fn connect(module: &hsm::Module, token: &str, pin: secrecy::SecretString) -> anyhow::Result<hsm::TokenPool> {
     let config = hsm::TokenConfig {
         token_label: token.to_owned(),
         pin,
@@ -164,12 +146,7 @@ async fn connect(
     };
     hsm::TokenPool::connect(module, config)
         .await
-        .with_context(|| {
-            format!(
-                "could not open token {token:?} in {}",
-                module.path().display()
-            )
-        })
+        .with_context(|| format!("could not open token {token:?} in {}", module.path().display()))
 }
 
 fn decode_hex(hex: &str) -> anyhow::Result<Vec<u8>> {

@@ -10,8 +10,8 @@ use axum::{Json, Router};
 use serde_json::json;
 use service_kit::json::error_response;
 
-use crate::error::error_chain;
 use crate::state::AppState;
+use service_kit::report::error_chain;
 
 /// `/healthz` (process up) and `/readyz` (token answers, vault reachable).
 pub fn router() -> Router<Arc<AppState>> {

@@ -133,10 +133,7 @@ mod tests {
             validate(&request("alice@example.com", "s3cret", None), &LIMITS).ok(),
             Some(60)
         );
-        assert_eq!(
-            validate(&request("a", "x", Some(120)), &LIMITS).ok(),
-            Some(120)
-        );
+        assert_eq!(validate(&request("a", "x", Some(120)), &LIMITS).ok(), Some(120));
     }
 
     #[test]

@@ -20,10 +20,7 @@ use crate::storage::{PutOutcome, StoredSecret};
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/internal/keys/{key_id}", put(store_envelope))
-        .route(
-            "/internal/healthz",
-            get(|| async { Json(json!({"status": "ok"})) }),
-        )
+        .route("/internal/healthz", get(|| async { Json(json!({"status": "ok"})) }))
 }
 
 /// Answers only after the row is committed durably, so that manager may hand out the

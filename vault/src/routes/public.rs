@@ -45,19 +45,14 @@ async fn read_key(
     let plaintext = state.opener.open(&secret.envelope, binding).await?;
     let text = std::str::from_utf8(&plaintext)
         .map_err(|_| ApiError::Integrity(EnvelopeError::Malformed("plaintext is not UTF-8")))?;
-    let body = zeroize::Zeroizing::new(
-        serde_json::to_vec(&ReadKeyResponse {
-            decrypted_key: text,
-        })
-        .map_err(|_| ApiError::Integrity(EnvelopeError::Malformed("unserialisable plaintext")))?,
-    );
+    // The plaintext buffer is wiped when it drops at the end of this function; the
+    // serialized body belongs to hyper from here on and cannot be.
+    let body = serde_json::to_vec(&ReadKeyResponse { decrypted_key: text })
+        .map_err(|_| ApiError::Integrity(EnvelopeError::Malformed("unserialisable plaintext")))?;
     tracing::info!(key_id = %secret.key_id, sub = %claims.sub, jti = %claims.jti, "secret released");
-    let mut response = body.to_vec().into_response();
+    let mut response = body.into_response();
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
 }
@@ -69,9 +64,7 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
         .ok_or(ApiError::Token(TokenError::Missing))?
         .to_str()
         .map_err(|_| ApiError::Token(TokenError::Unreadable))?;
-    let (scheme, token) = value
-        .split_once(' ')
-        .ok_or(ApiError::Token(TokenError::Missing))?;
+    let (scheme, token) = value.split_once(' ').ok_or(ApiError::Token(TokenError::Missing))?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
         return Err(ApiError::Token(TokenError::Missing));
     }
