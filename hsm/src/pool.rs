@@ -102,8 +102,9 @@ struct State {
 impl TokenPool {
     /// Finds the token, opens a session and logs in, so that a wrong label, an
     /// unreachable token server or a wrong PIN fails start-up instead of the first request.
-    pub async fn connect(module: &Module, config: TokenConfig) -> Result<Self> {
-        let sessions = config.sessions.max(1);
+    pub async fn connect(module: &Module, mut config: TokenConfig) -> Result<Self> {
+        config.sessions = config.sessions.max(1);
+        let sessions = config.sessions;
         let pool = Self {
             inner: Arc::new(Inner {
                 module: module.clone(),

@@ -36,19 +36,17 @@ pub fn dev_dir() -> Result<PathBuf> {
     Ok(dir.canonicalize()?)
 }
 
-/// Path of a workspace binary next to the test executable (`target/debug/<name>`).
+/// Path of a workspace binary in the same `target/<profile>/` as the running executable
+/// (tests run from `target/<profile>/deps/`, `loadgen` from `target/<profile>/`).
 pub fn binary(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    let debug_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or_else(|| anyhow!("unexpected test executable path {}", exe.display()))?;
-    let path = debug_dir.join(name);
+    let mut dir = exe.parent().ok_or_else(|| anyhow!("unexpected executable path {}", exe.display()))?;
+    if dir.ends_with("deps") {
+        dir = dir.parent().ok_or_else(|| anyhow!("unexpected executable path {}", exe.display()))?;
+    }
+    let path = dir.join(name);
     if !path.is_file() {
-        bail!(
-            "{} is missing: build it with `cargo build --workspace --bins` (make test does)",
-            path.display()
-        );
+        bail!("{} is missing: build it with `cargo build --workspace --bins` (make test does)", path.display());
     }
     Ok(path)
 }
