@@ -40,13 +40,20 @@ pub fn dev_dir() -> Result<PathBuf> {
 /// (tests run from `target/<profile>/deps/`, `loadgen` from `target/<profile>/`).
 pub fn binary(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    let mut dir = exe.parent().ok_or_else(|| anyhow!("unexpected executable path {}", exe.display()))?;
+    let mut dir = exe
+        .parent()
+        .ok_or_else(|| anyhow!("unexpected executable path {}", exe.display()))?;
     if dir.ends_with("deps") {
-        dir = dir.parent().ok_or_else(|| anyhow!("unexpected executable path {}", exe.display()))?;
+        dir = dir
+            .parent()
+            .ok_or_else(|| anyhow!("unexpected executable path {}", exe.display()))?;
     }
     let path = dir.join(name);
     if !path.is_file() {
-        bail!("{} is missing: build it with `cargo build --workspace --bins` (make test does)", path.display());
+        bail!(
+            "{} is missing: build it with `cargo build --workspace --bins` (make test does)",
+            path.display()
+        );
     }
     Ok(path)
 }
