@@ -14,6 +14,10 @@ pub struct StoreKeyRequest {
     /// Lifetime of the token (and the secret), seconds.
     #[serde(default)]
     pub ttl_seconds: Option<u64>,
+    /// Successful reads before vault destroys the secret (`1` = one-time secret);
+    /// unlimited when absent.
+    #[serde(default)]
+    pub max_reads: Option<u32>,
 }
 
 /// `201` answer of `POST /api/keys`.
@@ -48,6 +52,9 @@ pub struct StoreEnvelopeRequest {
     pub envelope: String,
     /// When the secret stops being served, seconds since the Unix epoch.
     pub expires_at: u64,
+    /// Successful reads before vault destroys the secret; unlimited when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_reads: Option<u32>,
 }
 
 /// Answer of `PUT /internal/keys/{key_id}`: `201` created, `200` already stored.
@@ -73,4 +80,22 @@ pub struct ErrorDetail {
     pub code: String,
     /// Human-readable explanation; never contains secrets.
     pub message: String,
+}
+
+/// `200` answer of `POST /api/tokens/revoke` on vault (also for a repeated call).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RevokeResponse {
+    /// The revoked token's id.
+    pub jti: String,
+    /// Always true: the token is revoked now, whether by this call or an earlier one.
+    pub revoked: bool,
+}
+
+/// `200` answer of `DELETE /api/keys/{key_id}` on vault (also for a repeated call).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DestroyResponse {
+    /// The destroyed secret's id.
+    pub key_id: String,
+    /// Always true: the secret is gone now, whether by this call or an earlier one.
+    pub destroyed: bool,
 }

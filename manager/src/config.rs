@@ -92,6 +92,9 @@ pub struct Config {
     /// Largest `ttl_seconds` accepted, in seconds.
     #[arg(long, env = "MANAGER_MAX_TTL_SECONDS", default_value_t = 86_400)]
     pub max_ttl_seconds: u64,
+    /// Largest `max_reads` accepted.
+    #[arg(long, env = "MANAGER_MAX_READS_LIMIT", default_value_t = 1000)]
+    pub max_reads_limit: u32,
     /// Largest secret (`key_data`, UTF-8 bytes) accepted; larger gets 413.
     #[arg(long, env = "MANAGER_MAX_SECRET_BYTES", default_value_t = 64 * 1024)]
     pub max_secret_bytes: usize,

@@ -34,6 +34,12 @@ pub enum ApiError {
         /// Configured maximum.
         max: u64,
     },
+    /// `max_reads` is 0 or above the maximum.
+    #[error("max_reads must be between 1 and {max}")]
+    InvalidMaxReads {
+        /// Configured maximum.
+        max: u32,
+    },
     /// vault did not store the envelope because it could not be reached or is down.
     #[error("vault unavailable")]
     VaultUnavailable(#[source] VaultError),
@@ -82,6 +88,9 @@ impl IntoResponse for ApiError {
                 error_response(StatusCode::PAYLOAD_TOO_LARGE, "secret_too_large", e.to_string())
             }
             e @ ApiError::InvalidTtl { .. } => error_response(StatusCode::BAD_REQUEST, "invalid_ttl", e.to_string()),
+            e @ ApiError::InvalidMaxReads { .. } => {
+                error_response(StatusCode::BAD_REQUEST, "invalid_max_reads", e.to_string())
+            }
             ApiError::VaultUnavailable(_) => error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "vault_unavailable",

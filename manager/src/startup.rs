@@ -80,6 +80,7 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
         max_secret_bytes: config.max_secret_bytes,
         default_ttl_seconds: config.default_ttl_seconds,
         max_ttl_seconds: config.max_ttl_seconds,
+        max_reads_limit: config.max_reads_limit,
     };
     // JSON escapes can make a body up to six times its secret (\uXXXX); the secret
     // limit itself is checked after parsing, with its own clear error.

@@ -17,6 +17,8 @@ pub struct Limits {
     pub default_ttl_seconds: u64,
     /// Largest `ttl_seconds`.
     pub max_ttl_seconds: u64,
+    /// Largest `max_reads`.
+    pub max_reads_limit: u32,
 }
 
 /// Shared by all handlers.

@@ -162,7 +162,7 @@ async fn unknown_routes_and_methods_answer_in_json() -> Result<()> {
     let (status, body) = answer(system.http.get(system.manager_url("/api/keys")).send().await?).await?;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(error_code(&body)?, "method_not_allowed");
-    let (status, body) = answer(system.http.delete(system.vault_url("/api/keys/abc")).send().await?).await?;
+    let (status, body) = answer(system.http.put(system.vault_url("/api/keys/abc")).send().await?).await?;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(error_code(&body)?, "method_not_allowed");
     Ok(())

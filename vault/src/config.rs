@@ -80,6 +80,10 @@ pub struct Config {
     /// SQLite database file (created if missing; WAL, synchronous=FULL).
     #[arg(long, env = "VAULT_DATABASE", default_value = "vault.db")]
     pub database: PathBuf,
+    /// How often expired secrets and stale revocations are purged, in seconds. Expired
+    /// secrets are never served, swept or not.
+    #[arg(long, env = "VAULT_SWEEP_INTERVAL_SECONDS", default_value_t = 60)]
+    pub sweep_interval_seconds: u64,
     /// Largest internal store request accepted, in bytes.
     #[arg(long, env = "VAULT_MAX_ENVELOPE_BYTES", default_value_t = 256 * 1024)]
     pub max_envelope_bytes: usize,

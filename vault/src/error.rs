@@ -12,7 +12,7 @@ use crate::token::TokenError;
 /// Everything a vault request can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// Missing or invalid access token.
+    /// Missing, invalid or revoked access token.
     #[error("invalid access token")]
     Token(#[from] TokenError),
     /// A valid token, but for another secret.
@@ -21,9 +21,12 @@ pub enum ApiError {
     /// A valid token for this key_id, but another owner holds it.
     #[error("token subject does not own the key")]
     NotOwner,
-    /// No such secret (or it expired).
+    /// No such secret (or it expired or was destroyed).
     #[error("no such key")]
     NotFound,
+    /// The secret's read limit is used up.
+    #[error("read limit reached")]
+    ReadLimitReached,
     /// The request body was refused.
     #[error(transparent)]
     Body(#[from] JsonBodyError),
@@ -45,7 +48,7 @@ pub enum ApiError {
     /// The token (HSM) is unavailable.
     #[error("token unavailable")]
     Hsm(#[source] hsm::Error),
-    /// The database is unavailable.
+    /// The database (or the audit trail in it) is unavailable: fail closed.
     #[error("storage unavailable")]
     Storage(#[from] StoreError),
 }
@@ -59,70 +62,65 @@ impl From<hsm::Error> for ApiError {
     }
 }
 
+impl ApiError {
+    /// Status and machine code; the code is also the audit outcome of a denial.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::Token(TokenError::Missing) => (StatusCode::UNAUTHORIZED, "missing_token"),
+            ApiError::Token(TokenError::Revoked) => (StatusCode::UNAUTHORIZED, "revoked_token"),
+            ApiError::Token(_) => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            ApiError::WrongKey | ApiError::NotOwner => (StatusCode::FORBIDDEN, "token_not_valid_for_key"),
+            ApiError::NotFound => (StatusCode::NOT_FOUND, "key_not_found"),
+            ApiError::ReadLimitReached => (StatusCode::GONE, "read_limit_reached"),
+            ApiError::Body(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            ApiError::InvalidKeyId => (StatusCode::BAD_REQUEST, "invalid_key_id"),
+            ApiError::InvalidEnvelope(_) => (StatusCode::BAD_REQUEST, "invalid_envelope"),
+            ApiError::UnknownWrappingKey(_) => (StatusCode::BAD_REQUEST, "unknown_wrapping_key"),
+            ApiError::Conflict => (StatusCode::CONFLICT, "key_id_conflict"),
+            ApiError::Integrity(_) => (StatusCode::INTERNAL_SERVER_ERROR, "integrity_error"),
+            ApiError::Hsm(_) => (StatusCode::SERVICE_UNAVAILABLE, "hsm_unavailable"),
+            ApiError::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            ApiError::Token(TokenError::Missing) => "an Authorization: Bearer token is required".into(),
+            ApiError::Token(TokenError::Revoked) => "the access token has been revoked".into(),
+            ApiError::Token(_) => "the access token is invalid or expired".into(),
+            ApiError::WrongKey => "the access token is for another key".into(),
+            ApiError::NotOwner => "the access token's subject does not own this key".into(),
+            ApiError::NotFound => "no such key".into(),
+            ApiError::ReadLimitReached => "the secret's read limit has been reached".into(),
+            ApiError::Body(e) => e.to_string(),
+            ApiError::InvalidKeyId => "key_id must be 1-64 characters of A-Z a-z 0-9 - _".into(),
+            ApiError::InvalidEnvelope(e) => e.to_string(),
+            ApiError::UnknownWrappingKey(_) => "the envelope is sealed to a key this vault does not hold".into(),
+            ApiError::Conflict => "key_id already holds a different secret".into(),
+            ApiError::Integrity(_) => "the stored secret failed its integrity check".into(),
+            ApiError::Hsm(_) => "the key store is unavailable; retry later".into(),
+            ApiError::Storage(_) => "storage is unavailable; retry later".into(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let cause = &self as &dyn std::error::Error;
-        let chain = error_chain(cause);
+        let chain = error_chain(&self);
         match &self {
             ApiError::Integrity(_) | ApiError::Hsm(_) | ApiError::Storage(_) => {
                 tracing::error!(error = %chain, "request failed")
             }
             _ => tracing::info!(error = %chain, "request refused"),
         }
+        if let ApiError::Body(e) = self {
+            return e.into_response();
+        }
+        let (status, code) = self.status_and_code();
         match self {
-            ApiError::Token(TokenError::Missing) => unauthorized(
-                BearerChallenge::Missing,
-                "missing_token",
-                "an Authorization: Bearer token is required",
-            ),
-            ApiError::Token(_) => unauthorized(
-                BearerChallenge::InvalidToken,
-                "invalid_token",
-                "the access token is invalid or expired",
-            ),
-            ApiError::WrongKey => error_response(
-                StatusCode::FORBIDDEN,
-                "token_not_valid_for_key",
-                "the access token is for another key",
-            ),
-            ApiError::NotOwner => error_response(
-                StatusCode::FORBIDDEN,
-                "token_not_valid_for_key",
-                "the access token's subject does not own this key",
-            ),
-            ApiError::NotFound => error_response(StatusCode::NOT_FOUND, "key_not_found", "no such key"),
-            ApiError::Body(e) => e.into_response(),
-            ApiError::InvalidKeyId => error_response(
-                StatusCode::BAD_REQUEST,
-                "invalid_key_id",
-                "key_id must be 1-64 characters of A-Z a-z 0-9 - _",
-            ),
-            ApiError::InvalidEnvelope(e) => error_response(StatusCode::BAD_REQUEST, "invalid_envelope", e.to_string()),
-            ApiError::UnknownWrappingKey(_) => error_response(
-                StatusCode::BAD_REQUEST,
-                "unknown_wrapping_key",
-                "the envelope is sealed to a key this vault does not hold",
-            ),
-            ApiError::Conflict => error_response(
-                StatusCode::CONFLICT,
-                "key_id_conflict",
-                "key_id already holds a different secret",
-            ),
-            ApiError::Integrity(_) => error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "integrity_error",
-                "the stored secret failed its integrity check",
-            ),
-            ApiError::Hsm(_) => error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "hsm_unavailable",
-                "the key store is unavailable; retry later",
-            ),
-            ApiError::Storage(_) => error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage_unavailable",
-                "storage is unavailable; retry later",
-            ),
+            ApiError::Token(TokenError::Missing) => unauthorized(BearerChallenge::Missing, code, self.message()),
+            ApiError::Token(_) => unauthorized(BearerChallenge::InvalidToken, code, self.message()),
+            _ => error_response(status, code, self.message()),
         }
     }
 }

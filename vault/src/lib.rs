@@ -6,6 +6,7 @@
 //! mutual-TLS API that only manager's client certificate reaches
 //! (`PUT /internal/keys/{key_id}`). [`startup::run`] wires everything from a [`Config`].
 
+pub mod audit;
 pub mod config;
 pub mod error;
 pub mod opener;

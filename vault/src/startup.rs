@@ -10,7 +10,7 @@ use service_kit::token::TokenSettings;
 
 use crate::config::{Config, required};
 use crate::opener::Opener;
-use crate::storage::SqliteStore;
+use crate::storage::{SqliteStore, Store};
 use crate::token::{Expectations, TokenVerifier};
 use crate::{AppState, internal_app, public_app};
 
@@ -62,9 +62,14 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
     )
     .context("internal listener TLS")?;
 
+    let store: Arc<dyn Store> = Arc::new(store);
+    tokio::spawn(sweep_forever(
+        store.clone(),
+        Duration::from_secs(config.sweep_interval_seconds.max(1)),
+    ));
     let state = Arc::new(AppState {
         verifier,
-        store: Arc::new(store),
+        store,
         opener,
         pool,
     });
@@ -95,4 +100,25 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
     a?;
     b?;
     Ok(())
+}
+
+/// Purges expired secrets (auditing each) and stale revocations every `interval`.
+/// Failures are logged and retried at the next tick; reads never serve expired rows anyway.
+async fn sweep_forever(store: Arc<dyn Store>, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match store.sweep(crate::state::unix_now()).await {
+            Ok(swept) if swept.secrets + swept.revocations > 0 => {
+                tracing::info!(
+                    secrets = swept.secrets,
+                    revocations = swept.revocations,
+                    "swept expired entries"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %service_kit::report::error_chain(&e), "sweep failed"),
+        }
+    }
 }

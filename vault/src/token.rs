@@ -29,6 +29,9 @@ pub enum TokenError {
     /// Bad signature, expired, not yet valid, wrong `iss`/`aud`, missing claims.
     #[error("token rejected")]
     Rejected(#[source] jsonwebtoken::errors::Error),
+    /// The token's `jti` was revoked.
+    #[error("token revoked")]
+    Revoked,
     /// The token does not grant reading secrets.
     #[error("token lacks the {READ_SCOPE} scope")]
     Scope,

@@ -56,6 +56,7 @@ async fn store_key(
         user_id: request.user_id.clone(),
         envelope,
         expires_at: issued.claims.exp,
+        max_reads: request.max_reads,
     };
     state.vault.store(&key_id, &store).await?;
 
@@ -105,6 +106,13 @@ fn validate(request: &StoreKeyRequest, limits: &Limits) -> Result<u64, ApiError>
             max: limits.max_ttl_seconds,
         });
     }
+    if let Some(max_reads) = request.max_reads
+        && (max_reads == 0 || max_reads > limits.max_reads_limit)
+    {
+        return Err(ApiError::InvalidMaxReads {
+            max: limits.max_reads_limit,
+        });
+    }
     Ok(ttl)
 }
 
@@ -117,6 +125,7 @@ mod tests {
         max_secret_bytes: 8,
         default_ttl_seconds: 60,
         max_ttl_seconds: 120,
+        max_reads_limit: 5,
     };
 
     fn request(user_id: &str, key_data: &str, ttl_seconds: Option<u64>) -> StoreKeyRequest {
@@ -124,6 +133,24 @@ mod tests {
             user_id: user_id.into(),
             key_data: Zeroizing::new(key_data.into()),
             ttl_seconds,
+            max_reads: None,
+        }
+    }
+
+    #[test]
+    fn max_reads_must_be_between_one_and_the_limit() {
+        for (max_reads, ok) in [
+            (Some(1), true),
+            (Some(5), true),
+            (None, true),
+            (Some(0), false),
+            (Some(6), false),
+        ] {
+            let request = StoreKeyRequest {
+                max_reads,
+                ..request("a", "x", None)
+            };
+            assert_eq!(validate(&request, &LIMITS).is_ok(), ok, "{max_reads:?}");
         }
     }
 

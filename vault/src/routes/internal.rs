@@ -1,8 +1,9 @@
 //! The internal API on the mutual-TLS listener: manager stores envelopes here.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
@@ -27,6 +28,7 @@ pub fn router() -> Router<Arc<AppState>> {
 /// token. Idempotent: 201 for a new row, 200 for the identical row, 409 otherwise.
 async fn store_envelope(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(key_id): Path<String>,
     body: Result<AppJson<StoreEnvelopeRequest>, service_kit::json::JsonBodyError>,
 ) -> Result<Response, ApiError> {
@@ -45,8 +47,9 @@ async fn store_envelope(
         envelope: request.envelope,
         created_at: unix_now(),
         expires_at: request.expires_at,
+        reads_left: request.max_reads,
     };
-    let status = match state.store.put(&secret).await? {
+    let status = match state.store.put(&secret, Some(peer.ip().to_string())).await? {
         PutOutcome::Created => StatusCode::CREATED,
         PutOutcome::AlreadyStored => StatusCode::OK,
         PutOutcome::Conflict => return Err(ApiError::Conflict),
