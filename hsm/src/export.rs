@@ -1,7 +1,8 @@
 //! Reading public keys out of the token, for JWKS and for the other service.
 
 use contract::jwk::RsaPublicKey;
-use cryptoki::object::{Attribute, AttributeType, KeyType};
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::Session;
 
 use crate::error::{Error, Result};
 use crate::keys::{KeyClass, find_key};
@@ -13,36 +14,80 @@ pub async fn rsa_public_key(pool: &TokenPool, label: &str) -> Result<RsaPublicKe
     let label = label.to_owned();
     pool.run("export public key", move |session| {
         let key = find_key(session, KeyClass::Public, &label)?;
-        let attributes = session
-            .get_attributes(
-                key,
-                &[
-                    AttributeType::KeyType,
-                    AttributeType::Modulus,
-                    AttributeType::PublicExponent,
-                ],
-            )
-            .map_err(Error::pkcs11("read public key"))?;
-        let (mut key_type, mut n, mut e) = (None, None, None);
-        for attribute in attributes {
-            match attribute {
-                Attribute::KeyType(t) => key_type = Some(t),
-                Attribute::Modulus(m) => n = Some(m),
-                Attribute::PublicExponent(x) => e = Some(x),
-                _ => {}
-            }
-        }
-        let unusable = |reason| Error::UnusableKey {
-            label: label.clone(),
-            reason,
-        };
-        if key_type != Some(KeyType::RSA) {
-            return Err(unusable("not an RSA key"));
-        }
-        let (Some(n), Some(e)) = (n, e) else {
-            return Err(unusable("modulus or exponent unreadable"));
-        };
-        RsaPublicKey::from_components(&n, &e).map_err(|_| unusable("RSA modulus below 2048 bits or invalid"))
+        read_rsa_public(session, key, &label)
     })
     .await
+}
+
+/// A public key and its label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabeledPublicKey {
+    /// CKA_LABEL.
+    pub label: String,
+    /// The key.
+    pub key: RsaPublicKey,
+}
+
+/// Every RSA public key whose label is `base` or starts with `base.` — the generations
+/// of a rotated key (`manager-signing`, `manager-signing.1`, ...).
+pub async fn rsa_public_keys_labelled(pool: &TokenPool, base: &str) -> Result<Vec<LabeledPublicKey>> {
+    let base = base.to_owned();
+    pool.run("list public keys", move |session| {
+        let handles = session
+            .find_objects(&[Attribute::Token(true), Attribute::Class(ObjectClass::PUBLIC_KEY)])
+            .map_err(Error::pkcs11("find keys"))?;
+        let mut keys = Vec::new();
+        for handle in handles {
+            let label = session
+                .get_attributes(handle, &[AttributeType::Label])
+                .map_err(Error::pkcs11("read label"))?
+                .into_iter()
+                .find_map(|a| match a {
+                    Attribute::Label(bytes) => String::from_utf8(bytes).ok(),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            let prefix = format!("{base}.");
+            if label == base || label.starts_with(&prefix) {
+                keys.push(LabeledPublicKey {
+                    key: read_rsa_public(session, handle, &label)?,
+                    label,
+                });
+            }
+        }
+        keys.sort_by(|a, b| a.label.cmp(&b.label));
+        Ok(keys)
+    })
+    .await
+}
+
+fn read_rsa_public(session: &Session, key: ObjectHandle, label: &str) -> Result<RsaPublicKey> {
+    let wanted = [
+        AttributeType::KeyType,
+        AttributeType::Modulus,
+        AttributeType::PublicExponent,
+    ];
+    let attributes = session
+        .get_attributes(key, &wanted)
+        .map_err(Error::pkcs11("read public key"))?;
+    let (mut key_type, mut n, mut e) = (None, None, None);
+    for attribute in attributes {
+        match attribute {
+            Attribute::KeyType(t) => key_type = Some(t),
+            Attribute::Modulus(m) => n = Some(m),
+            Attribute::PublicExponent(x) => e = Some(x),
+            _ => {}
+        }
+    }
+    let unusable = |reason| Error::UnusableKey {
+        label: label.to_owned(),
+        reason,
+    };
+    if key_type != Some(KeyType::RSA) {
+        return Err(unusable("not an RSA key"));
+    }
+    let (Some(n), Some(e)) = (n, e) else {
+        return Err(unusable("modulus or exponent unreadable"));
+    };
+    RsaPublicKey::from_components(&n, &e).map_err(|_| unusable("RSA modulus below 2048 bits or invalid"))
 }

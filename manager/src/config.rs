@@ -9,7 +9,7 @@ use clap::Parser;
 
 /// manager (App A): seals secrets for vault and issues access tokens signed in its token.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "manager", version)]
+#[command(name = "manager", version, args_override_self = true)]
 pub struct Config {
     /// TOML file with defaults for every option below (keys are the option names
     /// with underscores).
@@ -34,9 +34,14 @@ pub struct Config {
     /// `MANAGER_PKCS11_PIN` in the environment; never accepted on the command line.
     #[arg(long, env = "MANAGER_PIN_FILE")]
     pub pin_file: Option<PathBuf>,
-    /// Label of the RSA key pair that signs access tokens.
+    /// Label of the RSA key pair that signs access tokens; rotated generations are
+    /// labelled `<label>.1`, `<label>.2`, ... and the newest signs.
     #[arg(long, env = "MANAGER_SIGNING_KEY_LABEL", default_value = "manager-signing")]
     pub signing_key_label: String,
+    /// How often the signing keys are re-read from the token (to pick up
+    /// `manager-admin rotate-signing-key` / `retire-signing-key`), in seconds.
+    #[arg(long, env = "MANAGER_KEY_REFRESH_SECONDS", default_value_t = 30)]
+    pub key_refresh_seconds: u64,
     /// Token signature algorithm: RS256 or PS256.
     #[arg(long, env = "MANAGER_SIGNING_ALGORITHM", default_value = "RS256")]
     pub signing_algorithm: String,

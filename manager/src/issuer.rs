@@ -6,10 +6,15 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use contract::claims::{AccessClaims, READ_SCOPE};
 use serde_json::json;
 
-/// Signs access tokens with manager's key in the token.
+use std::sync::Arc;
+
+use crate::keyring::KeyRing;
+
+/// Signs access tokens with manager's current key in the token.
 pub struct TokenIssuer {
-    signer: hsm::Signer,
-    kid: String,
+    pool: hsm::TokenPool,
+    algorithm: hsm::SignatureAlgorithm,
+    keys: Arc<KeyRing>,
     issuer: String,
     audience: String,
 }
@@ -35,19 +40,21 @@ pub struct Grant<'a> {
 }
 
 impl TokenIssuer {
-    /// `kid` must be the thumbprint of the signer's public key (it is what JWKS lists).
-    pub fn new(signer: hsm::Signer, kid: String, issuer: String, audience: String) -> Self {
+    /// An issuer signing with the current key of `keys`.
+    pub fn new(
+        pool: hsm::TokenPool,
+        algorithm: hsm::SignatureAlgorithm,
+        keys: Arc<KeyRing>,
+        issuer: String,
+        audience: String,
+    ) -> Self {
         Self {
-            signer,
-            kid,
+            pool,
+            algorithm,
+            keys,
             issuer,
             audience,
         }
-    }
-
-    /// The signing key's `kid`.
-    pub fn kid(&self) -> &str {
-        &self.kid
     }
 
     /// Builds and signs a token for `grant`.
@@ -63,9 +70,11 @@ impl TokenIssuer {
             exp: grant.now + grant.ttl_seconds,
             scope: READ_SCOPE.to_owned(),
         };
-        let header = json!({"alg": self.signer.algorithm().jose_name(), "typ": "JWT", "kid": self.kid});
+        let key = self.keys.current();
+        let header = json!({"alg": self.algorithm.jose_name(), "typ": "JWT", "kid": key.kid});
         let signing_input = format!("{}.{}", b64_json(&header), b64_json(&claims));
-        let signature = self.signer.sign(signing_input.as_bytes()).await?;
+        let signer = hsm::Signer::new(self.pool.clone(), key.label, self.algorithm);
+        let signature = signer.sign(signing_input.as_bytes()).await?;
         Ok(IssuedToken {
             token: format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature)),
             claims,

@@ -6,13 +6,14 @@ use std::time::Duration;
 use anyhow::Context;
 use axum_server::Handle;
 use contract::envelope::{KeyWrap, Recipient};
-use contract::jwk::{Jwk, JwkSet};
+use contract::jwk::Jwk;
 use secrecy::SecretString;
 use service_kit::token::TokenSettings;
 
 use crate::app;
 use crate::config::{Config, required};
 use crate::issuer::TokenIssuer;
+use crate::keyring::KeyRing;
 use crate::state::{AppState, Limits};
 use crate::vault_client::VaultClient;
 
@@ -34,19 +35,27 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
         env_pin,
     )
     .await?;
-    let signing_public = hsm::rsa_public_key(&pool, &config.signing_key_label)
-        .await
-        .with_context(|| format!("cannot read signing key {:?}", config.signing_key_label))?;
-    let kid = signing_public.thumbprint();
-    let jwks = JwkSet {
-        keys: vec![signing_public.to_jwk(algorithm.jose_name(), "sig")],
-    };
-    let signer = hsm::Signer::new(pool.clone(), config.signing_key_label.clone(), algorithm);
-    signer
+    let keys = Arc::new(
+        KeyRing::load(pool.clone(), &config.signing_key_label, algorithm)
+            .await
+            .with_context(|| format!("cannot read signing keys {:?}", config.signing_key_label))?,
+    );
+    let current = keys.current();
+    hsm::Signer::new(pool.clone(), current.label.clone(), algorithm)
         .sign(b"start-up self test")
         .await
-        .context("the signing key cannot sign")?;
-    let issuer = TokenIssuer::new(signer, kid, config.issuer.clone(), config.audience.clone());
+        .with_context(|| format!("the signing key {:?} cannot sign", current.label))?;
+    tokio::spawn(refresh_forever(
+        keys.clone(),
+        Duration::from_secs(config.key_refresh_seconds.max(1)),
+    ));
+    let issuer = TokenIssuer::new(
+        pool.clone(),
+        algorithm,
+        keys.clone(),
+        config.issuer.clone(),
+        config.audience.clone(),
+    );
 
     let recipient_path = required(&config.vault_public_key, "vault-public-key")?;
     let recipient_jwk: Jwk = serde_json::from_str(
@@ -85,10 +94,10 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
     // JSON escapes can make a body up to six times its secret (\uXXXX); the secret
     // limit itself is checked after parsing, with its own clear error.
     let max_body_bytes = config.max_secret_bytes.saturating_mul(6).saturating_add(4096);
-    tracing::info!(kid = %issuer.kid(), alg = %algorithm, vault_kid = %recipient.kid(), key_wrap = %key_wrap, "manager ready");
+    tracing::info!(kid = %current.kid, alg = %algorithm, vault_kid = %recipient.kid(), key_wrap = %key_wrap, "manager ready");
     let state = Arc::new(AppState {
         issuer,
-        jwks,
+        keys,
         recipient,
         key_wrap,
         vault,
@@ -108,4 +117,23 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
     tokio::spawn(service_kit::serve::shutdown_on_signal(vec![handle]));
     listener.stopped().await?;
     Ok(())
+}
+
+/// Re-reads the signing keys every `interval`, so a rotation or retirement done with
+/// `manager-admin` takes effect without a restart.
+async fn refresh_forever(keys: Arc<KeyRing>, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let before = keys.current();
+        match keys.refresh().await {
+            Ok(()) if keys.current() != before => {
+                tracing::info!(kid = %keys.current().kid, label = %keys.current().label, "signing key changed")
+            }
+            Ok(()) => {}
+            Err(e) => tracing::warn!(error = %service_kit::report::error_chain(&e), "cannot refresh signing keys"),
+        }
+    }
 }

@@ -3,7 +3,9 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use contract::envelope::{KeyWrap, Recipient};
-use contract::jwk::JwkSet;
+use std::sync::Arc;
+
+use crate::keyring::KeyRing;
 
 use crate::issuer::TokenIssuer;
 use crate::vault_client::VaultClient;
@@ -25,8 +27,8 @@ pub struct Limits {
 pub struct AppState {
     /// Signs access tokens in the token.
     pub issuer: TokenIssuer,
-    /// manager's public signing keys, served as JWKS.
-    pub jwks: JwkSet,
+    /// manager's signing keys; their public halves are served as JWKS.
+    pub keys: Arc<KeyRing>,
     /// vault's public wrapping key.
     pub recipient: Recipient,
     /// How content keys are wrapped.

@@ -54,14 +54,42 @@ pub fn parse_layered<T: Parser>(config_env: &str) -> Result<T, ConfigFileError> 
     parse_layered_from(std::env::args_os().collect(), std::env::var_os(config_env))
 }
 
+/// Like [`parse_layered`], but keys of the file that `T` has no option for are skipped:
+/// for admin tools that read a service's configuration file for the few options they need.
+pub fn parse_layered_ignoring_unknown<T: Parser>(config_env: &str) -> Result<T, ConfigFileError> {
+    layered(
+        std::env::args_os().collect(),
+        std::env::var_os(config_env),
+        UnknownKeys::Skip,
+    )
+}
+
+/// What to do with a file key no option matches.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum UnknownKeys {
+    Refuse,
+    Skip,
+}
+
 /// [`parse_layered`] with explicit arguments (program name first) and value of the
 /// config-file variable.
 pub fn parse_layered_from<T: Parser>(args: Vec<OsString>, config_env: Option<OsString>) -> Result<T, ConfigFileError> {
+    layered(args, config_env, UnknownKeys::Refuse)
+}
+
+fn layered<T: Parser>(
+    args: Vec<OsString>,
+    config_env: Option<OsString>,
+    unknown: UnknownKeys,
+) -> Result<T, ConfigFileError> {
     let mut command = T::command();
     if let Some(path) = config_path(&args).or_else(|| config_env.map(PathBuf::from)) {
         let known: HashSet<String> = command.get_arguments().map(|a| a.get_id().to_string()).collect();
         for (key, value) in read_table(&path)? {
             if !known.contains(&key) || key == "config" {
+                if unknown == UnknownKeys::Skip {
+                    continue;
+                }
                 return Err(ConfigFileError::UnknownKey { path, key });
             }
             let value = to_arg_value(&value).ok_or_else(|| ConfigFileError::BadValue {

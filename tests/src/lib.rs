@@ -202,6 +202,23 @@ pub async fn start_manager(dir: &Path, vault_internal: SocketAddr, extra_args: &
     Service::spawn(command, log, &["api"]).await
 }
 
+/// A loopback port that was free a moment ago (for the one case where a service must
+/// know another's address before that one starts).
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Polls `url` until it answers 200, for at most 20 s.
+pub async fn wait_ready(http: &reqwest::Client, url: &str) -> Result<()> {
+    for _ in 0..200 {
+        if http.get(url).send().await.is_ok_and(|r| r.status() == StatusCode::OK) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("{url} did not become ready within 20 s")
+}
+
 /// An HTTPS client trusting only the dev CA, optionally presenting a client certificate.
 pub fn https_client(identity: Option<(&Path, &Path)>) -> Result<reqwest::Client> {
     let tls = contract::tls::client_config(&dev_dir()?.join("tls/ca.pem"), identity)?;
@@ -243,6 +260,46 @@ impl System {
             manager,
             http: https_client(None)?,
         })
+    }
+
+    /// Like [`System::start_with`], but vault learns manager's keys from manager's
+    /// `/.well-known/jwks.json` (as needed for key rotation) instead of the exported file.
+    pub async fn start_with_jwks_url(vault_args: &[&str], manager_args: &[&str]) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let port = free_port()?;
+        let jwks = format!("https://127.0.0.1:{port}/.well-known/jwks.json");
+        let listen = format!("127.0.0.1:{port}");
+        let vault_args: Vec<&str> = ["--manager-jwks", jwks.as_str()]
+            .into_iter()
+            .chain(vault_args.iter().copied())
+            .collect();
+        let manager_args: Vec<&str> = ["--listen", listen.as_str()]
+            .into_iter()
+            .chain(manager_args.iter().copied())
+            .collect();
+        let vault = start_vault(dir.path(), &dir.path().join("vault.db"), &vault_args).await?;
+        let manager = start_manager(dir.path(), vault.addr("internal"), &manager_args).await?;
+        let system = Self {
+            dir,
+            vault,
+            manager,
+            http: https_client(None)?,
+        };
+        wait_ready(&system.http, &system.vault_url("/readyz")).await?;
+        Ok(system)
+    }
+
+    /// Runs an admin binary (`manager-admin`, `vault-admin`) against this system's token
+    /// copy and the dev configuration of the service it administers.
+    pub fn admin(&self, name: &str, args: &[&str]) -> Result<std::process::Output> {
+        let service = name.trim_end_matches("-admin");
+        let output = std::process::Command::new(binary(name)?)
+            .env("SOFTHSM2_CONF", private_softhsm(self.dir.path())?)
+            .arg("--config")
+            .arg(dev_dir()?.join(format!("{service}.toml")))
+            .args(args)
+            .output()?;
+        Ok(output)
     }
 
     /// `https://<manager>/<path>`.

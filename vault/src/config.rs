@@ -9,7 +9,7 @@ use clap::Parser;
 
 /// vault (App B): stores sealed secrets and releases them to holders of manager's tokens.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "vault", version)]
+#[command(name = "vault", version, args_override_self = true)]
 pub struct Config {
     /// TOML file with defaults for every option below (keys are the option names
     /// with underscores).
@@ -60,9 +60,20 @@ pub struct Config {
     #[arg(long, env = "VAULT_MANAGER_CLIENT_NAME", default_value = "manager.internal")]
     pub manager_client_name: String,
 
-    /// manager's public signing keys: a JWK or JWK Set file.
+    /// manager's public signing keys: a JWK or JWK Set file, or manager's
+    /// `https://…/.well-known/jwks.json` (verified against `manager_jwks_ca`).
     #[arg(long, env = "VAULT_MANAGER_JWKS")]
-    pub manager_jwks: Option<PathBuf>,
+    pub manager_jwks: Option<String>,
+    /// CA (PEM) that issued manager's server certificate, for an https `manager_jwks`;
+    /// defaults to `client_ca`.
+    #[arg(long, env = "VAULT_MANAGER_JWKS_CA")]
+    pub manager_jwks_ca: Option<PathBuf>,
+    /// How often manager's JWKS is re-fetched, in seconds.
+    #[arg(long, env = "VAULT_JWKS_REFRESH_SECONDS", default_value_t = 300)]
+    pub jwks_refresh_seconds: u64,
+    /// Least time between two fetches caused by tokens with unknown `kid`s, in seconds.
+    #[arg(long, env = "VAULT_JWKS_MIN_REFRESH_SECONDS", default_value_t = 10)]
+    pub jwks_min_refresh_seconds: u64,
     /// Required `iss` of access tokens.
     #[arg(long, env = "VAULT_ISSUER", default_value = "https://127.0.0.1:8000")]
     pub issuer: String,

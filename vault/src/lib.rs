@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod config;
 pub mod error;
+pub mod jwks;
 pub mod opener;
 pub mod routes;
 pub mod startup;

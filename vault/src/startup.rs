@@ -9,6 +9,7 @@ use secrecy::SecretString;
 use service_kit::token::TokenSettings;
 
 use crate::config::{Config, required};
+use crate::jwks::JwksSource;
 use crate::opener::Opener;
 use crate::storage::{SqliteStore, Store};
 use crate::token::{Expectations, TokenVerifier};
@@ -38,15 +39,23 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
         hsm::Decrypter::new(pool.clone(), config.wrapping_key_label.clone()),
     );
 
-    let verifier = TokenVerifier::from_file(
-        required(&config.manager_jwks, "manager-jwks")?,
-        &Expectations {
-            algorithms: config.token_algorithms.clone(),
-            issuer: config.issuer.clone(),
-            audience: config.audience.clone(),
-            leeway_seconds: config.leeway_seconds,
-        },
-    )?;
+    let jwks_ca = match &config.manager_jwks_ca {
+        Some(ca) => ca.clone(),
+        None => required(&config.client_ca, "client-ca")?.clone(),
+    };
+    let source = JwksSource::new(required(&config.manager_jwks, "manager-jwks")?, &jwks_ca)?;
+    let expectations = Expectations {
+        algorithms: config.token_algorithms.clone(),
+        issuer: config.issuer.clone(),
+        audience: config.audience.clone(),
+        leeway_seconds: config.leeway_seconds,
+    };
+    let verifier = TokenVerifier::new(
+        source,
+        &expectations,
+        Duration::from_secs(config.jwks_min_refresh_seconds),
+    )
+    .await?;
     let store = SqliteStore::open(&config.database)
         .await
         .with_context(|| format!("cannot open database {}", config.database.display()))?;
@@ -63,6 +72,7 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
     .context("internal listener TLS")?;
 
     let store: Arc<dyn Store> = Arc::new(store);
+    let jwks_interval = Duration::from_secs(config.jwks_refresh_seconds.max(1));
     tokio::spawn(sweep_forever(
         store.clone(),
         Duration::from_secs(config.sweep_interval_seconds.max(1)),
@@ -73,6 +83,7 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
         opener,
         pool,
     });
+    tokio::spawn(refresh_jwks_forever(state.clone(), jwks_interval));
     tracing::info!(kid = %state.opener.kid(), token = %config.token_label, "vault ready");
 
     let (public_handle, internal_handle) = (Handle::new(), Handle::new());
@@ -119,6 +130,22 @@ async fn sweep_forever(store: Arc<dyn Store>, interval: Duration) {
             }
             Ok(_) => {}
             Err(e) => tracing::error!(error = %service_kit::report::error_chain(&e), "sweep failed"),
+        }
+    }
+}
+
+/// Re-fetches manager's JWKS every `interval` (picks up rotations and retirements),
+/// and every second while no key has loaded yet (manager started after vault).
+async fn refresh_jwks_forever(state: Arc<AppState>, interval: Duration) {
+    loop {
+        let wait = if state.verifier.has_keys() {
+            interval
+        } else {
+            Duration::from_secs(1)
+        };
+        tokio::time::sleep(wait).await;
+        if let Err(e) = state.verifier.refresh().await {
+            tracing::warn!(error = %service_kit::report::error_chain(&e), "JWKS refresh failed; keeping the previous keys");
         }
     }
 }

@@ -1,11 +1,14 @@
 //! Access-token verification: configured algorithms only, manager's keys by `kid`.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
 
 use contract::claims::{AccessClaims, READ_SCOPE};
-use contract::jwk::{Jwk, JwkSet, RsaPublicKey};
+use contract::jwk::RsaPublicKey;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+
+use crate::jwks::{JwksError, JwksSource};
 
 /// Why a token was refused. Every variant is a 401; the variant is logged, the client
 /// only learns that the token is invalid.
@@ -41,18 +44,19 @@ pub enum TokenError {
 #[derive(Debug, thiserror::Error)]
 pub enum VerifierSetupError {
     /// The JWKS file could not be read or parsed.
-    #[error("cannot read manager's JWKS from {path}: {reason}")]
+    #[error("cannot load manager's JWKS from {location}")]
     Jwks {
-        /// File path.
-        path: std::path::PathBuf,
+        /// File or URL.
+        location: String,
         /// What went wrong.
-        reason: String,
+        #[source]
+        source: JwksError,
     },
     /// An algorithm name that is not RS256 or PS256.
     #[error("unsupported token algorithm {0:?} (supported: RS256, PS256)")]
     Algorithm(String),
     /// A key in the set is unusable.
-    #[error("manager key {kid:?}: {source}")]
+    #[error("manager key {kid:?}")]
     Key {
         /// The key's kid.
         kid: String,
@@ -62,10 +66,32 @@ pub enum VerifierSetupError {
     },
 }
 
-/// Verifies manager's access tokens.
+/// Why a refresh failed; the previous keys stay in use.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    /// The set could not be fetched or parsed.
+    #[error("fetching manager's JWKS")]
+    Fetch(#[source] JwksError),
+    /// A key in the set is unusable.
+    #[error("manager key {kid:?}")]
+    Key {
+        /// The key's kid.
+        kid: String,
+        /// Why.
+        #[source]
+        source: contract::jwk::KeyError,
+    },
+}
+
+/// Verifies manager's access tokens against manager's published keys, which it
+/// re-fetches periodically and when a token names an unknown `kid` — at most once per
+/// `min_refresh`, so forged `kid`s cannot make vault hammer manager.
 pub struct TokenVerifier {
-    keys: HashMap<String, DecodingKey>,
+    source: JwksSource,
+    keys: RwLock<HashMap<String, DecodingKey>>,
     validation: Validation,
+    min_refresh: Duration,
+    last_fetch: tokio::sync::Mutex<Option<Instant>>,
 }
 
 /// What a token must satisfy besides its signature.
@@ -82,37 +108,13 @@ pub struct Expectations {
 }
 
 impl TokenVerifier {
-    /// Reads manager's keys from a JWK or JWK Set file.
-    pub fn from_file(path: &Path, expect: &Expectations) -> Result<Self, VerifierSetupError> {
-        let fail = |reason: String| VerifierSetupError::Jwks {
-            path: path.to_owned(),
-            reason,
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-        let set = match serde_json::from_str::<JwkSet>(&text) {
-            Ok(set) => set,
-            Err(_) => JwkSet {
-                keys: vec![serde_json::from_str::<Jwk>(&text).map_err(|e| fail(e.to_string()))?],
-            },
-        };
-        Self::new(&set, expect)
-    }
-
-    /// Builds a verifier for the keys in `set`, keyed by their RFC 7638 thumbprint.
-    pub fn new(set: &JwkSet, expect: &Expectations) -> Result<Self, VerifierSetupError> {
-        let mut keys = HashMap::new();
-        for jwk in &set.keys {
-            let kid = jwk.kid.clone().unwrap_or_default();
-            let key = RsaPublicKey::from_jwk(jwk).map_err(|source| VerifierSetupError::Key {
-                kid: kid.clone(),
-                source,
-            })?;
-            let decoding = DecodingKey::from_rsa_components(&jwk.n, &jwk.e).map_err(|_| VerifierSetupError::Key {
-                kid: kid.clone(),
-                source: contract::jwk::KeyError::Invalid,
-            })?;
-            keys.insert(key.thumbprint(), decoding);
-        }
+    /// A verifier with keys from `source`. A file must be readable now; a URL that does
+    /// not answer yet is retried on the refresh schedule (tokens get 401 meanwhile).
+    pub async fn new(
+        source: JwksSource,
+        expect: &Expectations,
+        min_refresh: Duration,
+    ) -> Result<Self, VerifierSetupError> {
         let algorithms = expect
             .algorithms
             .iter()
@@ -133,21 +135,101 @@ impl TokenVerifier {
         validation.validate_exp = true;
         validation.validate_nbf = true;
         validation.leeway = expect.leeway_seconds;
-        Ok(Self { keys, validation })
+        let verifier = Self {
+            source,
+            keys: RwLock::new(HashMap::new()),
+            validation,
+            min_refresh,
+            last_fetch: tokio::sync::Mutex::new(None),
+        };
+        match verifier.refresh().await {
+            Ok(_) => {}
+            Err(RefreshError::Fetch(e)) if matches!(verifier.source, JwksSource::Url { .. }) => {
+                tracing::warn!(source = %verifier.source.describe(), error = %service_kit::report::error_chain(&e), "manager's JWKS not reachable yet; will retry");
+            }
+            Err(RefreshError::Fetch(e)) => {
+                return Err(VerifierSetupError::Jwks {
+                    location: verifier.source.describe(),
+                    source: e,
+                });
+            }
+            Err(RefreshError::Key { kid, source }) => return Err(VerifierSetupError::Key { kid, source }),
+        }
+        Ok(verifier)
+    }
+
+    /// Fetches the key set and replaces the keys; on failure the old keys stay.
+    pub async fn refresh(&self) -> Result<usize, RefreshError> {
+        let mut last = self.last_fetch.lock().await;
+        self.refresh_locked(&mut last).await
+    }
+
+    async fn refresh_locked(&self, last: &mut Option<Instant>) -> Result<usize, RefreshError> {
+        *last = Some(Instant::now());
+        let set = self.source.fetch().await.map_err(RefreshError::Fetch)?;
+        let mut keys = HashMap::new();
+        for jwk in &set.keys {
+            let kid = jwk.kid.clone().unwrap_or_default();
+            let key = RsaPublicKey::from_jwk(jwk).map_err(|source| RefreshError::Key {
+                kid: kid.clone(),
+                source,
+            })?;
+            let decoding = DecodingKey::from_rsa_components(&jwk.n, &jwk.e).map_err(|_| RefreshError::Key {
+                kid: kid.clone(),
+                source: contract::jwk::KeyError::Invalid,
+            })?;
+            keys.insert(key.thumbprint(), decoding);
+        }
+        let count = keys.len();
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = keys;
+        Ok(count)
+    }
+
+    /// Whether any key is loaded (readiness).
+    pub fn has_keys(&self) -> bool {
+        !self.keys.read().unwrap_or_else(|p| p.into_inner()).is_empty()
+    }
+
+    /// Refreshes unless the last fetch was less than `min_refresh` ago (one second while
+    /// no key has loaded yet); true if it fetched.
+    async fn refresh_rate_limited(&self) -> bool {
+        let mut last = self.last_fetch.lock().await;
+        let floor = if self.has_keys() {
+            self.min_refresh
+        } else {
+            self.min_refresh.min(Duration::from_secs(1))
+        };
+        if last.is_some_and(|at| at.elapsed() < floor) {
+            return false;
+        }
+        match self.refresh_locked(&mut last).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(error = %service_kit::report::error_chain(&e), "JWKS refresh failed");
+                false
+            }
+        }
+    }
+
+    fn key(&self, kid: &str) -> Option<DecodingKey> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).get(kid).cloned()
     }
 
     /// Checks signature, algorithm, `kid`, `iss`, `aud`, `exp`, `nbf` and scope.
-    pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
+    pub async fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
         let header = decode_header(token).map_err(TokenError::Malformed)?;
         if !self.validation.algorithms.contains(&header.alg) {
             return Err(TokenError::AlgorithmNotAccepted(header.alg));
         }
-        let key = header
-            .kid
-            .as_deref()
-            .and_then(|kid| self.keys.get(kid))
-            .ok_or_else(|| TokenError::UnknownKey(header.kid.clone()))?;
-        let claims = decode::<AccessClaims>(token, key, &self.validation)
+        let kid = header.kid.as_deref().ok_or(TokenError::UnknownKey(None))?;
+        let key = match self.key(kid) {
+            Some(key) => Some(key),
+            // A kid we have not seen may be a fresh rotation: look again, rate-limited.
+            None if self.refresh_rate_limited().await => self.key(kid),
+            None => None,
+        }
+        .ok_or_else(|| TokenError::UnknownKey(Some(kid.to_owned())))?;
+        let claims = decode::<AccessClaims>(token, &key, &self.validation)
             .map_err(TokenError::Rejected)?
             .claims;
         if !claims.scope.split(' ').any(|s| s == READ_SCOPE) {

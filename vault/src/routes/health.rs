@@ -13,7 +13,7 @@ use service_kit::json::error_response;
 use crate::state::AppState;
 use service_kit::report::error_chain;
 
-/// `/healthz` (process up) and `/readyz` (token and database answer).
+/// `/healthz` (process up) and `/readyz` (token answers, manager's keys loaded, database answers).
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/healthz", get(healthz))
@@ -31,6 +31,13 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
             StatusCode::SERVICE_UNAVAILABLE,
             "hsm_unavailable",
             "the token does not answer",
+        );
+    }
+    if !state.verifier.has_keys() {
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "jwks_unavailable",
+            "manager's signing keys have not been loaded yet",
         );
     }
     if let Err(e) = state.store.ping().await {

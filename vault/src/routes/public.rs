@@ -117,7 +117,10 @@ async fn revoke_token(
     headers: HeaderMap,
 ) -> Result<Json<RevokeResponse>, ApiError> {
     let client = Some(peer.ip().to_string());
-    let verified = bearer_token(&headers).and_then(|token| Ok(state.verifier.verify(token)?));
+    let verified = match bearer_token(&headers) {
+        Ok(token) => state.verifier.verify(token).await.map_err(ApiError::from),
+        Err(e) => Err(e),
+    };
     let claims = match verified {
         Ok(claims) => claims,
         Err(error) => {
@@ -142,7 +145,7 @@ async fn revoke_token(
 
 /// A verified, unrevoked token for `key_id`.
 async fn authorize(state: &AppState, headers: &HeaderMap, key_id: &str) -> Result<AccessClaims, ApiError> {
-    let claims = state.verifier.verify(bearer_token(headers)?)?;
+    let claims = state.verifier.verify(bearer_token(headers)?).await?;
     if state.store.is_revoked(&claims.jti).await? {
         return Err(ApiError::Token(TokenError::Revoked));
     }

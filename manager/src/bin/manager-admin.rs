@@ -1,0 +1,146 @@
+//! `manager-admin`: signing-key rotation in manager's token.
+//!
+//! Takes the same configuration as `manager` (`--config`, `MANAGER_*`), so it finds the
+//! same token, PIN and key label.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use manager::keyring::generation;
+use secrecy::SecretString;
+use service_kit::token::TokenSettings;
+
+/// Signing-key rotation for manager.
+#[derive(Parser)]
+#[command(name = "manager-admin", version)]
+struct Cli {
+    #[command(flatten)]
+    token: TokenArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The token options `manager` has, under the same names.
+#[derive(Args)]
+struct TokenArgs {
+    /// manager's TOML configuration file.
+    #[arg(long, env = "MANAGER_CONFIG")]
+    config: Option<std::path::PathBuf>,
+    /// PKCS#11 module.
+    #[arg(
+        long,
+        env = "MANAGER_PKCS11_MODULE",
+        default_value = "/usr/lib/softhsm/libsofthsm2.so"
+    )]
+    pkcs11_module: std::path::PathBuf,
+    /// Token label.
+    #[arg(long, env = "MANAGER_TOKEN_LABEL", default_value = "manager")]
+    token_label: String,
+    /// PIN file (mode 0600); or set MANAGER_PKCS11_PIN.
+    #[arg(long, env = "MANAGER_PIN_FILE")]
+    pin_file: Option<std::path::PathBuf>,
+    /// Base label of the signing keys.
+    #[arg(long, env = "MANAGER_SIGNING_KEY_LABEL", default_value = "manager-signing")]
+    signing_key_label: String,
+    /// Token signature algorithm recorded in the printed JWK.
+    #[arg(long, env = "MANAGER_SIGNING_ALGORITHM", default_value = "RS256")]
+    signing_algorithm: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the signing keys (generation, label, kid); the newest signs.
+    ListSigningKeys,
+    /// Generate the next generation of the signing key in the token. manager signs with
+    /// it from its next key refresh; tokens signed with older keys stay valid.
+    RotateSigningKey,
+    /// Destroy the signing key with this kid (never the current one). Tokens it signed
+    /// stop verifying once vault refreshes manager's JWKS.
+    RetireSigningKey {
+        /// The key's kid (RFC 7638 thumbprint), as in the JWKS.
+        #[arg(long)]
+        kid: String,
+    },
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let result = async {
+        let cli: Cli = service_kit::config::parse_layered_ignoring_unknown("MANAGER_CONFIG")?;
+        let env_pin = std::env::var("MANAGER_PKCS11_PIN").ok().map(SecretString::from);
+        run(cli, env_pin).await
+    }
+    .await;
+    service_kit::report::exit_status("manager-admin", result)
+}
+
+async fn run(cli: Cli, env_pin: Option<SecretString>) -> anyhow::Result<()> {
+    let args = &cli.token;
+    let pool = service_kit::token::connect(
+        TokenSettings {
+            module: &args.pkcs11_module,
+            token_label: &args.token_label,
+            pin_file: args.pin_file.as_deref(),
+            pin_env_var: "MANAGER_PKCS11_PIN",
+            sessions: 1,
+            slot_discovery_timeout: Duration::from_secs(10),
+            operation_timeout: Duration::from_secs(120),
+        },
+        env_pin,
+    )
+    .await?;
+    let base = args.signing_key_label.as_str();
+    let mut keys: Vec<(u64, hsm::LabeledPublicKey)> = hsm::rsa_public_keys_labelled(&pool, base)
+        .await?
+        .into_iter()
+        .filter_map(|k| generation(base, &k.label).map(|g| (g, k)))
+        .collect();
+    keys.sort_by_key(|(g, _)| *g);
+    let newest = keys.last().map(|(g, _)| *g);
+    match cli.command {
+        Command::ListSigningKeys => {
+            for (generation, key) in &keys {
+                let mark = if Some(*generation) == newest { " (current)" } else { "" };
+                println!("{generation}\t{}\t{}{mark}", key.label, key.key.thumbprint());
+            }
+        }
+        Command::RotateSigningKey => {
+            let next = newest.map_or(0, |g| g + 1);
+            let label = if next == 0 {
+                base.to_owned()
+            } else {
+                format!("{base}.{next}")
+            };
+            let spec = hsm::RsaKeySpec {
+                label: label.clone(),
+                id: next.to_be_bytes().to_vec(),
+                bits: 2048,
+                usage: hsm::KeyUsage::Sign,
+            };
+            hsm::generate_rsa_key_pair(&pool, spec).await?;
+            let public = hsm::rsa_public_key(&pool, &label).await?;
+            let algorithm: hsm::SignatureAlgorithm = args.signing_algorithm.parse()?;
+            println!("generated {label} kid {}", public.thumbprint());
+            println!(
+                "{}",
+                serde_json::to_string(&public.to_jwk(algorithm.jose_name(), "sig"))?
+            );
+        }
+        Command::RetireSigningKey { kid } => {
+            let (generation, key) = keys
+                .iter()
+                .find(|(_, k)| k.key.thumbprint() == kid)
+                .with_context(|| format!("no signing key with kid {kid}"))?;
+            anyhow::ensure!(
+                Some(*generation) != newest,
+                "{kid} is the current signing key ({}); rotate first, then retire it",
+                key.label
+            );
+            hsm::destroy_key_pair(&pool, &key.label).await?;
+            println!("destroyed {} (kid {kid})", key.label);
+        }
+    }
+    Ok(())
+}
