@@ -135,7 +135,7 @@ tls_key = "$DEV/tls/manager-server.key"
 vault_ca = "$DEV/tls/ca.pem"
 client_cert = "$DEV/tls/manager-client.pem"
 client_key = "$DEV/tls/manager-client.key"
-vault_public_key = "$DEV/keys/vault-wrapping.jwk.json"
+# vault's wrapping key is fetched from vault's internal API (vault_public_key unset).
 CONF
 }
 

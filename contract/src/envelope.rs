@@ -131,9 +131,32 @@ impl Recipient {
         })
     }
 
+    /// The recipient for an RSA public key (its `kid` is the key's thumbprint).
+    pub fn from_public_key(public: &RsaPublicKey) -> Result<Self, EnvelopeError> {
+        let der = public.spki_der()?;
+        let key = PublicEncryptingKey::from_der(&der).map_err(|_| KeyError::Invalid)?;
+        let key = OaepPublicEncryptingKey::new(key).map_err(|_| KeyError::Invalid)?;
+        Ok(Self {
+            key,
+            kid: public.thumbprint(),
+        })
+    }
+
     /// The recipient key's `kid`.
     pub fn kid(&self) -> &str {
         &self.kid
+    }
+
+    /// Wraps a content key to this recipient (what `rewrap` does with an unwrapped key).
+    pub fn wrap_content_key(&self, wrap: KeyWrap, cek: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
+        let mut wrapped = vec![0u8; self.key.ciphertext_size()];
+        let len = self
+            .key
+            .encrypt(wrap.oaep(), cek, &mut wrapped, None)
+            .map_err(|_| EnvelopeError::Crypto)?
+            .len();
+        wrapped.truncate(len);
+        Ok(wrapped)
     }
 }
 
@@ -169,13 +192,7 @@ pub fn seal(
     let header_json = serde_json::to_vec(&header).map_err(|_| EnvelopeError::Crypto)?;
     let header_b64 = URL_SAFE_NO_PAD.encode(header_json);
 
-    let mut wrapped = vec![0u8; recipient.key.ciphertext_size()];
-    let wrapped_len = recipient
-        .key
-        .encrypt(wrap.oaep(), cek.as_ref(), &mut wrapped, None)
-        .map_err(|_| EnvelopeError::Crypto)?
-        .len();
-    wrapped.truncate(wrapped_len);
+    let wrapped = recipient.wrap_content_key(wrap, cek.as_ref())?;
 
     let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, cek.as_ref()).map_err(|_| EnvelopeError::Crypto)?);
     let mut ciphertext = plaintext.to_vec();
@@ -253,6 +270,20 @@ impl Envelope {
     /// The wrapped content key, to be decrypted by vault's token.
     pub fn encrypted_key(&self) -> &[u8] {
         &self.encrypted_key
+    }
+
+    /// The same envelope with another wrapped content key. The protected header — and
+    /// so the GCM tag — is unchanged: its `kid` keeps naming the key the envelope was
+    /// sealed to, which is why storage records where the content key lives now.
+    pub fn with_encrypted_key(&self, encrypted_key: &[u8]) -> String {
+        [
+            self.header_b64.clone(),
+            URL_SAFE_NO_PAD.encode(encrypted_key),
+            URL_SAFE_NO_PAD.encode(self.iv),
+            URL_SAFE_NO_PAD.encode(&self.ciphertext),
+            URL_SAFE_NO_PAD.encode(self.tag),
+        ]
+        .join(".")
     }
 
     /// Refuses an envelope whose header names another row or owner.

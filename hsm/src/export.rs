@@ -19,17 +19,37 @@ pub async fn rsa_public_key(pool: &TokenPool, label: &str) -> Result<RsaPublicKe
     .await
 }
 
-/// A public key and its label.
+/// A public key, its label and its generation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LabeledPublicKey {
     /// CKA_LABEL.
     pub label: String,
+    /// 0 for `base`, N for `base.N`.
+    pub generation: u64,
     /// The key.
     pub key: RsaPublicKey,
 }
 
-/// Every RSA public key whose label is `base` or starts with `base.` — the generations
-/// of a rotated key (`manager-signing`, `manager-signing.1`, ...).
+/// The generation of `label` in a rotated key's sequence: `base` is 0, `base.N` is N,
+/// anything else is not part of it.
+pub fn key_generation(base: &str, label: &str) -> Option<u64> {
+    if label == base {
+        return Some(0);
+    }
+    label.strip_prefix(base)?.strip_prefix('.')?.parse().ok()
+}
+
+/// The label of generation `generation` of `base`.
+pub fn generation_label(base: &str, generation: u64) -> String {
+    if generation == 0 {
+        base.to_owned()
+    } else {
+        format!("{base}.{generation}")
+    }
+}
+
+/// Every generation of a rotated key (`manager-signing`, `manager-signing.1`, ...),
+/// oldest first.
 pub async fn rsa_public_keys_labelled(pool: &TokenPool, base: &str) -> Result<Vec<LabeledPublicKey>> {
     let base = base.to_owned();
     pool.run("list public keys", move |session| {
@@ -47,15 +67,15 @@ pub async fn rsa_public_keys_labelled(pool: &TokenPool, base: &str) -> Result<Ve
                     _ => None,
                 })
                 .unwrap_or_default();
-            let prefix = format!("{base}.");
-            if label == base || label.starts_with(&prefix) {
+            if let Some(generation) = key_generation(&base, &label) {
                 keys.push(LabeledPublicKey {
                     key: read_rsa_public(session, handle, &label)?,
+                    generation,
                     label,
                 });
             }
         }
-        keys.sort_by(|a, b| a.label.cmp(&b.label));
+        keys.sort_by_key(|k| k.generation);
         Ok(keys)
     })
     .await
@@ -90,4 +110,20 @@ fn read_rsa_public(session: &Session, key: ObjectHandle, label: &str) -> Result<
         return Err(unusable("modulus or exponent unreadable"));
     };
     RsaPublicKey::from_components(&n, &e).map_err(|_| unusable("RSA modulus below 2048 bits or invalid"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{generation_label, key_generation};
+
+    #[test]
+    fn generations_are_read_from_labels() {
+        assert_eq!(key_generation("manager-signing", "manager-signing"), Some(0));
+        assert_eq!(key_generation("manager-signing", "manager-signing.12"), Some(12));
+        assert_eq!(key_generation("manager-signing", "manager-signing.x"), None);
+        assert_eq!(key_generation("manager-signing", "manager-signing-old"), None);
+        assert_eq!(key_generation("manager-signing", "other"), None);
+        assert_eq!(generation_label("k", 0), "k");
+        assert_eq!(generation_label("k", 3), "k.3");
+    }
 }

@@ -40,7 +40,7 @@ mod test_support;
 
 pub use decrypt::{Decrypter, OaepHash};
 pub use error::{Error, Result};
-pub use export::{LabeledPublicKey, rsa_public_key, rsa_public_keys_labelled};
+pub use export::{LabeledPublicKey, generation_label, key_generation, rsa_public_key, rsa_public_keys_labelled};
 pub use pin::read_pin_file;
 pub use pool::{Module, TokenConfig, TokenPool};
 pub use provision::{Generated, KeyUsage, RsaKeySpec, destroy_key_pair, generate_rsa_key_pair};

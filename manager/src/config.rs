@@ -74,7 +74,9 @@ pub struct Config {
     /// Client private key (PEM, PKCS#8), mode 0600.
     #[arg(long, env = "MANAGER_CLIENT_KEY")]
     pub client_key: Option<PathBuf>,
-    /// vault's public wrapping key as a JWK file (exported at provisioning).
+    /// vault's public wrapping key as a JWK file (exported at provisioning). When unset,
+    /// manager asks vault's internal API for its current key and re-asks every
+    /// `key_refresh_seconds`, which is what makes wrapping-key rotation reach manager.
     #[arg(long, env = "MANAGER_VAULT_PUBLIC_KEY")]
     pub vault_public_key: Option<PathBuf>,
     /// Content-key wrapping: RSA-OAEP (SHA-1; the only one SoftHSM2 2.6.1 opens) or

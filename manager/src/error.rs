@@ -58,7 +58,7 @@ impl From<VaultError> for ApiError {
     fn from(error: VaultError) -> Self {
         match error {
             VaultError::Unreachable(_) | VaultError::Unavailable(_) => ApiError::VaultUnavailable(error),
-            VaultError::Rejected { .. } => ApiError::VaultRejected(error),
+            VaultError::Rejected { .. } | VaultError::BadKey(_) => ApiError::VaultRejected(error),
         }
     }
 }

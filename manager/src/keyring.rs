@@ -32,14 +32,6 @@ pub enum KeyRingError {
     NoKey(String),
 }
 
-/// The generation of `label` under `base`: `base` is 0, `base.N` is N.
-pub fn generation(base: &str, label: &str) -> Option<u64> {
-    if label == base {
-        return Some(0);
-    }
-    label.strip_prefix(base)?.strip_prefix('.')?.parse().ok()
-}
-
 /// The signing keys as last read from the token; [`KeyRing::refresh`] re-reads them.
 pub struct KeyRing {
     pool: hsm::TokenPool,
@@ -89,10 +81,8 @@ impl KeyRing {
 async fn read(pool: &hsm::TokenPool, base: &str, algorithm: hsm::SignatureAlgorithm) -> Result<Snapshot, KeyRingError> {
     let keys = hsm::rsa_public_keys_labelled(pool, base).await?;
     let newest = keys
-        .iter()
-        .filter_map(|k| generation(base, &k.label).map(|g| (g, k)))
-        .max_by_key(|(g, _)| *g)
-        .map(|(_, k)| CurrentKey {
+        .last()
+        .map(|k| CurrentKey {
             label: k.label.clone(),
             kid: k.key.thumbprint(),
         })
@@ -100,23 +90,8 @@ async fn read(pool: &hsm::TokenPool, base: &str, algorithm: hsm::SignatureAlgori
     let jwks = JwkSet {
         keys: keys
             .iter()
-            .filter(|k| generation(base, &k.label).is_some())
             .map(|k| k.key.to_jwk(algorithm.jose_name(), "sig"))
             .collect(),
     };
     Ok(Snapshot { current: newest, jwks })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::generation;
-
-    #[test]
-    fn generations_are_read_from_labels() {
-        assert_eq!(generation("manager-signing", "manager-signing"), Some(0));
-        assert_eq!(generation("manager-signing", "manager-signing.12"), Some(12));
-        assert_eq!(generation("manager-signing", "manager-signing.x"), None);
-        assert_eq!(generation("manager-signing", "manager-signing-old"), None);
-        assert_eq!(generation("manager-signing", "other"), None);
-    }
 }

@@ -13,6 +13,7 @@ pub mod routes;
 pub mod startup;
 pub mod state;
 pub mod vault_client;
+pub mod vault_key;
 
 use std::sync::Arc;
 

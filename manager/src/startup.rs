@@ -1,6 +1,6 @@
 //! Building manager from its configuration and serving until a signal.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -16,6 +16,7 @@ use crate::issuer::TokenIssuer;
 use crate::keyring::KeyRing;
 use crate::state::{AppState, Limits};
 use crate::vault_client::VaultClient;
+use crate::vault_key::VaultKey;
 
 /// Opens the token and checks the signing key, loads vault's public key, then serves
 /// until SIGINT/SIGTERM. Start-up failures come back with context naming the culprit.
@@ -57,14 +58,16 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
         config.audience.clone(),
     );
 
-    let recipient_path = required(&config.vault_public_key, "vault-public-key")?;
-    let recipient_jwk: Jwk = serde_json::from_str(
-        &std::fs::read_to_string(recipient_path)
-            .with_context(|| format!("cannot read {}", recipient_path.display()))?,
-    )
-    .with_context(|| format!("{} is not a JWK", recipient_path.display()))?;
-    let recipient = Recipient::from_jwk(&recipient_jwk)
-        .with_context(|| format!("vault public key {}", recipient_path.display()))?;
+    let vault_key = match &config.vault_public_key {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let jwk: Jwk = serde_json::from_str(&text).with_context(|| format!("{} is not a JWK", path.display()))?;
+            let recipient =
+                Recipient::from_jwk(&jwk).with_context(|| format!("vault public key {}", path.display()))?;
+            VaultKey::File(Arc::new(recipient))
+        }
+        None => VaultKey::Vault(RwLock::new(None)),
+    };
 
     let client_tls = contract::tls::client_config(
         required(&config.vault_ca, "vault-ca")?,
@@ -94,17 +97,21 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
     // JSON escapes can make a body up to six times its secret (\uXXXX); the secret
     // limit itself is checked after parsing, with its own clear error.
     let max_body_bytes = config.max_secret_bytes.saturating_mul(6).saturating_add(4096);
-    tracing::info!(kid = %current.kid, alg = %algorithm, vault_kid = %recipient.kid(), key_wrap = %key_wrap, "manager ready");
+    tracing::info!(kid = %current.kid, alg = %algorithm, key_wrap = %key_wrap, "manager ready");
     let state = Arc::new(AppState {
         issuer,
         keys,
-        recipient,
+        vault_key,
         key_wrap,
         vault,
         pool,
         limits,
     });
 
+    tokio::spawn(refresh_vault_key_forever(
+        state.clone(),
+        Duration::from_secs(config.key_refresh_seconds.max(1)),
+    ));
     let handle = Handle::new();
     let listener = service_kit::serve::serve_https(
         "api",
@@ -135,5 +142,18 @@ async fn refresh_forever(keys: Arc<KeyRing>, interval: Duration) {
             Ok(()) => {}
             Err(e) => tracing::warn!(error = %service_kit::report::error_chain(&e), "cannot refresh signing keys"),
         }
+    }
+}
+
+/// Re-asks vault for its current wrapping key every `interval` (no-op for a file key).
+async fn refresh_vault_key_forever(state: Arc<AppState>, interval: Duration) {
+    if matches!(state.vault_key, VaultKey::File(_)) {
+        return;
+    }
+    loop {
+        if let Err(e) = state.vault_key.refresh(&state.vault).await {
+            tracing::warn!(error = %service_kit::report::error_chain(&e), "cannot fetch vault's wrapping key");
+        }
+        tokio::time::sleep(interval).await;
     }
 }

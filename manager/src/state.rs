@@ -2,10 +2,11 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use contract::envelope::{KeyWrap, Recipient};
+use contract::envelope::KeyWrap;
 use std::sync::Arc;
 
 use crate::keyring::KeyRing;
+use crate::vault_key::VaultKey;
 
 use crate::issuer::TokenIssuer;
 use crate::vault_client::VaultClient;
@@ -30,7 +31,7 @@ pub struct AppState {
     /// manager's signing keys; their public halves are served as JWKS.
     pub keys: Arc<KeyRing>,
     /// vault's public wrapping key.
-    pub recipient: Recipient,
+    pub vault_key: VaultKey,
     /// How content keys are wrapped.
     pub key_wrap: KeyWrap,
     /// vault's internal API.

@@ -14,6 +14,9 @@ pub enum VaultError {
     /// vault answered 5xx (its token or database is down).
     #[error("vault is unavailable (HTTP {0})")]
     Unavailable(StatusCode),
+    /// vault's wrapping key is unusable.
+    #[error("vault's wrapping key is unusable")]
+    BadKey(#[source] contract::envelope::EnvelopeError),
     /// vault refused the request (4xx): a bug or misconfiguration on one side.
     #[error("vault refused the envelope (HTTP {status}, {code})")]
     Rejected {
@@ -66,6 +69,20 @@ impl VaultClient {
             .await
             .map_or_else(|_| "unknown".to_owned(), |b| b.error.code);
         Err(VaultError::Rejected { status, code })
+    }
+
+    /// vault's current wrapping key.
+    pub async fn wrapping_key(&self) -> Result<contract::jwk::Jwk, VaultError> {
+        let response = self
+            .http
+            .get(format!("{}/internal/wrapping-key", self.base_url))
+            .send()
+            .await
+            .map_err(VaultError::Unreachable)?;
+        if !response.status().is_success() {
+            return Err(VaultError::Unavailable(response.status()));
+        }
+        response.json().await.map_err(VaultError::Unreachable)
     }
 
     /// Whether vault's internal listener answers (and accepts our certificate).

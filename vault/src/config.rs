@@ -33,9 +33,13 @@ pub struct Config {
     /// in the environment; the PIN is never accepted on the command line.
     #[arg(long, env = "VAULT_PIN_FILE")]
     pub pin_file: Option<PathBuf>,
-    /// Label of the RSA key pair that unwraps content keys.
+    /// Label of the RSA key pair that unwraps content keys; rotated generations are
+    /// `<label>.1`, `<label>.2`, ... and the newest is the one manager seals to.
     #[arg(long, env = "VAULT_WRAPPING_KEY_LABEL", default_value = "vault-wrapping")]
     pub wrapping_key_label: String,
+    /// How often the wrapping keys are re-read from the token (rotation), in seconds.
+    #[arg(long, env = "VAULT_KEY_REFRESH_SECONDS", default_value_t = 30)]
+    pub key_refresh_seconds: u64,
     /// PKCS#11 sessions (and concurrent token operations).
     #[arg(long, env = "VAULT_PKCS11_SESSIONS", default_value_t = 4)]
     pub pkcs11_sessions: usize,

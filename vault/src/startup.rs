@@ -31,14 +31,9 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
         env_pin,
     )
     .await?;
-    let wrapping_public = hsm::rsa_public_key(&pool, &config.wrapping_key_label)
+    let opener = Opener::load(pool.clone(), &config.wrapping_key_label)
         .await
-        .with_context(|| format!("cannot read wrapping key {:?}", config.wrapping_key_label))?;
-    let opener = Opener::new(
-        wrapping_public.thumbprint(),
-        hsm::Decrypter::new(pool.clone(), config.wrapping_key_label.clone()),
-    );
-
+        .with_context(|| format!("cannot read wrapping keys {:?}", config.wrapping_key_label))?;
     let jwks_ca = match &config.manager_jwks_ca {
         Some(ca) => ca.clone(),
         None => required(&config.client_ca, "client-ca")?.clone(),
@@ -84,6 +79,10 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
         pool,
     });
     tokio::spawn(refresh_jwks_forever(state.clone(), jwks_interval));
+    tokio::spawn(refresh_wrapping_keys_forever(
+        state.clone(),
+        Duration::from_secs(config.key_refresh_seconds.max(1)),
+    ));
     tracing::info!(kid = %state.opener.kid(), token = %config.token_label, "vault ready");
 
     let (public_handle, internal_handle) = (Handle::new(), Handle::new());
@@ -146,6 +145,20 @@ async fn refresh_jwks_forever(state: Arc<AppState>, interval: Duration) {
         tokio::time::sleep(wait).await;
         if let Err(e) = state.verifier.refresh().await {
             tracing::warn!(error = %service_kit::report::error_chain(&e), "JWKS refresh failed; keeping the previous keys");
+        }
+    }
+}
+
+/// Re-reads the wrapping keys every `interval`, so a rotation or retirement done with
+/// `vault-admin` takes effect without a restart.
+async fn refresh_wrapping_keys_forever(state: Arc<AppState>, interval: Duration) {
+    loop {
+        tokio::time::sleep(interval).await;
+        let before = state.opener.kid();
+        match state.opener.refresh().await {
+            Ok(()) if state.opener.kid() != before => tracing::info!(kid = %state.opener.kid(), "wrapping key changed"),
+            Ok(()) => {}
+            Err(e) => tracing::warn!(error = %service_kit::report::error_chain(&e), "cannot refresh wrapping keys"),
         }
     }
 }

@@ -27,6 +27,22 @@ pub struct StoredSecret {
     pub expires_at: u64,
     /// Successful reads left; `None` is unlimited.
     pub reads_left: Option<u32>,
+    /// The wrapping key the content key is wrapped to now, when `rewrap` moved it away
+    /// from the key named in the envelope's header.
+    pub wrap_kid: Option<String>,
+}
+
+/// One rewrapped content key, to be written if the row still holds `old_envelope`.
+#[derive(Debug, Clone)]
+pub struct Rewrapped {
+    /// Row key.
+    pub key_id: String,
+    /// The envelope as read (a concurrent change makes the update a no-op).
+    pub old_envelope: String,
+    /// The envelope with the content key wrapped to `wrap_kid`.
+    pub new_envelope: String,
+    /// The key it is wrapped to now.
+    pub wrap_kid: String,
 }
 
 /// Outcome of [`Store::put`].
@@ -95,6 +111,17 @@ pub trait Store: Send + Sync {
     async fn is_revoked(&self, jti: &str) -> Result<bool, StoreError>;
     /// Purges secrets expired at `now` (auditing each) and revocations past their token's expiry.
     async fn sweep(&self, now: u64) -> Result<Swept, StoreError>;
+    /// Up to `limit` secrets whose content key may not be wrapped to `current_kid` yet
+    /// (`wrap_kid` differs or is unknown), in key_id order after `after`.
+    async fn rewrap_candidates(
+        &self,
+        current_kid: &str,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<StoredSecret>, StoreError>;
+    /// Writes a batch of rewrapped envelopes in one transaction; returns how many rows
+    /// still held their old envelope and were updated.
+    async fn apply_rewrap(&self, batch: &[Rewrapped]) -> Result<u64, StoreError>;
     /// Appends an audit record on its own (denials).
     async fn audit(&self, entry: AuditEntry) -> Result<(), StoreError>;
     /// The whole audit trail in order.
@@ -185,19 +212,20 @@ fn secret_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredSecret, StoreE
         reads_left: reads_left
             .map(|n| u32::try_from(n).map_err(|_| StoreError::Corrupt("reads_left")))
             .transpose()?,
+        wrap_kid: row.try_get("wrap_kid")?,
     })
 }
 
 const SELECT_SECRET: &str =
-    "SELECT key_id, user_id, envelope, created_at, expires_at, reads_left FROM secrets WHERE key_id = ?1";
+    "SELECT key_id, user_id, envelope, created_at, expires_at, reads_left, wrap_kid FROM secrets WHERE key_id = ?1";
 
 #[async_trait]
 impl Store for SqliteStore {
     async fn put(&self, secret: &StoredSecret, client: Option<String>) -> Result<PutOutcome, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let inserted = sqlx::query(
-            "INSERT INTO secrets (key_id, user_id, envelope, created_at, expires_at, reads_left)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (key_id) DO NOTHING",
+            "INSERT INTO secrets (key_id, user_id, envelope, created_at, expires_at, reads_left, wrap_kid)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (key_id) DO NOTHING",
         )
         .bind(&secret.key_id)
         .bind(&secret.user_id)
@@ -205,6 +233,7 @@ impl Store for SqliteStore {
         .bind(to_i64(secret.created_at, "created_at")?)
         .bind(to_i64(secret.expires_at, "expires_at")?)
         .bind(secret.reads_left.map(i64::from))
+        .bind(&secret.wrap_kid)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -354,6 +383,42 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn rewrap_candidates(
+        &self,
+        current_kid: &str,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<StoredSecret>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT key_id, user_id, envelope, created_at, expires_at, reads_left, wrap_kid FROM secrets
+             WHERE (wrap_kid IS NULL OR wrap_kid <> ?1) AND key_id > ?2 ORDER BY key_id LIMIT ?3",
+        )
+        .bind(current_kid)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(secret_from_row).collect()
+    }
+
+    async fn apply_rewrap(&self, batch: &[Rewrapped]) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut updated = 0;
+        for item in batch {
+            updated +=
+                sqlx::query("UPDATE secrets SET envelope = ?1, wrap_kid = ?2 WHERE key_id = ?3 AND envelope = ?4")
+                    .bind(&item.new_envelope)
+                    .bind(&item.wrap_kid)
+                    .bind(&item.key_id)
+                    .bind(&item.old_envelope)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(updated)
+    }
+
     async fn audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         append_audit(&mut tx, &entry).await?;
@@ -404,6 +469,7 @@ mod tests {
             created_at: 1,
             expires_at: 4_000_000_000,
             reads_left,
+            wrap_kid: None,
         }
     }
 

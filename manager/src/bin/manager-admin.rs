@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use manager::keyring::generation;
 use secrecy::SecretString;
 use service_kit::token::TokenSettings;
 
@@ -92,12 +91,11 @@ async fn run(cli: Cli, env_pin: Option<SecretString>) -> anyhow::Result<()> {
     )
     .await?;
     let base = args.signing_key_label.as_str();
-    let mut keys: Vec<(u64, hsm::LabeledPublicKey)> = hsm::rsa_public_keys_labelled(&pool, base)
+    let keys: Vec<(u64, hsm::LabeledPublicKey)> = hsm::rsa_public_keys_labelled(&pool, base)
         .await?
         .into_iter()
-        .filter_map(|k| generation(base, &k.label).map(|g| (g, k)))
+        .map(|k| (k.generation, k))
         .collect();
-    keys.sort_by_key(|(g, _)| *g);
     let newest = keys.last().map(|(g, _)| *g);
     match cli.command {
         Command::ListSigningKeys => {

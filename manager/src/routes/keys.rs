@@ -34,8 +34,9 @@ async fn store_key(
     let key_id = uuid::Uuid::new_v4().to_string();
     let now = unix_now();
 
+    let recipient = state.vault_key.recipient(&state.vault).await?;
     let envelope = seal(
-        &state.recipient,
+        &recipient,
         state.key_wrap,
         Binding {
             key_id: &key_id,

@@ -17,11 +17,12 @@ use crate::error::{ApiError, check_key_id};
 use crate::state::{AppState, unix_now};
 use crate::storage::{PutOutcome, StoredSecret};
 
-/// `PUT /internal/keys/{key_id}` and `GET /internal/healthz`.
+/// `PUT /internal/keys/{key_id}`, `GET /internal/wrapping-key`, `GET /internal/healthz`.
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/internal/keys/{key_id}", put(store_envelope))
         .route("/internal/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/internal/wrapping-key", get(wrapping_key))
 }
 
 /// Answers only after the row is committed durably, so that manager may hand out the
@@ -48,6 +49,7 @@ async fn store_envelope(
         created_at: unix_now(),
         expires_at: request.expires_at,
         reads_left: request.max_reads,
+        wrap_kid: None,
     };
     let status = match state.store.put(&secret, Some(peer.ip().to_string())).await? {
         PutOutcome::Created => StatusCode::CREATED,
@@ -63,4 +65,16 @@ async fn store_envelope(
         }),
     )
         .into_response())
+}
+
+/// The public half of the newest wrapping key, as a JWK: what manager seals to.
+async fn wrapping_key(State(state): State<Arc<AppState>>) -> Response {
+    match state.opener.current_jwk() {
+        Some(jwk) => Json(jwk).into_response(),
+        None => service_kit::json::error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "hsm_unavailable",
+            "no wrapping key is loaded",
+        ),
+    }
 }

@@ -50,7 +50,10 @@ async fn read_key(
             key_id: &secret.key_id,
             user_id: &secret.user_id,
         };
-        let plaintext = state.opener.open(&secret.envelope, binding).await?;
+        let plaintext = state
+            .opener
+            .open(&secret.envelope, binding, secret.wrap_kid.as_deref())
+            .await?;
         let text = std::str::from_utf8(&plaintext)
             .map_err(|_| ApiError::Integrity(EnvelopeError::Malformed("plaintext is not UTF-8")))?;
         let read = audit.clone().user(&claims.sub).jti(&claims.jti);
