@@ -24,12 +24,15 @@ wait_ready() { # url, pid
   exit 1
 }
 
-"$BIN/vault" --config "$ROOT/.dev/vault.toml" &
+# vault follows manager's JWKS URL (so signing-key rotation works); it becomes ready once
+# manager is up and serving it.
+"$BIN/vault" --config "$ROOT/.dev/vault.toml" --manager-jwks https://127.0.0.1:8000/.well-known/jwks.json &
 pids+=($!)
-wait_ready https://127.0.0.1:8001/readyz "${pids[0]}"
+wait_ready https://127.0.0.1:8001/healthz "${pids[0]}"
 "$BIN/manager" --config "$ROOT/.dev/manager.toml" &
 pids+=($!)
 wait_ready https://127.0.0.1:8000/readyz "${pids[1]}"
+wait_ready https://127.0.0.1:8001/readyz "${pids[0]}"
 cat <<MSG
 
 manager: https://127.0.0.1:8000   vault: https://127.0.0.1:8001 (internal mTLS :8002)
