@@ -176,6 +176,11 @@ pub fn service_command(name: &str, dir: &Path) -> Result<Command> {
 
 /// Starts vault on free ports with its database at `database`.
 pub async fn start_vault(dir: &Path, database: &Path, extra_args: &[&str]) -> Result<Service> {
+    start_vault_on(dir, &format!("sqlite://{}", database.display()), extra_args).await
+}
+
+/// Starts vault on free ports with the storage at `database_url`.
+pub async fn start_vault_on(dir: &Path, database_url: &str, extra_args: &[&str]) -> Result<Service> {
     let mut command = service_command("vault", dir)?;
     command
         .args([
@@ -183,9 +188,9 @@ pub async fn start_vault(dir: &Path, database: &Path, extra_args: &[&str]) -> Re
             "127.0.0.1:0",
             "--listen-internal",
             "127.0.0.1:0",
-            "--database",
+            "--database-url",
         ])
-        .arg(database)
+        .arg(database_url)
         .args(extra_args);
     let log = dir.join(format!("vault-{}.log", uuid::Uuid::new_v4()));
     Service::spawn(command, log, &["public", "internal"]).await
@@ -239,6 +244,8 @@ pub struct System {
     /// Client trusting the dev CA.
     pub http: reqwest::Client,
 }
+
+pub mod pg;
 
 /// A status and a JSON body (Null when the body is not JSON).
 pub type Answer = (StatusCode, Value);
@@ -312,6 +319,11 @@ impl System {
         format!("https://{}{path}", self.vault.addr("public"))
     }
 
+    /// vault's storage URL.
+    pub fn database_url(&self) -> String {
+        format!("sqlite://{}", self.database().display())
+    }
+
     /// Path of vault's SQLite database.
     pub fn database(&self) -> PathBuf {
         self.dir.path().join("vault.db")
@@ -376,4 +388,65 @@ pub fn error_code(body: &Value) -> Result<&str> {
         .as_str()
         .ok_or_else(|| anyhow!("error body without message: {body}"))?;
     Ok(code)
+}
+
+/// Several vault replicas sharing one database (PostgreSQL), each with its own copy of the
+/// token (same keys), and manager storing through the first — as behind a load balancer.
+pub struct Replicas {
+    /// Temporary directory with logs and token copies.
+    pub dir: tempfile::TempDir,
+    /// The vault processes.
+    pub vaults: Vec<Service>,
+    /// The manager process.
+    pub manager: Service,
+    /// Client trusting the dev CA.
+    pub http: reqwest::Client,
+    /// The shared database.
+    pub database_url: String,
+}
+
+impl Replicas {
+    /// Starts `count` vaults on `database_url`, then manager pointed at the first.
+    pub async fn start(count: usize, database_url: String, vault_args: &[&str]) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut vaults = Vec::new();
+        for i in 0..count {
+            let replica_dir = dir.path().join(format!("replica-{i}"));
+            std::fs::create_dir(&replica_dir)?;
+            vaults.push(start_vault_on(&replica_dir, &database_url, vault_args).await?);
+        }
+        let manager = start_manager(dir.path(), vaults[0].addr("internal"), &[]).await?;
+        Ok(Self {
+            dir,
+            vaults,
+            manager,
+            http: https_client(None)?,
+            database_url,
+        })
+    }
+
+    /// Public address of replica `i`.
+    pub fn vault(&self, i: usize) -> SocketAddr {
+        self.vaults[i].addr("public")
+    }
+
+    /// `POST /api/keys` at manager with `body`; any status.
+    pub async fn post_keys(&self, body: &Value) -> Result<Answer> {
+        let url = format!("https://{}/api/keys", self.manager.addr("api"));
+        answer(self.http.post(url).json(body).send().await?).await
+    }
+
+    /// Stores a secret and insists on `201`.
+    pub async fn store(&self, body: &Value) -> Result<StoreKeyResponse> {
+        let (status, answer) = self.post_keys(body).await?;
+        if status != StatusCode::CREATED {
+            bail!("store answered {status}: {answer}");
+        }
+        Ok(serde_json::from_value(answer)?)
+    }
+
+    /// Reads at replica `i` with the token.
+    pub async fn read(&self, i: usize, key_id: &str, token: &str) -> Result<Answer> {
+        read_at(&self.http, self.vault(i), key_id, Some(&format!("Bearer {token}"))).await
+    }
 }

@@ -70,8 +70,8 @@ async fn destroy(system: &System, key_id: &str, token: &str) -> Result<e2e::Answ
 
 fn audit_verify(system: &System) -> Result<std::process::Output> {
     Ok(std::process::Command::new(e2e::binary("vault-admin")?)
-        .arg("--database")
-        .arg(system.database())
+        .arg("--database-url")
+        .arg(system.database_url())
         .arg("audit-verify")
         .output()?)
 }

@@ -44,8 +44,8 @@ async fn wrapped_to(system: &System, key_id: &str) -> Result<String> {
 }
 
 fn vault_admin(system: &System, args: &[&str]) -> Result<String> {
-    let database = system.database().to_string_lossy().into_owned();
-    let all: Vec<&str> = ["--database", database.as_str()]
+    let database = system.database_url();
+    let all: Vec<&str> = ["--database-url", database.as_str()]
         .into_iter()
         .chain(args.iter().copied())
         .collect();
@@ -100,8 +100,8 @@ async fn after_rotation_new_secrets_use_the_new_key_and_rewrap_lets_the_old_key_
     let refused = system.admin(
         "vault-admin",
         &[
-            "--database",
-            &system.database().to_string_lossy(),
+            "--database-url",
+            &system.database_url(),
             "retire-wrapping-key",
             "--kid",
             &old_kid,
@@ -152,8 +152,8 @@ async fn a_rewrap_killed_halfway_completes_when_run_again() -> Result<()> {
         .env("SOFTHSM2_CONF", e2e::private_softhsm(system.dir.path())?)
         .arg("--config")
         .arg(e2e::dev_dir()?.join("vault.toml"))
-        .arg("--database")
-        .arg(system.database())
+        .arg("--database-url")
+        .arg(system.database_url())
         .args(["rewrap", "--batch-size", "1", "--batch-delay-ms", "300"])
         .stdout(Stdio::piped())
         .kill_on_drop(true)

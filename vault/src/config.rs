@@ -92,9 +92,11 @@ pub struct Config {
     #[arg(long, env = "VAULT_LEEWAY_SECONDS", default_value_t = 5)]
     pub leeway_seconds: u64,
 
-    /// SQLite database file (created if missing; WAL, synchronous=FULL).
-    #[arg(long, env = "VAULT_DATABASE", default_value = "vault.db")]
-    pub database: PathBuf,
+    /// Storage: `sqlite://PATH` (embedded; created if missing; WAL, synchronous=FULL) or
+    /// `postgres://USER@HOST:PORT/DB` (shared by several vault replicas). The password, if
+    /// any, belongs in `PGPASSWORD`/`.pgpass`, not in this URL.
+    #[arg(long, env = "VAULT_DATABASE_URL", default_value = "sqlite://vault.db")]
+    pub database_url: String,
     /// How often expired secrets and stale revocations are purged, in seconds. Expired
     /// secrets are never served, swept or not.
     #[arg(long, env = "VAULT_SWEEP_INTERVAL_SECONDS", default_value_t = 60)]

@@ -11,7 +11,7 @@ use service_kit::token::TokenSettings;
 use crate::config::{Config, required};
 use crate::jwks::JwksSource;
 use crate::opener::Opener;
-use crate::storage::{SqliteStore, Store};
+use crate::storage::Store;
 use crate::token::{Expectations, TokenVerifier};
 use crate::{AppState, internal_app, public_app};
 
@@ -51,9 +51,9 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
         Duration::from_secs(config.jwks_min_refresh_seconds),
     )
     .await?;
-    let store = SqliteStore::open(&config.database)
+    let store = crate::storage::open(&config.database_url)
         .await
-        .with_context(|| format!("cannot open database {}", config.database.display()))?;
+        .with_context(|| format!("cannot open database {}", redact_url(&config.database_url)))?;
 
     let cert = required(&config.tls_cert, "tls-cert")?;
     let key = required(&config.tls_key, "tls-key")?;
@@ -66,7 +66,6 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
     )
     .context("internal listener TLS")?;
 
-    let store: Arc<dyn Store> = Arc::new(store);
     let jwks_interval = Duration::from_secs(config.jwks_refresh_seconds.max(1));
     tokio::spawn(sweep_forever(
         store.clone(),
@@ -160,5 +159,17 @@ async fn refresh_wrapping_keys_forever(state: Arc<AppState>, interval: Duration)
             Ok(()) => {}
             Err(e) => tracing::warn!(error = %service_kit::report::error_chain(&e), "cannot refresh wrapping keys"),
         }
+    }
+}
+
+/// The URL without a password, for messages.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
     }
 }

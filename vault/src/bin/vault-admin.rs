@@ -10,9 +10,10 @@ use clap::{Args, Parser, Subcommand};
 use contract::envelope::Envelope;
 use secrecy::SecretString;
 use service_kit::token::TokenSettings;
+use std::sync::Arc;
 use vault::audit::verify_chain;
 use vault::opener::Opener;
-use vault::storage::{Rewrapped, SqliteStore, Store};
+use vault::storage::{Rewrapped, Store};
 
 /// Operator commands for vault.
 #[derive(Parser)]
@@ -30,9 +31,9 @@ struct Settings {
     /// vault's TOML configuration file.
     #[arg(long, env = "VAULT_CONFIG")]
     config: Option<PathBuf>,
-    /// vault's SQLite database.
-    #[arg(long, env = "VAULT_DATABASE", default_value = "vault.db")]
-    database: PathBuf,
+    /// vault's storage, as in vault's configuration.
+    #[arg(long, env = "VAULT_DATABASE_URL", default_value = "sqlite://vault.db")]
+    database_url: String,
     /// PKCS#11 module.
     #[arg(long, env = "VAULT_PKCS11_MODULE", default_value = "/usr/lib/softhsm/libsofthsm2.so")]
     pkcs11_module: PathBuf,
@@ -90,13 +91,11 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn open_store(settings: &Settings) -> anyhow::Result<SqliteStore> {
-    ensure!(
-        settings.database.is_file(),
-        "no database at {}",
-        settings.database.display()
-    );
-    Ok(SqliteStore::open(&settings.database).await?)
+async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(path) = settings.database_url.strip_prefix("sqlite://") {
+        ensure!(std::path::Path::new(path).is_file(), "no database at {path}");
+    }
+    Ok(vault::storage::open(&settings.database_url).await?)
 }
 
 async fn connect(settings: &Settings, env_pin: Option<SecretString>) -> anyhow::Result<hsm::TokenPool> {
@@ -207,7 +206,7 @@ async fn run(cli: Cli, env_pin: Option<SecretString>) -> anyhow::Result<bool> {
 
 /// Moves every content key not yet wrapped to the newest key: unwrap in the token,
 /// wrap to the newest public key, write back under optimistic concurrency.
-async fn rewrap(store: &SqliteStore, opener: &Opener, batch_size: u32, delay: Duration) -> anyhow::Result<()> {
+async fn rewrap(store: &Arc<dyn Store>, opener: &Opener, batch_size: u32, delay: Duration) -> anyhow::Result<()> {
     let current = opener.kid();
     let recipient = opener.current_recipient()?;
     let (mut after, mut total) = (String::new(), 0u64);
@@ -250,7 +249,7 @@ async fn rewrap(store: &SqliteStore, opener: &Opener, batch_size: u32, delay: Du
 }
 
 /// How many stored secrets still have their content key wrapped to `kid`.
-async fn secrets_wrapped_to(store: &SqliteStore, current: &str, kid: &str) -> anyhow::Result<u64> {
+async fn secrets_wrapped_to(store: &Arc<dyn Store>, current: &str, kid: &str) -> anyhow::Result<u64> {
     let (mut after, mut count) = (String::new(), 0);
     loop {
         let batch = store.rewrap_candidates(current, &after, 500).await?;

@@ -1,0 +1,207 @@
+//! One storage test suite, run against both backends: SQLite and PostgreSQL.
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use vault::audit::{AuditEntry, AuditEvent, verify_chain};
+use vault::storage::{PutOutcome, ReadGrant, Rewrapped, Store, StoredSecret, Swept};
+
+/// A store plus whatever keeps it alive (a temporary directory).
+type Fixture = (Option<tempfile::TempDir>, Arc<dyn Store>);
+
+async fn sqlite() -> Result<Fixture> {
+    let dir = tempfile::tempdir()?;
+    let url = format!("sqlite://{}", dir.path().join("suite.db").display());
+    Ok((Some(dir), vault::storage::open(&url).await?))
+}
+
+async fn postgres() -> Result<Fixture> {
+    let url = e2e::pg::fresh_database().await?;
+    Ok((None, vault::storage::open(&url).await?))
+}
+
+/// Instantiates every case for both backends.
+macro_rules! suite {
+    ($($case:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(#[tokio::test] async fn $case() -> anyhow::Result<()> { let (_keep, store) = super::sqlite().await?; super::$case(store).await })*
+        }
+        mod on_postgres {
+            $(#[tokio::test] async fn $case() -> anyhow::Result<()> { let (_keep, store) = super::postgres().await?; super::$case(store).await })*
+        }
+    };
+}
+
+suite!(
+    put_is_idempotent_for_the_same_secret_and_conflicts_otherwise,
+    concurrent_reads_are_granted_exactly_reads_left_times,
+    sweep_purges_expired_secrets_and_stale_revocations_with_audit,
+    destroy_and_revoke_are_idempotent_and_audited,
+    the_audit_chain_verifies_after_concurrent_writes,
+    rewrap_updates_only_rows_that_did_not_change_meanwhile,
+);
+
+fn secret(key_id: &str, envelope: &str, reads_left: Option<u32>) -> StoredSecret {
+    StoredSecret {
+        key_id: key_id.into(),
+        user_id: "alice".into(),
+        envelope: envelope.into(),
+        created_at: 1,
+        expires_at: 4_000_000_000,
+        reads_left,
+        wrap_kid: None,
+    }
+}
+
+async fn put_is_idempotent_for_the_same_secret_and_conflicts_otherwise(store: Arc<dyn Store>) -> Result<()> {
+    assert_eq!(store.put(&secret("k1", "e1", None), None).await?, PutOutcome::Created);
+    assert_eq!(
+        store.put(&secret("k1", "e1", None), None).await?,
+        PutOutcome::AlreadyStored
+    );
+    assert_eq!(store.put(&secret("k1", "e2", None), None).await?, PutOutcome::Conflict);
+    assert_eq!(
+        store.put(&secret("k1", "e1", Some(2)), None).await?,
+        PutOutcome::Conflict
+    );
+    assert_eq!(store.get("k1").await?, Some(secret("k1", "e1", None)));
+    assert_eq!(store.get("k2").await?, None);
+    Ok(())
+}
+
+async fn concurrent_reads_are_granted_exactly_reads_left_times(store: Arc<dyn Store>) -> Result<()> {
+    store.put(&secret("k", "e", Some(3)), None).await?;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            store
+                .consume_read("k", 10, AuditEntry::new(AuditEvent::Read, "k"))
+                .await
+        });
+    }
+    let mut granted = 0;
+    while let Some(result) = tasks.join_next().await {
+        if result?? == ReadGrant::Granted {
+            granted += 1;
+        }
+    }
+    assert_eq!(granted, 3);
+    assert_eq!(store.get("k").await?, None, "destroyed after its last read");
+    assert_eq!(
+        verify_chain(&store.audit_records().await?),
+        Ok(5),
+        "stored, 3 reads, destroyed"
+    );
+    Ok(())
+}
+
+async fn sweep_purges_expired_secrets_and_stale_revocations_with_audit(store: Arc<dyn Store>) -> Result<()> {
+    let mut short = secret("short", "e", None);
+    short.expires_at = 100;
+    store.put(&short, None).await?;
+    store.put(&secret("long", "e", None), None).await?;
+    store
+        .revoke("j1", 100, AuditEntry::new(AuditEvent::Revoked, "short"))
+        .await?;
+    assert_eq!(
+        store
+            .consume_read("short", 100, AuditEntry::new(AuditEvent::Read, "short"))
+            .await?,
+        ReadGrant::Gone
+    );
+    assert_eq!(
+        store.sweep(100).await?,
+        Swept {
+            secrets: 1,
+            revocations: 1
+        }
+    );
+    assert_eq!(store.get("short").await?, None);
+    assert!(store.get("long").await?.is_some());
+    assert!(!store.is_revoked("j1").await?);
+    let events: Vec<String> = store.audit_records().await?.into_iter().map(|r| r.event).collect();
+    assert_eq!(events, ["stored", "stored", "revoked", "expired"]);
+    Ok(())
+}
+
+async fn destroy_and_revoke_are_idempotent_and_audited(store: Arc<dyn Store>) -> Result<()> {
+    store.put(&secret("k", "e", None), None).await?;
+    assert!(store.destroy("k", AuditEntry::new(AuditEvent::Destroyed, "k")).await?);
+    assert!(!store.destroy("k", AuditEntry::new(AuditEvent::Destroyed, "k")).await?);
+    assert!(
+        store
+            .revoke("j", 4_000_000_000, AuditEntry::new(AuditEvent::Revoked, "k"))
+            .await?
+    );
+    assert!(
+        !store
+            .revoke("j", 4_000_000_000, AuditEntry::new(AuditEvent::Revoked, "k"))
+            .await?
+    );
+    assert!(store.is_revoked("j").await?);
+    let outcomes: Vec<(String, String)> = store
+        .audit_records()
+        .await?
+        .into_iter()
+        .map(|r| (r.event, r.outcome))
+        .collect();
+    let expected = [
+        ("stored", "ok"),
+        ("destroyed", "ok"),
+        ("destroyed", "already_gone"),
+        ("revoked", "ok"),
+        ("revoked", "already_revoked"),
+    ];
+    assert_eq!(outcomes, expected.map(|(e, o)| (e.to_owned(), o.to_owned())));
+    Ok(())
+}
+
+async fn the_audit_chain_verifies_after_concurrent_writes(store: Arc<dyn Store>) -> Result<()> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let key_id = format!("k{i}");
+            store.put(&secret(&key_id, "e", None), None).await?;
+            store
+                .audit(AuditEntry::new(AuditEvent::Denied, &key_id).outcome("invalid_token"))
+                .await?;
+            anyhow::Ok(())
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result??;
+    }
+    assert_eq!(verify_chain(&store.audit_records().await?), Ok(80));
+    Ok(())
+}
+
+async fn rewrap_updates_only_rows_that_did_not_change_meanwhile(store: Arc<dyn Store>) -> Result<()> {
+    for key_id in ["a", "b", "c"] {
+        store.put(&secret(key_id, &format!("old-{key_id}"), None), None).await?;
+    }
+    let candidates = store.rewrap_candidates("new", "", 2).await?;
+    assert_eq!(
+        candidates.iter().map(|s| s.key_id.as_str()).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    let rest = store.rewrap_candidates("new", "b", 10).await?;
+    assert_eq!(rest.iter().map(|s| s.key_id.as_str()).collect::<Vec<_>>(), ["c"]);
+    let update = |key_id: &str, old: &str| Rewrapped {
+        key_id: key_id.into(),
+        old_envelope: old.into(),
+        new_envelope: format!("new-{key_id}"),
+        wrap_kid: "new".into(),
+    };
+    // "b" changed since it was read: its update must not apply.
+    let applied = store
+        .apply_rewrap(&[update("a", "old-a"), update("b", "stale"), update("c", "old-c")])
+        .await?;
+    assert_eq!(applied, 2);
+    assert_eq!(store.get("a").await?.and_then(|s| s.wrap_kid), Some("new".into()));
+    assert_eq!(store.get("b").await?.and_then(|s| s.wrap_kid), None);
+    let left = store.rewrap_candidates("new", "", 10).await?;
+    assert_eq!(left.iter().map(|s| s.key_id.as_str()).collect::<Vec<_>>(), ["b"]);
+    Ok(())
+}
