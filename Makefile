@@ -9,7 +9,7 @@ help:
 	@echo "make run    provision .dev/ if needed, build, run manager (:8000) and vault (:8001/:8002)"
 	@echo "make test   provision .dev/ if needed, build, run every test"
 	@echo "make lint   rustfmt --check and clippy -D warnings"
-	@echo "make bench  store/read rates of the real services next to openssl speed, same run"
+	@echo "make bench  store/read rates (SQLite; PostgreSQL with 1 and 2 replicas) next to openssl speed, same run"
 
 setup:
 	@bash softhsm-setup/setup.sh
@@ -37,8 +37,8 @@ lint:
 bench: setup build
 	@echo "== openssl speed rsa2048, 1 process (RSA private ops/s) =="
 	@openssl speed -seconds 5 rsa2048 2>/dev/null | awk '/^rsa 2048/ {print "openssl sign/s: " $$6}'
-	@echo "== loadgen: real services, SoftHSM2 in process =="
-	@target/debug/loadgen $(BENCH_ARGS)
+	@echo "== loadgen: real services, SoftHSM2 in process; SQLite, then PostgreSQL with 1 and 2 vault replicas =="
+	@target/debug/loadgen --postgres-replicas 1,2 $(BENCH_ARGS)
 
 clean-dev:
 	rm -rf .dev

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use clap::Parser;
-use e2e::System;
+use e2e::{Replicas, System};
 use reqwest::StatusCode;
 
 /// Measure store and read rates.
@@ -28,23 +28,58 @@ struct Args {
     /// PKCS#11 sessions per service.
     #[arg(long, default_value_t = 2)]
     sessions: usize,
+    /// Instead of SQLite, measure vault replicas on PostgreSQL, one run per count given
+    /// (e.g. `1,2`); reads go round-robin over the replicas, stores through the first.
+    #[arg(long, value_delimiter = ',')]
+    postgres_replicas: Vec<usize>,
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
     let sessions = args.sessions.to_string();
-    let system =
-        Arc::new(System::start_with(&["--pkcs11-sessions", &sessions], &["--pkcs11-sessions", &sessions]).await?);
-    let stored = Arc::new(std::sync::Mutex::new(Vec::new()));
     let duration = Duration::from_secs(args.seconds);
+    let service_args = ["--pkcs11-sessions", sessions.as_str()];
+    {
+        let system = System::start_with(&service_args, &service_args).await?;
+        let vaults = vec![system.vault.addr("public")];
+        let (store, read) = measure(&system.http, system.manager_url("/api/keys"), vaults, &args, duration).await?;
+        println!("sqlite, 1 vault: store {store:.0} req/s, read {read:.0} req/s");
+    }
+    for &count in &args.postgres_replicas {
+        let replicas = Replicas::start(count, e2e::pg::fresh_database().await?, &service_args).await?;
+        let vaults = (0..count).map(|i| replicas.vault(i)).collect();
+        let manager = format!("https://{}/api/keys", replicas.manager.addr("api"));
+        let (store, read) = measure(&replicas.http, manager, vaults, &args, duration).await?;
+        println!("postgres, {count} vault replica(s): store {store:.0} req/s, read {read:.0} req/s");
+    }
+    println!(
+        "(concurrency {}, {} PKCS#11 sessions per service, {} s per phase)",
+        args.concurrency, args.sessions, args.seconds
+    );
+    Ok(())
+}
 
+/// A store phase through `manager`, then a read phase round-robin over `vaults`.
+async fn measure(
+    http: &reqwest::Client,
+    manager: String,
+    vaults: Vec<std::net::SocketAddr>,
+    args: &Args,
+    duration: Duration,
+) -> Result<(f64, f64)> {
+    let stored = Arc::new(std::sync::Mutex::new(Vec::new()));
     let store_rate = run_phase(args.concurrency, duration, {
-        let (system, stored) = (system.clone(), stored.clone());
+        let (http, stored) = (http.clone(), stored.clone());
         move |i| {
-            let (system, stored) = (system.clone(), stored.clone());
+            let (http, stored, manager) = (http.clone(), stored.clone(), manager.clone());
             async move {
-                let response = system.store("bench", &format!("benchmark secret {i}")).await?;
+                let body = serde_json::json!({"user_id": "bench", "key_data": format!("benchmark secret {i}")});
+                let (status, answer) = e2e::answer(http.post(&manager).json(&body).send().await?).await?;
+                if status != StatusCode::CREATED {
+                    bail!("store answered {status}: {answer}");
+                }
+                let response: contract::wire::StoreKeyResponse = serde_json::from_value(answer)?;
                 stored.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push(response);
                 Ok(())
             }
@@ -52,13 +87,16 @@ async fn main() -> Result<()> {
     })
     .await?;
     let stored = Arc::new(stored.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone());
+    let vaults = Arc::new(vaults);
     let read_rate = run_phase(args.concurrency, duration, {
-        let system = system.clone();
+        let http = http.clone();
         move |i| {
-            let (system, stored) = (system.clone(), stored.clone());
+            let (http, stored, vaults) = (http.clone(), stored.clone(), vaults.clone());
             async move {
                 let item = &stored[i as usize % stored.len()];
-                let (status, _) = system.read(&item.key_id, &item.access_token).await?;
+                let vault = vaults[i as usize % vaults.len()];
+                let token = format!("Bearer {}", item.access_token);
+                let (status, _) = e2e::read_at(&http, vault, &item.key_id, Some(&token)).await?;
                 if status != StatusCode::OK {
                     bail!("read answered {status}");
                 }
@@ -67,13 +105,7 @@ async fn main() -> Result<()> {
         }
     })
     .await?;
-    println!("store (POST /api/keys): {store_rate:.0} req/s");
-    println!("read  (GET /api/keys/{{key_id}}): {read_rate:.0} req/s");
-    println!(
-        "(concurrency {}, {} PKCS#11 sessions per service, {} s per phase)",
-        args.concurrency, args.sessions, args.seconds
-    );
-    Ok(())
+    Ok((store_rate, read_rate))
 }
 
 /// Runs `request(i)` from `concurrency` workers for `duration`; returns completed requests/s.
