@@ -390,8 +390,9 @@ pub fn error_code(body: &Value) -> Result<&str> {
     Ok(code)
 }
 
-/// Several vault replicas sharing one database (PostgreSQL), each with its own copy of the
-/// token (same keys), and manager storing through the first — as behind a load balancer.
+/// Several vault replicas sharing one database (PostgreSQL) and one token (this test's copy
+/// of vault's token), with manager storing through the first — as behind a load balancer.
+/// Replicas start one after another, so their logins never overlap (see the crate docs).
 pub struct Replicas {
     /// Temporary directory with logs and token copies.
     pub dir: tempfile::TempDir,
@@ -410,10 +411,8 @@ impl Replicas {
     pub async fn start(count: usize, database_url: String, vault_args: &[&str]) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let mut vaults = Vec::new();
-        for i in 0..count {
-            let replica_dir = dir.path().join(format!("replica-{i}"));
-            std::fs::create_dir(&replica_dir)?;
-            vaults.push(start_vault_on(&replica_dir, &database_url, vault_args).await?);
+        for _ in 0..count {
+            vaults.push(start_vault_on(dir.path(), &database_url, vault_args).await?);
         }
         let manager = start_manager(dir.path(), vaults[0].addr("internal"), &[]).await?;
         Ok(Self {
