@@ -379,6 +379,15 @@ pub async fn answer(response: reqwest::Response) -> Result<Answer> {
     Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
 }
 
+/// The JSON of part `index` (0 header, 1 payload) of a compact JWS/JWE.
+pub fn compact_part(token: &str, index: usize) -> Result<Value> {
+    use base64::Engine;
+    let part = token.split('.').nth(index).ok_or_else(|| anyhow!("no part {index}"))?;
+    Ok(serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part)?,
+    )?)
+}
+
 /// Asserts the contract's error shape and returns its `code`.
 pub fn error_code(body: &Value) -> Result<&str> {
     let code = body["error"]["code"]

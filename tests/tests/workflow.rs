@@ -71,14 +71,12 @@ async fn tokens_carry_the_kid_published_in_managers_jwks() -> Result<()> {
         .await?
         .json()
         .await?;
-    let header = stored.access_token.split('.').next().unwrap_or_default();
-    let header: serde_json::Value = serde_json::from_slice(&base64_url(header)?)?;
+    let header = e2e::compact_part(&stored.access_token, 0)?;
     assert_eq!(header["alg"], "RS256");
     assert_eq!(header["typ"], "JWT");
     assert_eq!(jwks["keys"][0]["kid"], header["kid"]);
     assert_eq!(jwks["keys"][0]["kty"], "RSA");
-    let payload: serde_json::Value =
-        serde_json::from_slice(&base64_url(stored.access_token.split('.').nth(1).unwrap_or_default())?)?;
+    let payload = e2e::compact_part(&stored.access_token, 1)?;
     for claim in ["iss", "aud", "sub", "key_id", "jti", "iat", "nbf", "exp", "scope"] {
         assert!(payload.get(claim).is_some(), "missing claim {claim}: {payload}");
     }
@@ -122,11 +120,6 @@ async fn neither_secrets_nor_tokens_appear_in_the_logs() -> Result<()> {
         assert!(!logs.contains(pin.trim()), "PIN leaked into logs");
     }
     Ok(())
-}
-
-fn base64_url(text: &str) -> Result<Vec<u8>> {
-    use base64::Engine;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text)?)
 }
 
 #[tokio::test]

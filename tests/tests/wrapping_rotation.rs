@@ -6,8 +6,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Result, bail, ensure};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use e2e::System;
 use reqwest::StatusCode;
 use sqlx::{Connection, Row};
@@ -23,8 +21,7 @@ async fn rows(system: &System) -> Result<Vec<(String, String, Option<String>)>> 
     rows.iter()
         .map(|row| {
             let envelope: String = row.get("envelope");
-            let header: serde_json::Value =
-                serde_json::from_slice(&URL_SAFE_NO_PAD.decode(envelope.split('.').next().unwrap_or_default())?)?;
+            let header = e2e::compact_part(&envelope, 0)?;
             Ok((
                 row.get("key_id"),
                 header["kid"].as_str().unwrap_or_default().to_owned(),
