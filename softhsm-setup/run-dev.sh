@@ -1,15 +1,24 @@
 #!/usr/bin/env bash
 # Runs vault and manager in the foreground with the .dev/ configuration; Ctrl-C stops both.
+# By default each token is served by its own `p11-kit server` process and the services load
+# p11-kit-client.so (isolation mode, the way a network HSM looks to them);
+# ISOLATION=0 loads SoftHSM into the services instead.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
 export SOFTHSM2_CONF="$ROOT/.dev/softhsm2.conf"
 CA="$ROOT/.dev/tls/ca.pem"
 
+ISOLATION="${ISOLATION:-1}"
+CLIENT=/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so
+RUN="$ROOT/.dev/run"
+mkdir -p "$RUN"
+
 pids=()
 stop() {
   trap - EXIT INT TERM
-  [ ${#pids[@]} -gt 0 ] && kill "${pids[@]}" 2>/dev/null || true
+  # Token servers were started with setsid: stop their whole process groups.
+  for pid in "${pids[@]}"; do kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
 trap stop EXIT INT TERM
@@ -24,18 +33,41 @@ wait_ready() { # url, pid
   exit 1
 }
 
+token_server() { # token label -> serves it on $RUN/<label>.sock from its own process group
+  rm -f "$RUN/$1.sock"
+  setsid p11-kit server -f -n "$RUN/$1.sock" --provider /usr/lib/softhsm/libsofthsm2.so "pkcs11:token=$1" &
+  pids+=($!)
+  for _ in $(seq 1 100); do [ -S "$RUN/$1.sock" ] && return 0; sleep 0.05; done
+  echo "run: p11-kit server for token $1 did not start" >&2
+  exit 1
+}
+module_args=()
+vault_env=()
+manager_env=()
+if [ "$ISOLATION" = 1 ]; then
+  token_server vault
+  token_server manager
+  module_args=(--pkcs11-module "$CLIENT")
+  vault_env=(env "P11_KIT_SERVER_ADDRESS=unix:path=$RUN/vault.sock")
+  manager_env=(env "P11_KIT_SERVER_ADDRESS=unix:path=$RUN/manager.sock")
+fi
+
 # vault follows manager's JWKS URL (so signing-key rotation works); it becomes ready once
 # manager is up and serving it.
-"$BIN/vault" --config "$ROOT/.dev/vault.toml" --manager-jwks https://127.0.0.1:8000/.well-known/jwks.json &
-pids+=($!)
-wait_ready https://127.0.0.1:8001/healthz "${pids[0]}"
-"$BIN/manager" --config "$ROOT/.dev/manager.toml" &
-pids+=($!)
-wait_ready https://127.0.0.1:8000/readyz "${pids[1]}"
-wait_ready https://127.0.0.1:8001/readyz "${pids[0]}"
+"${vault_env[@]}" "$BIN/vault" --config "$ROOT/.dev/vault.toml" "${module_args[@]}" \
+  --manager-jwks https://127.0.0.1:8000/.well-known/jwks.json &
+vault_pid=$!
+pids+=($vault_pid)
+wait_ready https://127.0.0.1:8001/healthz "$vault_pid"
+"${manager_env[@]}" "$BIN/manager" --config "$ROOT/.dev/manager.toml" "${module_args[@]}" &
+manager_pid=$!
+pids+=($manager_pid)
+wait_ready https://127.0.0.1:8000/readyz "$manager_pid"
+wait_ready https://127.0.0.1:8001/readyz "$vault_pid"
 cat <<MSG
 
 manager: https://127.0.0.1:8000   vault: https://127.0.0.1:8001 (internal mTLS :8002)
+tokens: $([ "$ISOLATION" = 1 ] && echo "in their own p11-kit server processes ($RUN/*.sock)" || echo "SoftHSM in process")
 CA: $CA — try:
   curl --cacert .dev/tls/ca.pem -H 'content-type: application/json' \\
        -d '{"user_id":"alice","key_data":"s3cret"}' https://127.0.0.1:8000/api/keys

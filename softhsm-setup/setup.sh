@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Provisions everything a local run needs under .dev/ (git-ignored), idempotently:
-#   - installs softhsm2, opensc, openssl, curl and postgresql (for the tests) when missing;
+#   - installs softhsm2, opensc, openssl, curl, p11-kit (+ client module) and postgresql
+#     (for the tests) when missing;
 #   - .dev/softhsm2.conf with a private token directory;
 #   - tokens "manager", "vault" and "hsm-test" (for the hsm crate's tests) with random SO and user PINs in 0600 files;
 #   - manager's RS256 signing key and vault's RSA-OAEP wrapping key, generated inside
@@ -28,6 +29,9 @@ install_packages() {
   command -v curl >/dev/null || missing+=(curl)
   # PostgreSQL binaries for the tests' private clusters (the tests start their own).
   compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+  # p11-kit server and p11-kit-client.so: tokens in their own process (isolation mode).
+  command -v p11-kit >/dev/null || missing+=(p11-kit)
+  [ -e /usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so ] || missing+=(p11-kit-modules)
   [ ${#missing[@]} -eq 0 ] && return
   local sudo=()
   [ "$(id -u)" -eq 0 ] || sudo=(sudo)

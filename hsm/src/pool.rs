@@ -1,8 +1,9 @@
 //! A bounded pool of logged-in PKCS#11 sessions on one token, used off the async runtime.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
@@ -21,7 +22,24 @@ use crate::error::{Error, Result, is_session_fatal, rv_of};
 pub struct Module {
     ctx: Pkcs11,
     path: PathBuf,
+    shared: Arc<ModuleState>,
 }
+
+/// What every user of one module shares.
+///
+/// `gate`: PKCS#11 calls hold it shared; re-initialising the module (C_Finalize +
+/// C_Initialize) holds it exclusively, so no call runs while the library resets.
+/// `discovering`: a slot discovery still running (it can spin inside C_GetSlotList);
+/// no second one starts and the module is not re-initialised under it.
+#[derive(Default)]
+struct ModuleState {
+    gate: RwLock<()>,
+    last_reinit: Mutex<Option<Instant>>,
+    discovering: AtomicBool,
+}
+
+/// Least time between two re-initialisations of a module.
+const REINIT_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Module {
     /// Loads the shared library at `path` and calls C_Initialize with OS locking.
@@ -39,7 +57,37 @@ impl Module {
         Ok(Self {
             ctx,
             path: path.to_owned(),
+            shared: Arc::new(ModuleState::default()),
         })
+    }
+
+    /// C_Finalize then C_Initialize, at most once per [`REINIT_INTERVAL`]: a remote
+    /// module (p11-kit-client, a network HSM's library) that lost its server keeps
+    /// answering CKR_DEVICE_ERROR until it is initialised again. Returns whether it ran.
+    fn reinitialize(&self) -> bool {
+        if self.shared.discovering.load(Ordering::SeqCst) {
+            return false;
+        }
+        let _exclusive = self.shared.gate.write().unwrap_or_else(|p| p.into_inner());
+        let mut last = self.shared.last_reinit.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|at| at.elapsed() < REINIT_INTERVAL) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        if let Err(e) = self.ctx.clone().finalize() {
+            tracing::debug!(error = %e, "C_Finalize before re-initialising");
+        }
+        match self
+            .ctx
+            .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        {
+            Ok(()) => true,
+            Err(e) if rv_of(&e) == Some(RvError::CryptokiAlreadyInitialized) => true,
+            Err(e) => {
+                tracing::warn!(module = %self.path.display(), error = %e, "re-initialising the PKCS#11 module failed");
+                false
+            }
+        }
     }
 
     /// Path the module was loaded from.
@@ -166,6 +214,27 @@ impl TokenPool {
 
 impl Inner {
     fn run_blocking<T>(&self, op: &impl Fn(&Session) -> Result<T>) -> Result<T> {
+        let mut reinitialized = false;
+        loop {
+            let result = {
+                let _shared = self.module.shared.gate.read().unwrap_or_else(|p| p.into_inner());
+                self.run_with_session(op)
+            };
+            match result {
+                Err(error) if !reinitialized && is_module_down(&error) => {
+                    reinitialized = true;
+                    if !self.module.reinitialize() {
+                        return Err(error);
+                    }
+                    tracing::warn!(token = %self.config.token_label, error = %error, "token unreachable; re-initialised the PKCS#11 module");
+                    self.reset();
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn run_with_session<T>(&self, op: &impl Fn(&Session) -> Result<T>) -> Result<T> {
         let mut recovered = false;
         loop {
             let (session, generation) = self.checkout()?;
@@ -281,16 +350,26 @@ impl Inner {
     /// C_GetSlotList (p11-kit-client with an unreachable server) costs a leaked thread
     /// and a clear error, not a hung service.
     fn find_slot(&self) -> Result<Slot> {
+        let timeout = self.config.slot_discovery_timeout;
+        let shared = Arc::clone(&self.module.shared);
+        if shared.discovering.swap(true, Ordering::SeqCst) {
+            // An earlier discovery is still stuck in the module: do not pile up threads.
+            return Err(Error::SlotDiscoveryTimedOut(timeout));
+        }
         let ctx = self.module.ctx.clone();
         let label = self.config.token_label.clone();
         let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name("pkcs11-slot-discovery".into())
             .spawn(move || {
-                let _ = tx.send(find_slot_by_label(&ctx, &label));
-            })
-            .map_err(|_| Error::SlotDiscoveryTimedOut(Duration::ZERO))?;
-        let timeout = self.config.slot_discovery_timeout;
+                let found = find_slot_by_label(&ctx, &label);
+                shared.discovering.store(false, Ordering::SeqCst);
+                let _ = tx.send(found);
+            });
+        if spawned.is_err() {
+            self.module.shared.discovering.store(false, Ordering::SeqCst);
+            return Err(Error::SlotDiscoveryTimedOut(Duration::ZERO));
+        }
         rx.recv_timeout(timeout)
             .map_err(|_| Error::SlotDiscoveryTimedOut(timeout))?
     }
@@ -305,6 +384,24 @@ fn is_lost(error: &Error, session: &Session) -> bool {
         Error::KeyNotFound { .. } => !matches!(
             session.get_session_info().map(|info| info.session_state()),
             Ok(SessionState::RwUser | SessionState::RoUser)
+        ),
+        _ => false,
+    }
+}
+
+/// Errors after which the module itself must be initialised again (a remote module
+/// that lost its server), not just the session.
+fn is_module_down(error: &Error) -> bool {
+    match error {
+        Error::TokenNotFound { .. } => true,
+        Error::Pkcs11 {
+            operation: "list slots" | "open login session" | "open session",
+            source,
+        } => matches!(
+            rv_of(source),
+            Some(
+                RvError::DeviceError | RvError::DeviceRemoved | RvError::GeneralError | RvError::CryptokiNotInitialized
+            )
         ),
         _ => false,
     }

@@ -1,11 +1,9 @@
 //! manager's entry point: configuration, logging, then [`manager::startup::run`].
 
-use std::process::ExitCode;
-
 use secrecy::SecretString;
 
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn main() {
     service_kit::serve::init_logging();
     let result = async {
         let config = service_kit::config::parse_layered::<manager::Config>("MANAGER_CONFIG")?;
@@ -14,5 +12,5 @@ async fn main() -> ExitCode {
         manager::startup::run(config, env_pin).await
     }
     .await;
-    service_kit::report::exit_status("manager", result)
+    service_kit::report::exit("manager", result)
 }

@@ -25,3 +25,12 @@ pub fn exit_status(program: &str, result: anyhow::Result<()>) -> ExitCode {
         }
     }
 }
+
+/// Ends the process now with [`exit_status`]'s code. A service calls this rather than
+/// returning from `main`: returning drops the runtime, which waits for every blocking
+/// task, and a PKCS#11 call stuck on a vanished token server would never return.
+pub fn exit(program: &str, result: anyhow::Result<()>) -> ! {
+    let failed = result.is_err();
+    let _ = exit_status(program, result);
+    std::process::exit(i32::from(failed))
+}

@@ -458,3 +458,128 @@ impl Replicas {
         read_at(&self.http, self.vault(i), key_id, Some(&format!("Bearer {token}"))).await
     }
 }
+
+/// The PKCS#11 module services load in isolation mode: a client of `p11-kit server`.
+pub const P11_KIT_CLIENT: &str = "/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so";
+
+/// A `p11-kit server` serving one token of the test's private SoftHSM copy from its own
+/// process group (the server forks a `p11-kit-remote` per client connection), the way a
+/// network HSM looks to the services.
+pub struct TokenServer {
+    pid: u32,
+    socket: PathBuf,
+    conf: PathBuf,
+    token: String,
+}
+
+impl TokenServer {
+    /// Starts serving `token` on `dir/<token>.sock`.
+    pub async fn start(dir: &Path, token: &str) -> Result<Self> {
+        let mut server = Self {
+            pid: 0,
+            socket: dir.join(format!("{token}.sock")),
+            conf: private_softhsm(dir)?,
+            token: token.to_owned(),
+        };
+        server.spawn().await?;
+        Ok(server)
+    }
+
+    async fn spawn(&mut self) -> Result<()> {
+        let _ = std::fs::remove_file(&self.socket);
+        // setsid: the server and its per-connection children form one process group.
+        let child = std::process::Command::new("setsid")
+            .args(["p11-kit", "server", "-f", "-n"])
+            .arg(&self.socket)
+            .args([
+                "--provider",
+                "/usr/lib/softhsm/libsofthsm2.so",
+                &format!("pkcs11:token={}", self.token),
+            ])
+            .env("SOFTHSM2_CONF", &self.conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting p11-kit server (softhsm-setup/setup.sh installs p11-kit)")?;
+        self.pid = child.id();
+        for _ in 0..100 {
+            if self.socket.exists() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("p11-kit server did not create {}", self.socket.display())
+    }
+
+    /// `P11_KIT_SERVER_ADDRESS` for clients.
+    pub fn address(&self) -> String {
+        format!("unix:path={}", self.socket.display())
+    }
+
+    /// SIGKILL the server and every per-connection process it started.
+    pub fn kill(&self) -> Result<()> {
+        std::process::Command::new("kill")
+            .args(["-9", "--", &format!("-{}", self.pid)])
+            .status()?;
+        Ok(())
+    }
+
+    /// Starts it again on the same socket.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.spawn().await
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        let _ = self.kill();
+    }
+}
+
+/// Starts vault with its token behind `server` (isolation mode).
+pub async fn start_vault_isolated(
+    dir: &Path,
+    database: &Path,
+    server: &TokenServer,
+    extra_args: &[&str],
+) -> Result<Service> {
+    let mut command = service_command("vault", dir)?;
+    command
+        .env("P11_KIT_SERVER_ADDRESS", server.address())
+        .args([
+            "--pkcs11-module",
+            P11_KIT_CLIENT,
+            "--listen-public",
+            "127.0.0.1:0",
+            "--listen-internal",
+            "127.0.0.1:0",
+        ])
+        .arg("--database-url")
+        .arg(format!("sqlite://{}", database.display()))
+        .args(extra_args);
+    let log = dir.join(format!("vault-{}.log", uuid::Uuid::new_v4()));
+    Service::spawn(command, log, &["public", "internal"]).await
+}
+
+/// Starts manager with its token behind `server` (isolation mode).
+pub async fn start_manager_isolated(
+    dir: &Path,
+    vault_internal: SocketAddr,
+    server: &TokenServer,
+    extra_args: &[&str],
+) -> Result<Service> {
+    let mut command = service_command("manager", dir)?;
+    command
+        .env("P11_KIT_SERVER_ADDRESS", server.address())
+        .args([
+            "--pkcs11-module",
+            P11_KIT_CLIENT,
+            "--listen",
+            "127.0.0.1:0",
+            "--vault-url",
+        ])
+        .arg(format!("https://{vault_internal}"))
+        .args(extra_args);
+    let log = dir.join(format!("manager-{}.log", uuid::Uuid::new_v4()));
+    Service::spawn(command, log, &["api"]).await
+}

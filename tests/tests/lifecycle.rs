@@ -84,8 +84,8 @@ async fn a_one_second_secret_is_refused_after_expiry_and_purged_by_the_sweep() -
         json!({"user_id": "ann", "key_data": "brief", "ttl_seconds": 1}),
     )
     .await?;
-    let (status, _) = system.read(&stored.key_id, &stored.access_token).await?;
-    assert_eq!(status, StatusCode::OK, "readable while alive");
+    // No "readable while alive" check: with whole-second timestamps a 1-second secret may
+    // expire a few milliseconds after it is stored.
     let expires = std::time::Instant::now() + Duration::from_secs(2);
     // Wait out the lifetime on the wall clock, then for the sweep (bounded).
     while std::time::Instant::now() < expires {

@@ -1,11 +1,9 @@
 //! vault's entry point: configuration, logging, then [`vault::startup::run`].
 
-use std::process::ExitCode;
-
 use secrecy::SecretString;
 
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn main() {
     service_kit::serve::init_logging();
     let result = async {
         let config = service_kit::config::parse_layered::<vault::Config>("VAULT_CONFIG")?;
@@ -14,5 +12,5 @@ async fn main() -> ExitCode {
         vault::startup::run(config, env_pin).await
     }
     .await;
-    service_kit::report::exit_status("vault", result)
+    service_kit::report::exit("vault", result)
 }
