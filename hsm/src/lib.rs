@@ -43,6 +43,8 @@ pub use error::{Error, Result};
 pub use export::{LabeledPublicKey, generation_label, key_generation, rsa_public_key, rsa_public_keys_labelled};
 pub use pin::read_pin_file;
 pub use pool::{Module, TokenConfig, TokenPool};
-pub use provision::{Generated, KeyUsage, RsaKeySpec, destroy_key_pair, generate_rsa_key_pair};
+pub use provision::{
+    Generated, KeyUsage, RsaKeySpec, RsaPrivateComponents, destroy_key_pair, generate_rsa_key_pair, import_rsa_key_pair,
+};
 pub use sign::{SignatureAlgorithm, Signer, UnsupportedAlgorithm};
 pub use token_init::{TokenInit, initialize_token};

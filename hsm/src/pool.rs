@@ -351,11 +351,17 @@ impl Inner {
     /// and a clear error, not a hung service.
     fn find_slot(&self) -> Result<Slot> {
         let timeout = self.config.slot_discovery_timeout;
+        let started = Instant::now();
         let shared = Arc::clone(&self.module.shared);
-        if shared.discovering.swap(true, Ordering::SeqCst) {
-            // An earlier discovery is still stuck in the module: do not pile up threads.
-            return Err(Error::SlotDiscoveryTimedOut(timeout));
+        // One discovery at a time per module; one stuck in the module (past our bound)
+        // makes the others give up instead of piling up threads.
+        while shared.discovering.swap(true, Ordering::SeqCst) {
+            if started.elapsed() >= timeout {
+                return Err(Error::SlotDiscoveryTimedOut(timeout));
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
+        let timeout = timeout.saturating_sub(started.elapsed());
         let ctx = self.module.ctx.clone();
         let label = self.config.token_label.clone();
         let (tx, rx) = std::sync::mpsc::channel();

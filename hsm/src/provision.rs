@@ -123,3 +123,99 @@ pub async fn destroy_key_pair(pool: &TokenPool, label: &str) -> Result<()> {
     })
     .await
 }
+
+/// The components of an RSA private key, big-endian, as in PKCS#1 `RSAPrivateKey`.
+pub struct RsaPrivateComponents {
+    /// Modulus.
+    pub n: Vec<u8>,
+    /// Public exponent.
+    pub e: Vec<u8>,
+    /// Private exponent.
+    pub d: Vec<u8>,
+    /// First prime.
+    pub p: Vec<u8>,
+    /// Second prime.
+    pub q: Vec<u8>,
+    /// d mod (p-1).
+    pub dp: Vec<u8>,
+    /// d mod (q-1).
+    pub dq: Vec<u8>,
+    /// q^-1 mod p.
+    pub qinv: Vec<u8>,
+}
+
+impl Drop for RsaPrivateComponents {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        for part in [
+            &mut self.d,
+            &mut self.p,
+            &mut self.q,
+            &mut self.dp,
+            &mut self.dq,
+            &mut self.qinv,
+        ] {
+            part.zeroize();
+        }
+    }
+}
+
+/// Imports an RSA key pair made elsewhere (migration from software keys, or a test that
+/// needs to know the secret it looks for) as sensitive, non-extractable token objects.
+/// Unlike a generated key it is not CKA_ALWAYS_SENSITIVE / CKA_NEVER_EXTRACTABLE: its
+/// material existed outside the token once.
+pub async fn import_rsa_key_pair(pool: &TokenPool, spec: RsaKeySpec, key: RsaPrivateComponents) -> Result<Generated> {
+    use cryptoki::object::{KeyType, ObjectClass};
+    pool.run("import key pair", move |session| {
+        if key_exists(session, KeyClass::Private, &spec.label)? {
+            return Ok(Generated::AlreadyPresent);
+        }
+        let (sign, decrypt) = match spec.usage {
+            KeyUsage::Sign => (true, false),
+            KeyUsage::Decrypt => (false, true),
+        };
+        let private = [
+            Attribute::Class(ObjectClass::PRIVATE_KEY),
+            Attribute::KeyType(KeyType::RSA),
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Label(spec.label.as_bytes().to_vec()),
+            Attribute::Id(spec.id.clone()),
+            Attribute::Sign(sign),
+            Attribute::Decrypt(decrypt),
+            Attribute::Unwrap(decrypt),
+            Attribute::Derive(false),
+            Attribute::Modulus(key.n.clone()),
+            Attribute::PublicExponent(key.e.clone()),
+            Attribute::PrivateExponent(key.d.clone()),
+            Attribute::Prime1(key.p.clone()),
+            Attribute::Prime2(key.q.clone()),
+            Attribute::Exponent1(key.dp.clone()),
+            Attribute::Exponent2(key.dq.clone()),
+            Attribute::Coefficient(key.qinv.clone()),
+        ];
+        let public = [
+            Attribute::Class(ObjectClass::PUBLIC_KEY),
+            Attribute::KeyType(KeyType::RSA),
+            Attribute::Token(true),
+            Attribute::Private(false),
+            Attribute::Label(spec.label.as_bytes().to_vec()),
+            Attribute::Id(spec.id.clone()),
+            Attribute::Verify(sign),
+            Attribute::Encrypt(decrypt),
+            Attribute::Wrap(decrypt),
+            Attribute::Modulus(key.n.clone()),
+            Attribute::PublicExponent(key.e.clone()),
+        ];
+        session
+            .create_object(&private)
+            .map_err(Error::pkcs11("import private key"))?;
+        session
+            .create_object(&public)
+            .map_err(Error::pkcs11("import public key"))?;
+        Ok(Generated::Created)
+    })
+    .await
+}

@@ -583,3 +583,94 @@ pub async fn start_manager_isolated(
     let log = dir.join(format!("manager-{}.log", uuid::Uuid::new_v4()));
     Service::spawn(command, log, &["api"]).await
 }
+
+impl Service {
+    /// The process id (for memory scans).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+}
+
+/// Secret byte strings of an RSA key and where to look for them in a process's memory.
+pub mod memscan {
+    use std::io::{Read, Seek, SeekFrom};
+
+    use anyhow::{Context, Result};
+
+    /// The INTEGERs of a PKCS#1 `RSAPrivateKey` (version, n, e, d, p, q, dp, dq, qinv),
+    /// big-endian without leading zeros.
+    pub fn pkcs1_integers(der: &[u8]) -> Result<Vec<Vec<u8>>> {
+        fn tlv(input: &[u8]) -> Result<(u8, &[u8], &[u8])> {
+            let tag = *input.first().context("empty DER")?;
+            let first = *input.get(1).context("truncated DER")?;
+            let (len, header) = match first {
+                l if l < 0x80 => (usize::from(l), 2),
+                0x81 => (usize::from(*input.get(2).context("truncated")?), 3),
+                0x82 => (
+                    usize::from(u16::from_be_bytes([input[2], *input.get(3).context("truncated")?])),
+                    4,
+                ),
+                _ => anyhow::bail!("unsupported DER length"),
+            };
+            let body = input.get(header..header + len).context("truncated DER")?;
+            Ok((tag, body, &input[header + len..]))
+        }
+        let (_, mut body, _) = tlv(der)?;
+        let mut ints = Vec::new();
+        while !body.is_empty() {
+            let (_, value, rest) = tlv(body)?;
+            let start = value.iter().position(|&b| b != 0).unwrap_or(value.len());
+            ints.push(value[start..].to_vec());
+            body = rest;
+        }
+        Ok(ints)
+    }
+
+    /// Which of `patterns` (name, bytes) occur anywhere in the readable memory of `pid`.
+    pub fn scan(pid: u32, patterns: &[(String, Vec<u8>)]) -> Result<Vec<String>> {
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
+        let mut mem = std::fs::File::open(format!("/proc/{pid}/mem"))?;
+        let mut found = Vec::new();
+        for line in maps.lines() {
+            let mut fields = line.split_whitespace();
+            let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
+                continue;
+            };
+            if !perms.starts_with('r') || line.ends_with("[vvar]") || line.ends_with("[vsyscall]") {
+                continue;
+            }
+            let Some((start, end)) = range.split_once('-') else {
+                continue;
+            };
+            let (start, end) = (u64::from_str_radix(start, 16)?, u64::from_str_radix(end, 16)?);
+            let mut region = vec![0u8; usize::try_from(end - start)?];
+            if mem.seek(SeekFrom::Start(start)).is_err() || mem.read_exact(&mut region).is_err() {
+                continue;
+            }
+            for (name, pattern) in patterns {
+                if !found.contains(name) && contains(&region, pattern) {
+                    found.push(name.clone());
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        let Some((&first, rest)) = needle.split_first() else {
+            return true;
+        };
+        let mut from = 0;
+        while let Some(offset) = haystack[from..].iter().position(|&b| b == first) {
+            let at = from + offset;
+            if haystack.len() - at < needle.len() {
+                return false;
+            }
+            if &haystack[at + 1..at + needle.len()] == rest {
+                return true;
+            }
+            from = at + 1;
+        }
+        false
+    }
+}

@@ -48,6 +48,22 @@ enum Command {
         #[arg(long, default_value_t = 2048)]
         bits: u64,
     },
+    /// Import an RSA key pair from a PKCS#1 DER file as sensitive, non-extractable token
+    /// objects (for migrating software keys, and for tests that must know the secret).
+    ImportRsa {
+        /// CKA_LABEL of the key pair.
+        #[arg(long)]
+        label: String,
+        /// CKA_ID of the key pair, hex.
+        #[arg(long)]
+        id: String,
+        /// What the private key may do.
+        #[arg(long, value_enum)]
+        usage: Usage,
+        /// PKCS#1 `RSAPrivateKey` DER file (`openssl rsa -traditional -outform DER`).
+        #[arg(long)]
+        pkcs1_der: PathBuf,
+    },
     /// Write the public key labelled LABEL as JWK (kid = RFC 7638 thumbprint) and PEM.
     ExportPublic {
         /// CKA_LABEL of the key pair.
@@ -113,6 +129,33 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
+        Command::ImportRsa {
+            label,
+            id,
+            usage,
+            pkcs1_der,
+        } => {
+            let id = decode_hex(&id).context("--id must be hex")?;
+            let usage = match usage {
+                Usage::Sign => hsm::KeyUsage::Sign,
+                Usage::Decrypt => hsm::KeyUsage::Decrypt,
+            };
+            let der = zeroize::Zeroizing::new(
+                std::fs::read(&pkcs1_der).with_context(|| format!("reading {}", pkcs1_der.display()))?,
+            );
+            let key = parse_pkcs1(&der).context("not a PKCS#1 RSAPrivateKey")?;
+            let pool = connect(&module, &cli.token, pin).await?;
+            let spec = hsm::RsaKeySpec {
+                label: label.clone(),
+                id,
+                bits: 0,
+                usage,
+            };
+            match hsm::import_rsa_key_pair(&pool, spec, key).await? {
+                hsm::Generated::Created => println!("imported RSA key pair {label:?} into token {:?}", cli.token),
+                hsm::Generated::AlreadyPresent => println!("key pair {label:?} already in token {:?}", cli.token),
+            }
+        }
         Command::ExportPublic {
             label,
             alg,
@@ -147,6 +190,46 @@ async fn connect(module: &hsm::Module, token: &str, pin: secrecy::SecretString) 
     hsm::TokenPool::connect(module, config)
         .await
         .with_context(|| format!("could not open token {token:?} in {}", module.path().display()))
+}
+
+/// PKCS#1 `RSAPrivateKey ::= SEQUENCE { version, n, e, d, p, q, dp, dq, qinv }`.
+fn parse_pkcs1(der: &[u8]) -> anyhow::Result<hsm::RsaPrivateComponents> {
+    fn tlv(input: &[u8], tag: u8) -> anyhow::Result<(&[u8], &[u8])> {
+        anyhow::ensure!(input.len() >= 2 && input[0] == tag, "expected DER tag {tag:#x}");
+        let (len, header) = match input[1] {
+            l if l < 0x80 => (usize::from(l), 2),
+            0x81 => (usize::from(*input.get(2).context("truncated")?), 3),
+            0x82 => (
+                usize::from(u16::from_be_bytes([input[2], *input.get(3).context("truncated")?])),
+                4,
+            ),
+            _ => anyhow::bail!("unsupported DER length"),
+        };
+        let end = header + len;
+        anyhow::ensure!(input.len() >= end, "truncated DER");
+        Ok((&input[header..end], &input[end..]))
+    }
+    let (mut body, _) = tlv(der, 0x30)?;
+    let mut ints = Vec::new();
+    while !body.is_empty() {
+        let (value, rest) = tlv(body, 0x02)?;
+        let start = value.iter().position(|&b| b != 0).unwrap_or(value.len());
+        ints.push(value[start..].to_vec());
+        body = rest;
+    }
+    anyhow::ensure!(ints.len() == 9, "expected 9 integers, found {}", ints.len());
+    let mut it = ints.into_iter().skip(1);
+    let mut next = || it.next().unwrap_or_default();
+    Ok(hsm::RsaPrivateComponents {
+        n: next(),
+        e: next(),
+        d: next(),
+        p: next(),
+        q: next(),
+        dp: next(),
+        dq: next(),
+        qinv: next(),
+    })
 }
 
 fn decode_hex(hex: &str) -> anyhow::Result<Vec<u8>> {
