@@ -33,6 +33,7 @@ mod pin;
 mod pool;
 mod provision;
 mod sign;
+mod tls_key;
 mod token_init;
 
 #[cfg(test)]
@@ -47,4 +48,5 @@ pub use provision::{
     Generated, KeyUsage, RsaKeySpec, RsaPrivateComponents, destroy_key_pair, generate_rsa_key_pair, import_rsa_key_pair,
 };
 pub use sign::{SignatureAlgorithm, Signer, UnsupportedAlgorithm};
+pub use tls_key::{TokenTlsKey, ec_p256_spki, generate_ec_p256_key_pair};
 pub use token_init::{TokenInit, initialize_token};

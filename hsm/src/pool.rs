@@ -181,6 +181,13 @@ impl TokenPool {
         .await
     }
 
+    /// Runs `op` on the calling thread, for callers that cannot await (rustls signs
+    /// synchronously inside the handshake). Same sessions and recovery as [`Self::run`],
+    /// without the queue bound and timeout: keep `op` to one short token operation.
+    pub(crate) fn run_sync<T>(&self, op: impl Fn(&Session) -> Result<T>) -> Result<T> {
+        self.inner.run_blocking(&op)
+    }
+
     /// Runs `op` with a logged-in session on a blocking worker.
     ///
     /// `op` may run twice: once more after the pool recovered from a session-fatal error.
