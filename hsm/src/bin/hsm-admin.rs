@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Provision and inspect keys in a PKCS#11 token.
 #[derive(Parser)]
@@ -35,15 +35,8 @@ enum Command {
     },
     /// Generate an RSA key pair in the token unless one with this label exists.
     GenerateRsa {
-        /// CKA_LABEL of the key pair.
-        #[arg(long)]
-        label: String,
-        /// CKA_ID of the key pair, hex.
-        #[arg(long)]
-        id: String,
-        /// What the private key may do.
-        #[arg(long, value_enum)]
-        usage: Usage,
+        #[command(flatten)]
+        key: KeyPairArgs,
         /// Modulus length in bits.
         #[arg(long, default_value_t = 2048)]
         bits: u64,
@@ -51,15 +44,8 @@ enum Command {
     /// Import an RSA key pair from a PKCS#1 DER file as sensitive, non-extractable token
     /// objects (for migrating software keys, and for tests that must know the secret).
     ImportRsa {
-        /// CKA_LABEL of the key pair.
-        #[arg(long)]
-        label: String,
-        /// CKA_ID of the key pair, hex.
-        #[arg(long)]
-        id: String,
-        /// What the private key may do.
-        #[arg(long, value_enum)]
-        usage: Usage,
+        #[command(flatten)]
+        key: KeyPairArgs,
         /// PKCS#1 `RSAPrivateKey` DER file (`openssl rsa -traditional -outform DER`).
         #[arg(long)]
         pkcs1_der: PathBuf,
@@ -84,6 +70,36 @@ enum Command {
     },
 }
 
+/// Which key pair and what it may do.
+#[derive(Args)]
+struct KeyPairArgs {
+    /// CKA_LABEL of the key pair.
+    #[arg(long)]
+    label: String,
+    /// CKA_ID of the key pair, hex.
+    #[arg(long)]
+    id: String,
+    /// What the private key may do.
+    #[arg(long, value_enum)]
+    usage: Usage,
+}
+
+impl KeyPairArgs {
+    /// The spec for `hsm`, with the id decoded.
+    fn spec(&self, bits: u64) -> anyhow::Result<hsm::RsaKeySpec> {
+        let usage = match self.usage {
+            Usage::Sign => hsm::KeyUsage::Sign,
+            Usage::Decrypt => hsm::KeyUsage::Decrypt,
+        };
+        Ok(hsm::RsaKeySpec {
+            label: self.label.clone(),
+            id: decode_hex(&self.id).context("--id must be hex")?,
+            bits,
+            usage,
+        })
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Usage {
     Sign,
@@ -105,53 +121,25 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
-        Command::GenerateRsa { label, id, usage, bits } => {
-            let id = decode_hex(&id).context("--id must be hex")?;
-            let usage = match usage {
-                Usage::Sign => hsm::KeyUsage::Sign,
-                Usage::Decrypt => hsm::KeyUsage::Decrypt,
-            };
+        Command::GenerateRsa { key, bits } => {
+            let spec = key.spec(bits)?;
             let pool = connect(&module, &cli.token, pin).await?;
-            let outcome = hsm::generate_rsa_key_pair(
-                &pool,
-                hsm::RsaKeySpec {
-                    label: label.clone(),
-                    id,
-                    bits,
-                    usage,
-                },
-            )
-            .await?;
-            match outcome {
+            let label = key.label;
+            match hsm::generate_rsa_key_pair(&pool, spec).await? {
                 hsm::Generated::Created => println!("generated RSA-{bits} key pair {label:?} in token {:?}", cli.token),
-                hsm::Generated::AlreadyPresent => {
-                    println!("key pair {label:?} already in token {:?}", cli.token)
-                }
+                hsm::Generated::AlreadyPresent => println!("key pair {label:?} already in token {:?}", cli.token),
             }
         }
-        Command::ImportRsa {
-            label,
-            id,
-            usage,
-            pkcs1_der,
-        } => {
-            let id = decode_hex(&id).context("--id must be hex")?;
-            let usage = match usage {
-                Usage::Sign => hsm::KeyUsage::Sign,
-                Usage::Decrypt => hsm::KeyUsage::Decrypt,
-            };
+        Command::ImportRsa { key, pkcs1_der } => {
+            // The modulus length comes from the imported key itself.
+            let spec = key.spec(0)?;
             let der = zeroize::Zeroizing::new(
                 std::fs::read(&pkcs1_der).with_context(|| format!("reading {}", pkcs1_der.display()))?,
             );
-            let key = parse_pkcs1(&der).context("not a PKCS#1 RSAPrivateKey")?;
+            let components = parse_pkcs1(&der).context("not a PKCS#1 RSAPrivateKey")?;
             let pool = connect(&module, &cli.token, pin).await?;
-            let spec = hsm::RsaKeySpec {
-                label: label.clone(),
-                id,
-                bits: 0,
-                usage,
-            };
-            match hsm::import_rsa_key_pair(&pool, spec, key).await? {
+            let label = key.label;
+            match hsm::import_rsa_key_pair(&pool, spec, components).await? {
                 hsm::Generated::Created => println!("imported RSA key pair {label:?} into token {:?}", cli.token),
                 hsm::Generated::AlreadyPresent => println!("key pair {label:?} already in token {:?}", cli.token),
             }
