@@ -6,6 +6,7 @@
 //! Nothing here knows about keys, tokens or secrets.
 
 pub mod config;
+pub mod health;
 pub mod json;
 pub mod metrics;
 pub mod report;
