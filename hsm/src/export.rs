@@ -81,7 +81,7 @@ pub async fn rsa_public_keys_labelled(pool: &TokenPool, base: &str) -> Result<Ve
     .await
 }
 
-fn read_rsa_public(session: &Session, key: ObjectHandle, label: &str) -> Result<RsaPublicKey> {
+pub(crate) fn read_rsa_public(session: &Session, key: ObjectHandle, label: &str) -> Result<RsaPublicKey> {
     let wanted = [
         AttributeType::KeyType,
         AttributeType::Modulus,

@@ -25,6 +25,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod certificates;
 mod decrypt;
 mod error;
 mod export;
@@ -48,5 +49,5 @@ pub use provision::{
     Generated, KeyUsage, RsaKeySpec, RsaPrivateComponents, destroy_key_pair, generate_rsa_key_pair, import_rsa_key_pair,
 };
 pub use sign::{SignatureAlgorithm, Signer, UnsupportedAlgorithm};
-pub use tls_key::{TokenTlsKey, ec_p256_spki, generate_ec_p256_key_pair};
+pub use tls_key::{PublicKeyInfo, TlsKeyType, TokenTlsKey, generate_tls_key_pair, tls_public_key};
 pub use token_init::{TokenInit, initialize_token};

@@ -87,27 +87,41 @@ impl Signer {
     pub async fn sign(&self, message: &[u8]) -> Result<Vec<u8>> {
         let label = self.key_label.clone();
         let algorithm = self.algorithm;
-        let input = match algorithm {
-            SignatureAlgorithm::Rs256 => message.to_vec(),
-            SignatureAlgorithm::Ps256 => aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, message)
-                .as_ref()
-                .to_vec(),
-        };
+        let input = signing_input(algorithm, message);
         self.pool
-            .run("sign", move |session| {
-                let key = find_key(session, KeyClass::Private, &label)?;
-                let mechanism = match algorithm {
-                    SignatureAlgorithm::Rs256 => Mechanism::Sha256RsaPkcs,
-                    SignatureAlgorithm::Ps256 => Mechanism::RsaPkcsPss(PkcsPssParams {
-                        hash_alg: MechanismType::SHA256,
-                        mgf: PkcsMgfType::MGF1_SHA256,
-                        s_len: 32.into(),
-                    }),
-                };
-                session.sign(&mechanism, key, &input).map_err(Error::pkcs11("sign"))
-            })
+            .run("sign", move |session| sign_in_session(session, &label, algorithm, &input))
             .await
     }
+}
+
+/// What the token is given for `message`: the message itself for RS256 (the token hashes),
+/// its SHA-256 digest for PS256 (hashed here, see [`SignatureAlgorithm::Ps256`]).
+pub(crate) fn signing_input(algorithm: SignatureAlgorithm, message: &[u8]) -> Vec<u8> {
+    match algorithm {
+        SignatureAlgorithm::Rs256 => message.to_vec(),
+        SignatureAlgorithm::Ps256 => aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, message)
+            .as_ref()
+            .to_vec(),
+    }
+}
+
+/// Signs `input` (from [`signing_input`]) with the private RSA key labelled `label`.
+pub(crate) fn sign_in_session(
+    session: &cryptoki::session::Session,
+    label: &str,
+    algorithm: SignatureAlgorithm,
+    input: &[u8],
+) -> Result<Vec<u8>> {
+    let key = find_key(session, KeyClass::Private, label)?;
+    let mechanism = match algorithm {
+        SignatureAlgorithm::Rs256 => Mechanism::Sha256RsaPkcs,
+        SignatureAlgorithm::Ps256 => Mechanism::RsaPkcsPss(PkcsPssParams {
+            hash_alg: MechanismType::SHA256,
+            mgf: PkcsMgfType::MGF1_SHA256,
+            s_len: 32.into(),
+        }),
+    };
+    session.sign(&mechanism, key, input).map_err(Error::pkcs11("sign"))
 }
 
 #[cfg(test)]

@@ -1,19 +1,24 @@
-//! ECDSA P-256 keys in the token, and a rustls signing key backed by one: the TLS
-//! handshake signature is made inside the token, so the TLS private key never exists in
-//! the service.
+//! TLS keys in the token — ECDSA P-256 (default) or RSA-2048 — and a rustls signing key
+//! backed by one: the handshake signature is made inside the token, so the TLS private key
+//! never exists in the service.
 
+use std::fmt;
+use std::str::FromStr;
 use std::sync::Arc;
 
 use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, AttributeType};
+use cryptoki::object::{Attribute, AttributeType, KeyType};
+use cryptoki::session::Session;
 use rustls::pki_types::SubjectPublicKeyInfoDer;
 use rustls::sign::{Signer as TlsSigner, SigningKey};
 use rustls::{SignatureAlgorithm, SignatureScheme};
 
 use crate::error::{Error, Result};
+use crate::export::read_rsa_public;
 use crate::keys::{KeyClass, find_key, key_exists};
 use crate::pool::TokenPool;
-use crate::provision::Generated;
+use crate::provision::{Generated, KeyUsage, RsaKeySpec, generate_rsa_key_pair};
+use crate::sign::{SignatureAlgorithm as RsaScheme, sign_in_session, signing_input};
 
 /// DER of the named-curve OID prime256v1 (1.2.840.10045.3.1.7), the CKA_EC_PARAMS value.
 const P256_PARAMS: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
@@ -25,9 +30,63 @@ const P256_SPKI_PREFIX: [u8; 26] = [
     0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
 ];
 
+/// AlgorithmIdentifier of rsaEncryption with NULL parameters.
+const RSA_ALGORITHM_ID: [u8; 15] = [
+    0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00,
+];
+
+/// The kinds of TLS key this crate generates and signs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum TlsKeyType {
+    /// ECDSA on P-256 with SHA-256: small, fast in a token, accepted everywhere.
+    #[default]
+    EcdsaP256,
+    /// RSA (generated with 2048 bits): RSA-PSS-SHA256 in TLS 1.3, PKCS#1 v1.5 also in TLS
+    /// 1.2 and in certificates, for peers or HSMs without ECDSA.
+    Rsa,
+}
+
+impl fmt::Display for TlsKeyType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TlsKeyType::EcdsaP256 => "ecdsa-p256",
+            TlsKeyType::Rsa => "rsa-2048",
+        })
+    }
+}
+
+impl FromStr for TlsKeyType {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "ecdsa-p256" => Ok(TlsKeyType::EcdsaP256),
+            "rsa-2048" => Ok(TlsKeyType::Rsa),
+            other => Err(format!("unknown TLS key type {other:?} (expected ecdsa-p256 or rsa-2048)")),
+        }
+    }
+}
+
+/// Generates a TLS (or certificate-signing) key pair of `key_type` unless the label exists:
+/// sensitive, never extractable, sign-only.
+pub async fn generate_tls_key_pair(pool: &TokenPool, label: &str, id: &[u8], key_type: TlsKeyType) -> Result<Generated> {
+    match key_type {
+        TlsKeyType::EcdsaP256 => generate_ec_p256_key_pair(pool, label, id).await,
+        TlsKeyType::Rsa => {
+            let spec = RsaKeySpec {
+                label: label.to_owned(),
+                id: id.to_vec(),
+                bits: 2048,
+                usage: KeyUsage::Sign,
+            };
+            generate_rsa_key_pair(pool, spec).await
+        }
+    }
+}
+
 /// Generates an ECDSA P-256 key pair for signing (TLS, certificates) unless the label
 /// exists: sensitive, never extractable, sign-only.
-pub async fn generate_ec_p256_key_pair(pool: &TokenPool, label: &str, id: &[u8]) -> Result<Generated> {
+async fn generate_ec_p256_key_pair(pool: &TokenPool, label: &str, id: &[u8]) -> Result<Generated> {
     let (label, id) = (label.to_owned(), id.to_vec());
     pool.run("generate EC key pair", move |session| {
         if key_exists(session, KeyClass::Private, &label)? {
@@ -59,53 +118,147 @@ pub async fn generate_ec_p256_key_pair(pool: &TokenPool, label: &str, id: &[u8])
     .await
 }
 
-/// The SubjectPublicKeyInfo DER of the P-256 public key labelled `label`.
-///
-/// CKA_EC_POINT holds the point wrapped in a DER OCTET STRING (67 bytes for P-256).
-pub async fn ec_p256_spki(pool: &TokenPool, label: &str) -> Result<Vec<u8>> {
+/// The public half of the TLS key labelled `label`, as certificates carry it.
+pub async fn tls_public_key(pool: &TokenPool, label: &str) -> Result<PublicKeyInfo> {
     let label = label.to_owned();
-    pool.run("export EC public key", move |session| {
-        let key = find_key(session, KeyClass::Public, &label)?;
-        let point = session
-            .get_attributes(key, &[AttributeType::EcPoint])
-            .map_err(Error::pkcs11("read EC point"))?
-            .into_iter()
-            .find_map(|a| match a {
-                Attribute::EcPoint(p) => Some(p),
-                _ => None,
-            })
-            .unwrap_or_default();
-        let point = match point.as_slice() {
-            [0x04, 0x41, rest @ ..] if rest.len() == 65 => rest.to_vec(),
-            raw if raw.len() == 65 && raw[0] == 0x04 => raw.to_vec(),
-            _ => {
-                return Err(Error::UnusableKey {
-                    label: label.clone(),
-                    reason: "not an uncompressed P-256 point",
-                });
-            }
-        };
-        Ok([P256_SPKI_PREFIX.as_slice(), &point].concat())
-    })
-    .await
+    pool.run("export TLS public key", move |session| read_public_key_info(session, &label))
+        .await
 }
 
-/// A rustls signing key whose private half is the P-256 key labelled `label` in the token.
+fn read_public_key_info(session: &Session, label: &str) -> Result<PublicKeyInfo> {
+    let unusable = |reason| Error::UnusableKey {
+        label: label.to_owned(),
+        reason,
+    };
+    let key = find_key(session, KeyClass::Public, label)?;
+    let key_type = session
+        .get_attributes(key, &[AttributeType::KeyType])
+        .map_err(Error::pkcs11("read key type"))?
+        .into_iter()
+        .find_map(|a| match a {
+            Attribute::KeyType(t) => Some(t),
+            _ => None,
+        });
+    match key_type {
+        Some(KeyType::RSA) => {
+            let public = read_rsa_public(session, key, label)?;
+            let spki = public.spki_der().map_err(|_| unusable("invalid RSA public key"))?;
+            Ok(PublicKeyInfo {
+                key_type: TlsKeyType::Rsa,
+                spki,
+            })
+        }
+        Some(KeyType::EC) => {
+            let point = session
+                .get_attributes(key, &[AttributeType::EcPoint])
+                .map_err(Error::pkcs11("read EC point"))?
+                .into_iter()
+                .find_map(|a| match a {
+                    Attribute::EcPoint(p) => Some(p),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            // CKA_EC_POINT holds the point wrapped in a DER OCTET STRING (67 bytes for P-256).
+            let point = match point.as_slice() {
+                [0x04, 0x41, rest @ ..] if rest.len() == 65 => rest,
+                raw if raw.len() == 65 && raw[0] == 0x04 => raw,
+                _ => return Err(unusable("not an uncompressed P-256 point")),
+            };
+            Ok(PublicKeyInfo {
+                key_type: TlsKeyType::EcdsaP256,
+                spki: [P256_SPKI_PREFIX.as_slice(), point].concat(),
+            })
+        }
+        _ => Err(unusable("neither an RSA nor an EC key")),
+    }
+}
+
+/// A public key of a supported type and its X.509 SubjectPublicKeyInfo DER.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicKeyInfo {
+    key_type: TlsKeyType,
+    spki: Vec<u8>,
+}
+
+impl PublicKeyInfo {
+    /// Parses a SubjectPublicKeyInfo (e.g. from a `PUBLIC KEY` PEM file) of a P-256 or RSA
+    /// key; `None` for anything else.
+    pub fn from_spki_der(spki: &[u8]) -> Option<Self> {
+        let key_type = if spki.len() == P256_SPKI_PREFIX.len() + 65 && spki.starts_with(&P256_SPKI_PREFIX) {
+            TlsKeyType::EcdsaP256
+        } else {
+            let (outer, rest) = der_value(spki, 0x30)?;
+            let bits = outer.strip_prefix(&RSA_ALGORITHM_ID)?;
+            let (key, after) = der_value(bits, 0x03)?;
+            let (tag, _) = key.strip_prefix(&[0x00])?.split_first()?;
+            if !rest.is_empty() || !after.is_empty() || *tag != 0x30 {
+                return None;
+            }
+            TlsKeyType::Rsa
+        };
+        Some(Self {
+            key_type,
+            spki: spki.to_vec(),
+        })
+    }
+
+    /// The key's type.
+    pub fn key_type(&self) -> TlsKeyType {
+        self.key_type
+    }
+
+    /// SubjectPublicKeyInfo DER.
+    pub fn spki_der(&self) -> &[u8] {
+        &self.spki
+    }
+
+    /// The BIT STRING inside the SubjectPublicKeyInfo: the EC point, or the PKCS#1
+    /// RSAPublicKey.
+    pub fn subject_public_key(&self) -> &[u8] {
+        match self.key_type {
+            TlsKeyType::EcdsaP256 => &self.spki[P256_SPKI_PREFIX.len()..],
+            TlsKeyType::Rsa => {
+                let skip = der_value(&self.spki, 0x30)
+                    .and_then(|(outer, _)| der_value(&outer[RSA_ALGORITHM_ID.len()..], 0x03))
+                    .map_or(0, |(bits, _)| self.spki.len() - bits.len() + 1);
+                &self.spki[skip..]
+            }
+        }
+    }
+}
+
+/// The value of the DER element at the start of `input` if its tag is `tag`, and what
+/// follows it. Definite lengths up to 64 KiB only (all a public key needs).
+fn der_value(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    let (&found, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = match first {
+        l if l < 0x80 => (usize::from(l), rest),
+        0x81 => (usize::from(*rest.first()?), &rest[1..]),
+        0x82 => (usize::from(u16::from_be_bytes([*rest.first()?, *rest.get(1)?])), &rest[2..]),
+        _ => return None,
+    };
+    (found == tag && rest.len() >= len).then(|| rest.split_at(len))
+}
+
+/// A rustls signing key (and an rcgen certificate signer, see [`crate::certificates`])
+/// whose private half is the TLS key labelled `label` in the token.
 ///
 /// rustls calls [`TlsSigner::sign`] synchronously inside the handshake, so the token call
-/// runs on the calling thread (one ECDSA operation, ~0.1 ms in SoftHSM) through the pool's
-/// sessions; token failures fail the handshake.
+/// runs on the calling thread (one ECDSA operation is ~0.1 ms in SoftHSM, RSA ~1 ms)
+/// through the pool's sessions; token failures fail the handshake, they never fall back.
 #[derive(Clone)]
 pub struct TokenTlsKey {
     pool: TokenPool,
-    label: String,
-    spki: Arc<Vec<u8>>,
+    label: Arc<str>,
+    public: Arc<PublicKeyInfo>,
 }
 
-impl std::fmt::Debug for TokenTlsKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for TokenTlsKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenTlsKey")
             .field("label", &self.label)
+            .field("key_type", &self.public.key_type)
             .finish_non_exhaustive()
     }
 }
@@ -113,62 +266,108 @@ impl std::fmt::Debug for TokenTlsKey {
 impl TokenTlsKey {
     /// The key labelled `label`; reads its public half now, to fail fast.
     pub async fn load(pool: TokenPool, label: &str) -> Result<Self> {
-        let spki = ec_p256_spki(&pool, label).await?;
+        let public = tls_public_key(&pool, label).await?;
         Ok(Self {
             pool,
-            label: label.to_owned(),
-            spki: Arc::new(spki),
+            label: label.into(),
+            public: Arc::new(public),
         })
     }
 
-    /// SubjectPublicKeyInfo DER of the key (what its certificate must carry).
+    /// The key's label in the token.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// The key's public half (what its certificate must carry).
+    pub fn public_key_info(&self) -> &PublicKeyInfo {
+        &self.public
+    }
+
+    /// SubjectPublicKeyInfo DER of the key.
     pub fn spki(&self) -> &[u8] {
-        &self.spki
+        &self.public.spki
     }
 
-    /// ECDSA P-256 over SHA-256 of `message`, DER-encoded (the TLS and X.509 format).
-    pub fn sign_sha256(&self, message: &[u8]) -> Result<Vec<u8>> {
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, message)
-            .as_ref()
-            .to_vec();
-        let label = self.label.clone();
-        let raw = self.pool.run_sync(move |session| {
-            let key = find_key(session, KeyClass::Private, &label)?;
-            session
-                .sign(&Mechanism::Ecdsa, key, &digest)
-                .map_err(Error::pkcs11("ECDSA sign"))
-        })?;
-        raw_to_der(&raw).ok_or_else(|| Error::UnusableKey {
-            label: self.label.clone(),
-            reason: "not a P-256 signature",
-        })
+    /// Signs `message` with `scheme` in the token. Supported: ECDSA_NISTP256_SHA256 (DER
+    /// signature, the TLS and X.509 form) for P-256 keys; RSA_PSS_SHA256 and
+    /// RSA_PKCS1_SHA256 for RSA keys.
+    pub fn sign(&self, scheme: SignatureScheme, message: &[u8]) -> Result<Vec<u8>> {
+        let label = Arc::clone(&self.label);
+        let unusable = |reason| Error::UnusableKey {
+            label: label.to_string(),
+            reason,
+        };
+        match (self.public.key_type, scheme) {
+            (TlsKeyType::EcdsaP256, SignatureScheme::ECDSA_NISTP256_SHA256) => {
+                let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, message);
+                let raw = self.pool.run_sync(|session| {
+                    let key = find_key(session, KeyClass::Private, &label)?;
+                    session
+                        .sign(&Mechanism::Ecdsa, key, digest.as_ref())
+                        .map_err(Error::pkcs11("ECDSA sign"))
+                })?;
+                raw_to_der(&raw).ok_or_else(|| unusable("not a P-256 signature"))
+            }
+            (TlsKeyType::Rsa, SignatureScheme::RSA_PSS_SHA256 | SignatureScheme::RSA_PKCS1_SHA256) => {
+                let algorithm = match scheme {
+                    SignatureScheme::RSA_PSS_SHA256 => RsaScheme::Ps256,
+                    _ => RsaScheme::Rs256,
+                };
+                let input = signing_input(algorithm, message);
+                self.pool
+                    .run_sync(|session| sign_in_session(session, &label, algorithm, &input))
+            }
+            _ => Err(unusable("signature scheme does not fit the key type")),
+        }
+    }
+
+    /// The schemes this key signs with, most preferred first.
+    fn schemes(&self) -> &'static [SignatureScheme] {
+        match self.public.key_type {
+            TlsKeyType::EcdsaP256 => &[SignatureScheme::ECDSA_NISTP256_SHA256],
+            TlsKeyType::Rsa => &[SignatureScheme::RSA_PSS_SHA256, SignatureScheme::RSA_PKCS1_SHA256],
+        }
     }
 }
 
 impl SigningKey for TokenTlsKey {
     fn choose_scheme(&self, offered: &[SignatureScheme]) -> Option<Box<dyn TlsSigner>> {
-        offered
-            .contains(&SignatureScheme::ECDSA_NISTP256_SHA256)
-            .then(|| Box::new(self.clone()) as Box<dyn TlsSigner>)
+        let scheme = self.schemes().iter().find(|s| offered.contains(s))?;
+        Some(Box::new(TokenTlsSigner {
+            key: self.clone(),
+            scheme: *scheme,
+        }))
     }
 
     fn public_key(&self) -> Option<SubjectPublicKeyInfoDer<'_>> {
-        Some(SubjectPublicKeyInfoDer::from(self.spki.as_slice()))
+        Some(SubjectPublicKeyInfoDer::from(self.public.spki.as_slice()))
     }
 
     fn algorithm(&self) -> SignatureAlgorithm {
-        SignatureAlgorithm::ECDSA
+        match self.public.key_type {
+            TlsKeyType::EcdsaP256 => SignatureAlgorithm::ECDSA,
+            TlsKeyType::Rsa => SignatureAlgorithm::RSA,
+        }
     }
 }
 
-impl TlsSigner for TokenTlsKey {
+/// One handshake's signer: the key and the scheme negotiated for it.
+#[derive(Debug)]
+struct TokenTlsSigner {
+    key: TokenTlsKey,
+    scheme: SignatureScheme,
+}
+
+impl TlsSigner for TokenTlsSigner {
     fn sign(&self, message: &[u8]) -> std::result::Result<Vec<u8>, rustls::Error> {
-        self.sign_sha256(message)
+        self.key
+            .sign(self.scheme, message)
             .map_err(|e| rustls::Error::General(format!("token signature failed: {e}")))
     }
 
     fn scheme(&self) -> SignatureScheme {
-        SignatureScheme::ECDSA_NISTP256_SHA256
+        self.scheme
     }
 }
 
@@ -197,38 +396,101 @@ fn raw_to_der(raw: &[u8]) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
     use crate::test_support::{hsm_test_config, module};
-    use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1, UnparsedPublicKey};
+    use aws_lc_rs::signature::{
+        ECDSA_P256_SHA256_ASN1, RSA_PKCS1_2048_8192_SHA256, RSA_PSS_2048_8192_SHA256, UnparsedPublicKey,
+        VerificationAlgorithm,
+    };
 
-    /// Token ECDSA signatures in TLS/DER form verify with aws-lc (an independent
-    /// implementation) against the exported SubjectPublicKeyInfo's point.
+    /// Signs two messages with every scheme the key offers and checks each signature with
+    /// aws-lc (an independent implementation) against the exported public key.
+    fn assert_signatures_verify(key: &TokenTlsKey, schemes: &[(SignatureScheme, &'static dyn VerificationAlgorithm)]) {
+        for &(scheme, algorithm) in schemes {
+            let offered = [SignatureScheme::ED25519, scheme];
+            let signer = key.choose_scheme(&offered).expect("scheme offered");
+            assert_eq!(signer.scheme(), scheme);
+            let verifier = UnparsedPublicKey::new(algorithm, key.public_key_info().subject_public_key());
+            for message in [b"TLS 1.3, server CertificateVerify".as_slice(), b"another transcript"] {
+                let signature = signer.sign(message).expect("token signs");
+                assert!(verifier.verify(message, &signature).is_ok(), "{scheme:?}");
+                assert!(verifier.verify(b"tampered", &signature).is_err());
+            }
+        }
+    }
+
     #[tokio::test]
-    async fn tls_signatures_from_the_token_verify_with_aws_lc() -> Result<()> {
+    async fn ecdsa_p256_tls_signatures_from_the_token_verify_with_aws_lc() -> Result<()> {
         let pool = TokenPool::connect(&module()?, hsm_test_config()?).await?;
-        let label = format!("tls-{}", std::process::id());
+        let label = format!("tls-ec-{}", std::process::id());
+        let generate = || generate_tls_key_pair(&pool, &label, &[1], TlsKeyType::EcdsaP256);
+        assert_eq!(generate().await?, Generated::Created);
+        assert_eq!(generate().await?, Generated::AlreadyPresent);
+        let key = TokenTlsKey::load(pool.clone(), &label).await?;
+        assert_eq!(key.public_key_info().key_type(), TlsKeyType::EcdsaP256);
+        assert_signatures_verify(&key, &[(SignatureScheme::ECDSA_NISTP256_SHA256, &ECDSA_P256_SHA256_ASN1)]);
+        assert!(key.choose_scheme(&[SignatureScheme::RSA_PSS_SHA256]).is_none());
+        crate::destroy_key_pair(&pool, &label).await
+    }
+
+    #[tokio::test]
+    async fn rsa_tls_signatures_pss_and_pkcs1_from_the_token_verify_with_aws_lc() -> Result<()> {
+        let pool = TokenPool::connect(&module()?, hsm_test_config()?).await?;
+        let label = format!("tls-rsa-{}", std::process::id());
         assert_eq!(
-            generate_ec_p256_key_pair(&pool, &label, &[1]).await?,
+            generate_tls_key_pair(&pool, &label, &[2], TlsKeyType::Rsa).await?,
             Generated::Created
         );
-        assert_eq!(
-            generate_ec_p256_key_pair(&pool, &label, &[1]).await?,
-            Generated::AlreadyPresent
-        );
         let key = TokenTlsKey::load(pool.clone(), &label).await?;
-        let signer = key.choose_scheme(&[SignatureScheme::RSA_PSS_SHA256, SignatureScheme::ECDSA_NISTP256_SHA256]);
-        let signer = signer.expect("P-256 offered");
-        assert_eq!(signer.scheme(), SignatureScheme::ECDSA_NISTP256_SHA256);
-        assert!(key.choose_scheme(&[SignatureScheme::RSA_PSS_SHA256]).is_none());
-        let point = &key.spki()[P256_SPKI_PREFIX.len()..];
-        let verifier = UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, point);
-        for message in [b"TLS 1.3, server CertificateVerify".as_slice(), b"another transcript"] {
-            let signature = signer.sign(message).map_err(|_| Error::UnusableKey {
-                label: label.clone(),
-                reason: "sign",
-            })?;
-            assert!(verifier.verify(message, &signature).is_ok());
-            assert!(verifier.verify(b"tampered", &signature).is_err());
-        }
+        assert_eq!(key.public_key_info().key_type(), TlsKeyType::Rsa);
+        assert_signatures_verify(
+            &key,
+            &[
+                (SignatureScheme::RSA_PSS_SHA256, &RSA_PSS_2048_8192_SHA256),
+                (SignatureScheme::RSA_PKCS1_SHA256, &RSA_PKCS1_2048_8192_SHA256),
+            ],
+        );
+        let both = [SignatureScheme::RSA_PKCS1_SHA256, SignatureScheme::RSA_PSS_SHA256];
+        assert_eq!(
+            key.choose_scheme(&both).map(|s| s.scheme()),
+            Some(SignatureScheme::RSA_PSS_SHA256),
+            "PSS preferred"
+        );
+        assert!(key.choose_scheme(&[SignatureScheme::ECDSA_NISTP256_SHA256]).is_none());
+        assert!(key.sign(SignatureScheme::ECDSA_NISTP256_SHA256, b"x").is_err());
         crate::destroy_key_pair(&pool, &label).await
+    }
+
+    #[test]
+    fn public_key_infos_parse_p256_and_rsa_and_refuse_anything_else() {
+        use aws_lc_rs::encoding::AsDer;
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).expect("keygen");
+        let ec = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref()).expect("parse");
+        let spki = ec.public_key().as_der().expect("spki");
+        let info = PublicKeyInfo::from_spki_der(spki.as_ref()).expect("P-256 SPKI");
+        assert_eq!(info.key_type(), TlsKeyType::EcdsaP256);
+        assert_eq!(info.subject_public_key(), ec.public_key().as_ref());
+
+        let rsa = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).expect("keygen");
+        let spki = rsa.public_key().as_der().expect("spki");
+        let info = PublicKeyInfo::from_spki_der(spki.as_ref()).expect("RSA SPKI");
+        assert_eq!(info.key_type(), TlsKeyType::Rsa);
+        assert_eq!(info.subject_public_key(), rsa.public_key().as_ref(), "PKCS#1 RSAPublicKey");
+
+        let mut trailing = spki.as_ref().to_vec();
+        trailing.push(0);
+        assert!(PublicKeyInfo::from_spki_der(&trailing).is_none());
+        assert!(PublicKeyInfo::from_spki_der(&spki.as_ref()[..100]).is_none());
+        assert!(PublicKeyInfo::from_spki_der(b"").is_none());
+        assert!(PublicKeyInfo::from_spki_der(&[0x30, 0x03, 0x02, 0x01, 0x00]).is_none());
+    }
+
+    #[test]
+    fn tls_key_type_names_round_trip() {
+        for key_type in [TlsKeyType::EcdsaP256, TlsKeyType::Rsa] {
+            assert_eq!(key_type.to_string().parse::<TlsKeyType>(), Ok(key_type));
+        }
+        assert!("ed25519".parse::<TlsKeyType>().is_err());
     }
 
     #[test]
