@@ -7,8 +7,11 @@
 #   - manager's RS256 signing key and vault's RSA-OAEP wrapping key, generated inside
 #     the tokens (sensitive, non-extractable) by hsm-admin;
 #   - the public halves exported as JWK (kid = RFC 7638 thumbprint) and PEM;
-#   - a dev CA (.dev/tls/ca.pem) and TLS certificates for manager, vault and manager's
-#     client certificate for vault's internal listener;
+#   - a dev CA whose key lives in a token of its own ("dev-ca"), its certificate
+#     (.dev/tls/ca.pem), and TLS keys generated inside the services' tokens — manager's
+#     server and client keys, vault's public and internal server keys — with certificates
+#     the CA issues from their public keys (ECDSA P-256; TLS_KEY_TYPE=rsa-2048 for RSA).
+#     No private key is ever written to .dev/;
 #   - .dev/manager.toml and .dev/vault.toml pointing at all of the above.
 # Re-running it changes nothing that exists. Delete .dev/ to start over.
 set -euo pipefail
@@ -69,51 +72,65 @@ build_admin() {
   ADMIN="$TARGET_DIR/debug/hsm-admin"
 }
 
+token_admin() { # token label, then hsm-admin arguments
+  local token="$1"; shift
+  "$ADMIN" --module "$MODULE" --token "$token" --pin-file "$DEV/pins/$token.pin" "$@"
+}
+
 provision_token() { # token label, key label, key id, usage, alg, use
   local token="$1" key="$2" id="$3" usage="$4" alg="$5" use="$6"
   write_once "$DEV/pins/$token.so.pin" random_pin
   write_once "$DEV/pins/$token.pin" random_pin
-  local admin=("$ADMIN" --module "$MODULE" --token "$token" --pin-file "$DEV/pins/$token.pin")
-  "${admin[@]}" init-token --so-pin-file "$DEV/pins/$token.so.pin"
-  "${admin[@]}" generate-rsa --label "$key" --id "$id" --usage "$usage"
-  "${admin[@]}" export-public --label "$key" --alg "$alg" --use "$use" \
+  token_admin "$token" init-token --so-pin-file "$DEV/pins/$token.so.pin"
+  token_admin "$token" generate-rsa --label "$key" --id "$id" --usage "$usage"
+  token_admin "$token" export-public --label "$key" --alg "$alg" --use "$use" \
     --jwk-out "$DEV/keys/$key.jwk.json" --pem-out "$DEV/keys/$key.pem"
   chmod 644 "$DEV/keys/$key.jwk.json" "$DEV/keys/$key.pem"
-}
-
-issue_cert() { # name, extended key usage, subjectAltName
-  local name="$1" eku="$2" san="$3" dir="$DEV/tls"
-  [ -s "$dir/$name.pem" ] && return
-  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$dir/$name.key" 2>/dev/null
-  openssl req -new -key "$dir/$name.key" -subj "/CN=$name" -out "$dir/$name.csr"
-  printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=%s\nsubjectAltName=%s\n' \
-    "$eku" "$san" >"$dir/$name.ext"
-  openssl x509 -req -in "$dir/$name.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial \
-    -days 825 -sha256 -extfile "$dir/$name.ext" -out "$dir/$name.pem" 2>/dev/null
-  rm -f "$dir/$name.csr" "$dir/$name.ext"
-  chmod 600 "$dir/$name.key"
-  chmod 644 "$dir/$name.pem"
 }
 
 test_token() { # an empty token the hsm crate's tests create and destroy their keys in
   write_once "$DEV/pins/hsm-test.so.pin" random_pin
   write_once "$DEV/pins/hsm-test.pin" random_pin
-  "$ADMIN" --module "$MODULE" --token hsm-test --pin-file "$DEV/pins/hsm-test.pin" \
-    init-token --so-pin-file "$DEV/pins/hsm-test.so.pin"
+  token_admin hsm-test init-token --so-pin-file "$DEV/pins/hsm-test.so.pin"
 }
 
 dev_ca() {
   local dir="$DEV/tls"
-  if [ ! -s "$dir/ca.pem" ]; then
-    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$dir/ca.key" 2>/dev/null
-    openssl req -x509 -new -key "$dir/ca.key" -subj "/CN=secret-store dev CA" -days 3650 -sha256 \
-      -addext "basicConstraints=critical,CA:TRUE,pathlen:0" \
-      -addext "keyUsage=critical,keyCertSign,cRLSign" -out "$dir/ca.pem"
-    chmod 644 "$dir/ca.pem"
+  if compgen -G "$dir/*.key" >/dev/null; then
+    # An older .dev/ kept TLS and CA keys as files: replace them all with token keys.
+    log "replacing file-based TLS keys in $dir with keys in the tokens"
+    rm -rf "$dir"
   fi
-  issue_cert manager-server serverAuth "DNS:localhost,IP:127.0.0.1"
-  issue_cert vault-server serverAuth "DNS:localhost,IP:127.0.0.1"
-  issue_cert manager-client clientAuth "DNS:manager.internal"
+  mkdir -p "$dir"
+  write_once "$DEV/pins/dev-ca.so.pin" random_pin
+  write_once "$DEV/pins/dev-ca.pin" random_pin
+  token_admin dev-ca init-token --so-pin-file "$DEV/pins/dev-ca.so.pin"
+  if [ ! -s "$dir/ca.pem" ]; then
+    # Certificates of an earlier CA would not chain to the new one: issue them again.
+    find "$dir" -name '*.pem' -delete
+    token_admin dev-ca generate-tls-key --label dev-ca --id 10 --type ecdsa-p256 --public-key-out "$dir/ca.pub.pem"
+    token_admin dev-ca ca-certificate --label dev-ca --days 3650 --out "$dir/ca.pem"
+  fi
+}
+
+tls_key() { # token, key label, key id, certificate name, purpose, subjectAltNames...
+  local token="$1" label="$2" id="$3" name="$4" purpose="$5" dir="$DEV/tls"
+  shift 5
+  [ -s "$dir/$name.pem" ] && return
+  token_admin "$token" generate-tls-key --label "$label" --id "$id" --type "${TLS_KEY_TYPE:-ecdsa-p256}" \
+    --public-key-out "$dir/$name.pub.pem"
+  local names=()
+  for san in "$@"; do names+=(--name "$san"); done
+  token_admin dev-ca issue-certificate --ca-label dev-ca --public-key "$dir/$name.pub.pem" \
+    --common-name "$name" "${names[@]}" --purpose "$purpose" --days 825 --out "$dir/$name.pem"
+}
+
+tls_keys() {
+  tls_key manager manager-tls 11 manager-server server localhost 127.0.0.1
+  tls_key manager manager-client-tls 12 manager-client client manager.internal
+  tls_key vault vault-tls 21 vault-server server localhost 127.0.0.1
+  tls_key vault vault-internal-tls 22 vault-internal server localhost 127.0.0.1
+  chmod 644 "$DEV"/tls/*.pem
 }
 
 service_configs() {
@@ -124,7 +141,9 @@ token_label = "vault"
 pin_file = "$DEV/pins/vault.pin"
 wrapping_key_label = "vault-wrapping"
 tls_cert = "$DEV/tls/vault-server.pem"
-tls_key = "$DEV/tls/vault-server.key"
+tls_key_label = "vault-tls"
+internal_tls_cert = "$DEV/tls/vault-internal.pem"
+internal_tls_key_label = "vault-internal-tls"
 client_ca = "$DEV/tls/ca.pem"
 manager_client_name = "manager.internal"
 manager_jwks = "$DEV/keys/manager-signing.jwk.json"
@@ -137,10 +156,10 @@ token_label = "manager"
 pin_file = "$DEV/pins/manager.pin"
 signing_key_label = "manager-signing"
 tls_cert = "$DEV/tls/manager-server.pem"
-tls_key = "$DEV/tls/manager-server.key"
+tls_key_label = "manager-tls"
 vault_ca = "$DEV/tls/ca.pem"
 client_cert = "$DEV/tls/manager-client.pem"
-client_key = "$DEV/tls/manager-client.key"
+client_key_label = "manager-client-tls"
 # vault's wrapping key is fetched from vault's internal API (vault_public_key unset).
 CONF
 }
@@ -152,6 +171,6 @@ provision_token manager manager-signing 01 sign RS256 sig
 provision_token vault vault-wrapping 02 decrypt RSA-OAEP enc
 test_token
 dev_ca
+tls_keys
 service_configs
-rm -f "$DEV/tls/ca.srl"
 log "ready: $DEV (SOFTHSM2_CONF=$DEV/softhsm2.conf)"

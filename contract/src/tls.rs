@@ -1,13 +1,15 @@
-//! rustls configurations both services build from PEM files: server, mutual-TLS server
-//! pinned to one client name, and client.
+//! rustls configurations both services build: server, mutual-TLS server pinned to one
+//! client name, and client. Certificates come from PEM files; private keys are never files
+//! here but a [`SigningKey`] (the services pass one whose key lives in their token).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
+use rustls::sign::{CertifiedKey, SigningKey, SingleCertAndKey};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme};
 
@@ -31,7 +33,11 @@ pub enum TlsError {
     /// A name given for pinning is not a DNS name or IP address.
     #[error("{0:?} is not a valid DNS name or IP address")]
     BadName(String),
-    /// rustls refused the combination (e.g. key does not match certificate).
+    /// The certificate's public key is not the key's (e.g. the key was regenerated and
+    /// the certificate not re-issued).
+    #[error("{0} is not the certificate of this key")]
+    KeyMismatch(PathBuf),
+    /// rustls refused the combination.
     #[error("invalid TLS configuration")]
     Rustls(#[from] rustls::Error),
     /// The client verifier could not be built from the CA.
@@ -55,12 +61,15 @@ fn certs(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>
     Ok(certs)
 }
 
-fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|source| TlsError::Pem {
-        what: "private key",
-        path: path.to_owned(),
-        source,
-    })
+/// The certificate chain in `cert` with `key`, refused unless the first certificate
+/// carries `key`'s public key.
+fn certified_key(cert: &Path, key: Arc<dyn SigningKey>) -> Result<Arc<CertifiedKey>, TlsError> {
+    let certified = CertifiedKey::new(certs(cert, "certificate chain")?, key);
+    match certified.keys_match() {
+        Ok(()) => Ok(Arc::new(certified)),
+        Err(rustls::Error::InconsistentKeys(_)) => Err(TlsError::KeyMismatch(cert.to_owned())),
+        Err(other) => Err(other.into()),
+    }
 }
 
 /// A root store holding the certificates in `ca`.
@@ -78,10 +87,11 @@ fn with_alpn(mut config: ServerConfig) -> ServerConfig {
 }
 
 /// A server config for a certificate chain and its key.
-pub fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> {
+pub fn server_config(cert: &Path, key: Arc<dyn SigningKey>) -> Result<ServerConfig, TlsError> {
+    let resolver = SingleCertAndKey::from(certified_key(cert, key)?);
     let config = ServerConfig::builder()
         .with_no_client_auth()
-        .with_single_cert(certs(cert, "certificate chain")?, private_key(key)?)?;
+        .with_cert_resolver(Arc::new(resolver));
     Ok(with_alpn(config))
 }
 
@@ -90,24 +100,27 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> 
 /// server's, say — is refused.
 pub fn mutual_tls_server_config(
     cert: &Path,
-    key: &Path,
+    key: Arc<dyn SigningKey>,
     client_ca: &Path,
     client_name: &str,
 ) -> Result<ServerConfig, TlsError> {
     let name = ServerName::try_from(client_name.to_owned()).map_err(|_| TlsError::BadName(client_name.to_owned()))?;
     let inner = WebPkiClientVerifier::builder(Arc::new(root_store(client_ca)?)).build()?;
     let verifier = Arc::new(PinnedClientVerifier { inner, name });
+    let resolver = SingleCertAndKey::from(certified_key(cert, key)?);
     let config = ServerConfig::builder()
         .with_client_cert_verifier(verifier)
-        .with_single_cert(certs(cert, "certificate chain")?, private_key(key)?)?;
+        .with_cert_resolver(Arc::new(resolver));
     Ok(with_alpn(config))
 }
 
-/// A client config trusting `ca`, presenting `identity` (certificate, key) when given.
-pub fn client_config(ca: &Path, identity: Option<(&Path, &Path)>) -> Result<ClientConfig, TlsError> {
+/// A client config trusting `ca`, presenting `identity` (certificate chain, key) when given.
+pub fn client_config(ca: &Path, identity: Option<(&Path, Arc<dyn SigningKey>)>) -> Result<ClientConfig, TlsError> {
     let builder = ClientConfig::builder().with_root_certificates(root_store(ca)?);
     let mut config = match identity {
-        Some((cert, key)) => builder.with_client_auth_cert(certs(cert, "certificate chain")?, private_key(key)?)?,
+        Some((cert, key)) => {
+            builder.with_client_cert_resolver(Arc::new(SingleCertAndKey::from(certified_key(cert, key)?)))
+        }
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];

@@ -58,9 +58,10 @@ pub struct Config {
     /// Server certificate chain (PEM).
     #[arg(long, env = "MANAGER_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
-    /// Server private key (PEM, PKCS#8), mode 0600.
-    #[arg(long, env = "MANAGER_TLS_KEY")]
-    pub tls_key: Option<PathBuf>,
+    /// Label of the server certificate's private key in the token (ECDSA P-256 or RSA);
+    /// TLS handshakes are signed inside the token.
+    #[arg(long, env = "MANAGER_TLS_KEY_LABEL", default_value = "manager-tls")]
+    pub tls_key_label: String,
 
     /// Base URL of vault's internal (mutual-TLS) listener.
     #[arg(long, env = "MANAGER_VAULT_URL", default_value = "https://127.0.0.1:8002")]
@@ -71,9 +72,9 @@ pub struct Config {
     /// Client certificate (PEM) presented to vault's internal listener.
     #[arg(long, env = "MANAGER_CLIENT_CERT")]
     pub client_cert: Option<PathBuf>,
-    /// Client private key (PEM, PKCS#8), mode 0600.
-    #[arg(long, env = "MANAGER_CLIENT_KEY")]
-    pub client_key: Option<PathBuf>,
+    /// Label of the client certificate's private key in the token.
+    #[arg(long, env = "MANAGER_CLIENT_KEY_LABEL", default_value = "manager-client-tls")]
+    pub client_key_label: String,
     /// vault's public wrapping key as a JWK file (exported at provisioning). When unset,
     /// manager asks vault's internal API for its current key and re-asks every
     /// `key_refresh_seconds`, which is what makes wrapping-key rotation reach manager.

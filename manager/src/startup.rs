@@ -69,12 +69,10 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
         None => VaultKey::Vault(RwLock::new(None)),
     };
 
+    let client_key = service_kit::token::tls_key(&pool, &config.client_key_label).await?;
     let client_tls = contract::tls::client_config(
         required(&config.vault_ca, "vault-ca")?,
-        Some((
-            required(&config.client_cert, "client-cert")?,
-            required(&config.client_key, "client-key")?,
-        )),
+        Some((required(&config.client_cert, "client-cert")?, client_key)),
     )
     .context("client TLS for vault")?;
     let vault = VaultClient::new(
@@ -82,11 +80,9 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
         client_tls,
         Duration::from_millis(config.vault_timeout_ms),
     )?;
-    let server_tls = contract::tls::server_config(
-        required(&config.tls_cert, "tls-cert")?,
-        required(&config.tls_key, "tls-key")?,
-    )
-    .context("server TLS")?;
+    let server_key = service_kit::token::tls_key(&pool, &config.tls_key_label).await?;
+    let server_tls =
+        contract::tls::server_config(required(&config.tls_cert, "tls-cert")?, server_key).context("server TLS")?;
 
     let limits = Limits {
         max_secret_bytes: config.max_secret_bytes,

@@ -52,3 +52,23 @@ pub async fn connect(settings: TokenSettings<'_>, env_pin: Option<SecretString>)
         )
     })
 }
+
+/// The TLS key labelled `label` in the token, for rustls, after a test signature so that
+/// a key the token will not sign with stops the service at start-up, not at the first
+/// handshake.
+pub async fn tls_key(pool: &hsm::TokenPool, label: &str) -> anyhow::Result<std::sync::Arc<dyn rustls::sign::SigningKey>> {
+    let context = || format!("cannot use TLS key {label:?} in token {:?}", pool.token_label());
+    let key = hsm::TokenTlsKey::load(pool.clone(), label).await.with_context(context)?;
+    let probe = key.clone();
+    let schemes = [
+        rustls::SignatureScheme::ECDSA_NISTP256_SHA256,
+        rustls::SignatureScheme::RSA_PSS_SHA256,
+    ];
+    tokio::task::spawn_blocking(move || {
+        let signer = rustls::sign::SigningKey::choose_scheme(&probe, &schemes).context("no usable signature scheme")?;
+        signer.sign(b"start-up self test").map_err(anyhow::Error::from)
+    })
+    .await?
+    .with_context(context)?;
+    Ok(std::sync::Arc::new(key))
+}

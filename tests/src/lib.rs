@@ -130,11 +130,16 @@ impl Service {
     }
 }
 
+/// Held while this process copies `.dev/tokens` or logs in to them: a login rewrites the
+/// token file, and a copy taken meanwhile would be torn.
+static DEV_TOKEN_FILES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Copies `.dev/tokens` into `dir/tokens` (once) and returns a SoftHSM configuration
 /// pointing at the copy.
 pub fn private_softhsm(dir: &Path) -> Result<PathBuf> {
     let conf = dir.join("softhsm2.conf");
     if !conf.exists() {
+        let _files = DEV_TOKEN_FILES.lock().unwrap_or_else(|p| p.into_inner());
         copy_dir(&dev_dir()?.join("tokens"), &dir.join("tokens"))?;
         let tokens = dir.join("tokens");
         std::fs::write(
@@ -224,8 +229,51 @@ pub async fn wait_ready(http: &reqwest::Client, url: &str) -> Result<()> {
     bail!("{url} did not become ready within 20 s")
 }
 
-/// An HTTPS client trusting only the dev CA, optionally presenting a client certificate.
-pub fn https_client(identity: Option<(&Path, &Path)>) -> Result<reqwest::Client> {
+/// The TLS key `label` in the `.dev/` token `token`, opened by this test process itself
+/// (SoftHSM in process; `SOFTHSM2_CONF` from `.cargo/config.toml` or the Makefile) — to
+/// present manager's client certificate, or to compare a certificate with its token key.
+pub async fn dev_tls_key(token: &str, label: &str) -> Result<hsm::TokenTlsKey> {
+    static POOLS: tokio::sync::Mutex<Vec<(String, hsm::TokenPool)>> = tokio::sync::Mutex::const_new(Vec::new());
+    let mut pools = POOLS.lock().await;
+    let pool = match pools.iter().find(|(name, _)| name == token) {
+        Some((_, pool)) => pool.clone(),
+        None => {
+            let config = hsm::TokenConfig {
+                token_label: token.to_owned(),
+                pin: hsm::read_pin_file(&dev_dir()?.join(format!("pins/{token}.pin")))?,
+                sessions: 2,
+                slot_discovery_timeout: Duration::from_secs(10),
+                operation_timeout: Duration::from_secs(30),
+            };
+            let runtime = tokio::runtime::Handle::current();
+            let pool = tokio::task::spawn_blocking(move || {
+                let _files = DEV_TOKEN_FILES.lock().unwrap_or_else(|p| p.into_inner());
+                runtime.block_on(hsm::TokenPool::connect(&dev_module()?, config))
+            })
+            .await??;
+            pools.push((token.to_owned(), pool.clone()));
+            pool
+        }
+    };
+    Ok(hsm::TokenTlsKey::load(pool, label).await?)
+}
+
+/// SoftHSM, loaded once per test process.
+fn dev_module() -> hsm::Result<hsm::Module> {
+    static MODULE: std::sync::OnceLock<hsm::Module> = std::sync::OnceLock::new();
+    if let Some(module) = MODULE.get() {
+        return Ok(module.clone());
+    }
+    let module = hsm::Module::load(Path::new(SOFTHSM))?;
+    Ok(MODULE.get_or_init(|| module).clone())
+}
+
+/// Debian's SoftHSM2 module.
+pub const SOFTHSM: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+/// An HTTPS client trusting only the dev CA, presenting `identity` (certificate chain file
+/// and its key) when given.
+pub fn https_client(identity: Option<(&Path, std::sync::Arc<dyn rustls::sign::SigningKey>)>) -> Result<reqwest::Client> {
     let tls = contract::tls::client_config(&dev_dir()?.join("tls/ca.pem"), identity)?;
     Ok(reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
@@ -493,7 +541,7 @@ impl TokenServer {
             .arg(&self.socket)
             .args([
                 "--provider",
-                "/usr/lib/softhsm/libsofthsm2.so",
+                SOFTHSM,
                 &format!("pkcs11:token={}", self.token),
             ])
             .env("SOFTHSM2_CONF", &self.conf)

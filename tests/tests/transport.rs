@@ -1,10 +1,16 @@
 //! TLS boundaries and peer failures: vault's internal listener admits only manager's
 //! certificate, and manager hands out no token when vault cannot store.
 
+use std::sync::Arc;
+
 use anyhow::Result;
 use e2e::{System, error_code, https_client, start_manager};
 use reqwest::StatusCode;
 use serde_json::json;
+
+async fn manager_client_key() -> Result<Arc<dyn rustls::sign::SigningKey>> {
+    Ok(Arc::new(e2e::dev_tls_key("manager", "manager-client-tls").await?))
+}
 
 fn envelope_request() -> serde_json::Value {
     json!({"user_id": "alice", "envelope": "a.b.c.d.e", "expires_at": 4_000_000_000u64})
@@ -24,7 +30,8 @@ async fn the_internal_listener_refuses_clients_without_managers_certificate() ->
     );
 
     // A certificate from the same CA, but vault's server certificate: wrong name and EKU.
-    let impostor = https_client(Some((&tls.join("vault-server.pem"), &tls.join("vault-server.key"))))?;
+    let vault_key = e2e::dev_tls_key("vault", "vault-tls").await?;
+    let impostor = https_client(Some((&tls.join("vault-server.pem"), Arc::new(vault_key))))?;
     let refused = impostor.put(&url).json(&envelope_request()).send().await;
     assert!(
         refused.is_err(),
@@ -32,7 +39,7 @@ async fn the_internal_listener_refuses_clients_without_managers_certificate() ->
     );
 
     // manager's own certificate gets through (and the bogus envelope is refused in JSON).
-    let manager = https_client(Some((&tls.join("manager-client.pem"), &tls.join("manager-client.key"))))?;
+    let manager = https_client(Some((&tls.join("manager-client.pem"), manager_client_key().await?)))?;
     let (status, body) = e2e::answer(manager.put(&url).json(&envelope_request()).send().await?).await?;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(error_code(&body)?, "invalid_envelope");
@@ -43,7 +50,7 @@ async fn the_internal_listener_refuses_clients_without_managers_certificate() ->
 async fn the_public_listener_does_not_offer_the_internal_api() -> Result<()> {
     let system = System::start().await?;
     let tls = e2e::dev_dir()?.join("tls");
-    let manager = https_client(Some((&tls.join("manager-client.pem"), &tls.join("manager-client.key"))))?;
+    let manager = https_client(Some((&tls.join("manager-client.pem"), manager_client_key().await?)))?;
     let url = system.vault_url("/internal/keys/abc");
     let (status, _) = e2e::answer(manager.put(&url).json(&envelope_request()).send().await?).await?;
     assert_eq!(status, StatusCode::NOT_FOUND);

@@ -50,12 +50,21 @@ pub struct Config {
     #[arg(long, env = "VAULT_SLOT_DISCOVERY_TIMEOUT_MS", default_value_t = 5_000)]
     pub slot_discovery_timeout_ms: u64,
 
-    /// Server certificate chain (PEM) for both listeners.
+    /// Server certificate chain (PEM) of the public listener (and of the internal one
+    /// unless `internal_tls_cert` is set).
     #[arg(long, env = "VAULT_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
-    /// Server private key (PEM, PKCS#8), mode 0600.
-    #[arg(long, env = "VAULT_TLS_KEY")]
-    pub tls_key: Option<PathBuf>,
+    /// Label of that certificate's private key in the token (ECDSA P-256 or RSA); TLS
+    /// handshakes are signed inside the token.
+    #[arg(long, env = "VAULT_TLS_KEY_LABEL", default_value = "vault-tls")]
+    pub tls_key_label: String,
+    /// Server certificate chain (PEM) of the internal listener, when it has its own key.
+    #[arg(long, env = "VAULT_INTERNAL_TLS_CERT")]
+    pub internal_tls_cert: Option<PathBuf>,
+    /// Label of the internal listener's private key in the token (used with
+    /// `internal_tls_cert`).
+    #[arg(long, env = "VAULT_INTERNAL_TLS_KEY_LABEL", default_value = "vault-internal-tls")]
+    pub internal_tls_key_label: String,
     /// CA (PEM) that issued manager's client certificate.
     #[arg(long, env = "VAULT_CLIENT_CA")]
     pub client_ca: Option<PathBuf>,

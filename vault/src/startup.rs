@@ -56,11 +56,18 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
         .with_context(|| format!("cannot open database {}", redact_url(&config.database_url)))?;
 
     let cert = required(&config.tls_cert, "tls-cert")?;
-    let key = required(&config.tls_key, "tls-key")?;
+    let key = service_kit::token::tls_key(&pool, &config.tls_key_label).await?;
+    let (internal_cert, internal_key) = match &config.internal_tls_cert {
+        Some(internal) => (
+            internal,
+            service_kit::token::tls_key(&pool, &config.internal_tls_key_label).await?,
+        ),
+        None => (cert, key.clone()),
+    };
     let public_tls = contract::tls::server_config(cert, key).context("public listener TLS")?;
     let internal_tls = contract::tls::mutual_tls_server_config(
-        cert,
-        key,
+        internal_cert,
+        internal_key,
         required(&config.client_ca, "client-ca")?,
         &config.manager_client_name,
     )

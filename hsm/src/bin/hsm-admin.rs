@@ -1,4 +1,5 @@
-//! `hsm-admin`: provisions keys inside a token and exports their public halves.
+//! `hsm-admin`: provisions keys inside a token, exports their public halves, issues
+//! certificates with a token-held CA key, and measures a key's operation rate.
 //!
 //! Used by `softhsm-setup/setup.sh`; works the same against a real HSM.
 
@@ -68,6 +69,87 @@ enum Command {
         #[arg(long)]
         pem_out: PathBuf,
     },
+    /// Generate a TLS (or CA) key pair in the token unless one with this label exists, and
+    /// write its public key (SPKI PEM) for `issue-certificate`.
+    GenerateTlsKey {
+        /// CKA_LABEL of the key pair.
+        #[arg(long)]
+        label: String,
+        /// CKA_ID of the key pair, hex.
+        #[arg(long)]
+        id: String,
+        /// ecdsa-p256 or rsa-2048.
+        #[arg(long = "type", default_value = "ecdsa-p256")]
+        key_type: hsm::TlsKeyType,
+        /// Where to write the public key (SPKI PEM).
+        #[arg(long)]
+        public_key_out: PathBuf,
+    },
+    /// Write a self-signed CA certificate for the CA key labelled LABEL (signed in the token).
+    CaCertificate {
+        /// CKA_LABEL of the CA key pair.
+        #[arg(long)]
+        label: String,
+        /// The CA's common name; `issue-certificate` must be given the same.
+        #[arg(long, default_value = DEV_CA_NAME)]
+        common_name: String,
+        /// Validity in days.
+        #[arg(long, default_value_t = 3650)]
+        days: u32,
+        /// Where to write the certificate (PEM).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Issue a certificate for a public key (SPKI PEM) with the CA key labelled CA_LABEL in
+    /// this token; the subject's private key is never needed.
+    IssueCertificate {
+        /// CKA_LABEL of the CA key pair.
+        #[arg(long)]
+        ca_label: String,
+        /// The CA certificate's common name (as given to `ca-certificate`).
+        #[arg(long, default_value = DEV_CA_NAME)]
+        ca_common_name: String,
+        /// The subject's public key (SPKI PEM, from `generate-tls-key`).
+        #[arg(long)]
+        public_key: PathBuf,
+        /// Subject common name.
+        #[arg(long)]
+        common_name: String,
+        /// subjectAltName: a DNS name or IP address; repeat for several.
+        #[arg(long = "name", required = true)]
+        names: Vec<String>,
+        /// server (serverAuth) or client (clientAuth).
+        #[arg(long, value_enum)]
+        purpose: Purpose,
+        /// Validity in days.
+        #[arg(long, default_value_t = 825)]
+        days: u32,
+        /// Where to write the certificate (PEM).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign with the TLS key labelled LABEL from CONCURRENCY threads for SECONDS and print
+    /// the rate (ECDSA P-256 for EC keys, RSA-PSS-SHA256 for RSA keys).
+    Bench {
+        /// CKA_LABEL of the key pair.
+        #[arg(long)]
+        label: String,
+        /// How long to measure.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Parallel signers (one session each).
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+    },
+}
+
+/// Common name of the development CA `softhsm-setup/setup.sh` creates.
+const DEV_CA_NAME: &str = "secret-store dev CA";
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Purpose {
+    Server,
+    Client,
 }
 
 /// Which key pair and what it may do.
@@ -163,15 +245,133 @@ async fn main() -> anyhow::Result<()> {
                 pem_out.display()
             );
         }
+        Command::GenerateTlsKey {
+            label,
+            id,
+            key_type,
+            public_key_out,
+        } => {
+            let pool = connect(&module, &cli.token, pin).await?;
+            let id = decode_hex(&id).context("--id must be hex")?;
+            match hsm::generate_tls_key_pair(&pool, &label, &id, key_type).await? {
+                hsm::Generated::Created => println!("generated {key_type} key pair {label:?} in token {:?}", cli.token),
+                hsm::Generated::AlreadyPresent => println!("key pair {label:?} already in token {:?}", cli.token),
+            }
+            let public = hsm::tls_public_key(&pool, &label).await?;
+            write_file(
+                &public_key_out,
+                &contract::jwk::pem_encode("PUBLIC KEY", public.spki_der()),
+            )?;
+        }
+        Command::CaCertificate {
+            label,
+            common_name,
+            days,
+            out,
+        } => {
+            let pool = connect(&module, &cli.token, pin).await?;
+            let key = hsm::TokenTlsKey::load(pool, &label).await?;
+            let pem = hsm::certificates::ca_certificate(&key, &common_name, days)?;
+            write_file(&out, &pem)?;
+            println!("wrote CA certificate {common_name:?} for key {label:?} to {}", out.display());
+        }
+        Command::IssueCertificate {
+            ca_label,
+            ca_common_name,
+            public_key,
+            common_name,
+            names,
+            purpose,
+            days,
+            out,
+        } => {
+            use rustls::pki_types::SubjectPublicKeyInfoDer;
+            use rustls::pki_types::pem::PemObject;
+            let spki = SubjectPublicKeyInfoDer::from_pem_file(&public_key)
+                .with_context(|| format!("reading a PUBLIC KEY PEM from {}", public_key.display()))?;
+            let subject = hsm::PublicKeyInfo::from_spki_der(spki.as_ref())
+                .with_context(|| format!("{} is neither a P-256 nor an RSA public key", public_key.display()))?;
+            let request = hsm::certificates::CertificateRequest {
+                common_name: common_name.clone(),
+                names,
+                purpose: match purpose {
+                    Purpose::Server => hsm::certificates::Purpose::Server,
+                    Purpose::Client => hsm::certificates::Purpose::Client,
+                },
+                days,
+            };
+            let pool = connect(&module, &cli.token, pin).await?;
+            let ca = hsm::TokenTlsKey::load(pool, &ca_label).await?;
+            let pem = hsm::certificates::issue_certificate(&ca, &ca_common_name, &subject, &request)?;
+            write_file(&out, &pem)?;
+            println!("issued {common_name:?} ({}) to {}", subject.key_type(), out.display());
+        }
+        Command::Bench {
+            label,
+            seconds,
+            concurrency,
+        } => {
+            let pool = connect_with(&module, &cli.token, pin, concurrency.max(1)).await?;
+            let key = hsm::TokenTlsKey::load(pool, &label).await?;
+            let rate = bench(&key, Duration::from_secs(seconds), concurrency.max(1))?;
+            println!(
+                "{} sign/s: {rate:.0} ({} thread(s), {})",
+                key.public_key_info().key_type(),
+                concurrency.max(1),
+                module.path().display()
+            );
+        }
     }
     Ok(())
 }
 
+/// Signs 32-byte messages with `key` from `threads` threads until `duration` has passed;
+/// operations per second over all threads.
+fn bench(key: &hsm::TokenTlsKey, duration: Duration, threads: usize) -> anyhow::Result<f64> {
+    let scheme = match key.public_key_info().key_type() {
+        hsm::TlsKeyType::EcdsaP256 => rustls::SignatureScheme::ECDSA_NISTP256_SHA256,
+        hsm::TlsKeyType::Rsa => rustls::SignatureScheme::RSA_PSS_SHA256,
+    };
+    let started = std::time::Instant::now();
+    let counts = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| -> hsm::Result<u64> {
+                    let mut done = 0u64;
+                    while started.elapsed() < duration {
+                        key.sign(scheme, &done.to_be_bytes().repeat(4))?;
+                        done += 1;
+                    }
+                    Ok(done)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().map_err(|_| anyhow::anyhow!("a bench thread panicked"))?.map_err(anyhow::Error::from))
+            .sum::<anyhow::Result<u64>>()
+    })?;
+    Ok(counts as f64 / started.elapsed().as_secs_f64())
+}
+
+fn write_file(path: &std::path::Path, content: &str) -> anyhow::Result<()> {
+    std::fs::write(path, content).with_context(|| format!("writing {}", path.display()))
+}
+
 async fn connect(module: &hsm::Module, token: &str, pin: secrecy::SecretString) -> anyhow::Result<hsm::TokenPool> {
+    connect_with(module, token, pin, 1).await
+}
+
+async fn connect_with(
+    module: &hsm::Module,
+    token: &str,
+    pin: secrecy::SecretString,
+    sessions: usize,
+) -> anyhow::Result<hsm::TokenPool> {
     let config = hsm::TokenConfig {
         token_label: token.to_owned(),
         pin,
-        sessions: 1,
+        sessions,
         slot_discovery_timeout: Duration::from_secs(10),
         operation_timeout: Duration::from_secs(120),
     };
