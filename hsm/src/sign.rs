@@ -89,7 +89,9 @@ impl Signer {
         let algorithm = self.algorithm;
         let input = signing_input(algorithm, message);
         self.pool
-            .run("sign", move |session| sign_in_session(session, &label, algorithm, &input))
+            .run("sign", move |session| {
+                sign_in_session(session, &label, algorithm, &input)
+            })
             .await
     }
 }

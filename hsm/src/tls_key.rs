@@ -62,14 +62,21 @@ impl FromStr for TlsKeyType {
         match s {
             "ecdsa-p256" => Ok(TlsKeyType::EcdsaP256),
             "rsa-2048" => Ok(TlsKeyType::Rsa),
-            other => Err(format!("unknown TLS key type {other:?} (expected ecdsa-p256 or rsa-2048)")),
+            other => Err(format!(
+                "unknown TLS key type {other:?} (expected ecdsa-p256 or rsa-2048)"
+            )),
         }
     }
 }
 
 /// Generates a TLS (or certificate-signing) key pair of `key_type` unless the label exists:
 /// sensitive, never extractable, sign-only.
-pub async fn generate_tls_key_pair(pool: &TokenPool, label: &str, id: &[u8], key_type: TlsKeyType) -> Result<Generated> {
+pub async fn generate_tls_key_pair(
+    pool: &TokenPool,
+    label: &str,
+    id: &[u8],
+    key_type: TlsKeyType,
+) -> Result<Generated> {
     match key_type {
         TlsKeyType::EcdsaP256 => generate_ec_p256_key_pair(pool, label, id).await,
         TlsKeyType::Rsa => {
@@ -121,8 +128,10 @@ async fn generate_ec_p256_key_pair(pool: &TokenPool, label: &str, id: &[u8]) -> 
 /// The public half of the TLS key labelled `label`, as certificates carry it.
 pub async fn tls_public_key(pool: &TokenPool, label: &str) -> Result<PublicKeyInfo> {
     let label = label.to_owned();
-    pool.run("export TLS public key", move |session| read_public_key_info(session, &label))
-        .await
+    pool.run("export TLS public key", move |session| {
+        read_public_key_info(session, &label)
+    })
+    .await
 }
 
 fn read_public_key_info(session: &Session, label: &str) -> Result<PublicKeyInfo> {
@@ -235,7 +244,10 @@ fn der_value(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
     let (len, rest) = match first {
         l if l < 0x80 => (usize::from(l), rest),
         0x81 => (usize::from(*rest.first()?), &rest[1..]),
-        0x82 => (usize::from(u16::from_be_bytes([*rest.first()?, *rest.get(1)?])), &rest[2..]),
+        0x82 => (
+            usize::from(u16::from_be_bytes([*rest.first()?, *rest.get(1)?])),
+            &rest[2..],
+        ),
         _ => return None,
     };
     (found == tag && rest.len() >= len).then(|| rest.split_at(len))
@@ -426,7 +438,10 @@ mod tests {
         assert_eq!(generate().await?, Generated::AlreadyPresent);
         let key = TokenTlsKey::load(pool.clone(), &label).await?;
         assert_eq!(key.public_key_info().key_type(), TlsKeyType::EcdsaP256);
-        assert_signatures_verify(&key, &[(SignatureScheme::ECDSA_NISTP256_SHA256, &ECDSA_P256_SHA256_ASN1)]);
+        assert_signatures_verify(
+            &key,
+            &[(SignatureScheme::ECDSA_NISTP256_SHA256, &ECDSA_P256_SHA256_ASN1)],
+        );
         assert!(key.choose_scheme(&[SignatureScheme::RSA_PSS_SHA256]).is_none());
         crate::destroy_key_pair(&pool, &label).await
     }
@@ -475,7 +490,11 @@ mod tests {
         let spki = rsa.public_key().as_der().expect("spki");
         let info = PublicKeyInfo::from_spki_der(spki.as_ref()).expect("RSA SPKI");
         assert_eq!(info.key_type(), TlsKeyType::Rsa);
-        assert_eq!(info.subject_public_key(), rsa.public_key().as_ref(), "PKCS#1 RSAPublicKey");
+        assert_eq!(
+            info.subject_public_key(),
+            rsa.public_key().as_ref(),
+            "PKCS#1 RSAPublicKey"
+        );
 
         let mut trailing = spki.as_ref().to_vec();
         trailing.push(0);

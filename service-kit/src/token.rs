@@ -56,9 +56,14 @@ pub async fn connect(settings: TokenSettings<'_>, env_pin: Option<SecretString>)
 /// The TLS key labelled `label` in the token, for rustls, after a test signature so that
 /// a key the token will not sign with stops the service at start-up, not at the first
 /// handshake.
-pub async fn tls_key(pool: &hsm::TokenPool, label: &str) -> anyhow::Result<std::sync::Arc<dyn rustls::sign::SigningKey>> {
+pub async fn tls_key(
+    pool: &hsm::TokenPool,
+    label: &str,
+) -> anyhow::Result<std::sync::Arc<dyn rustls::sign::SigningKey>> {
     let context = || format!("cannot use TLS key {label:?} in token {:?}", pool.token_label());
-    let key = hsm::TokenTlsKey::load(pool.clone(), label).await.with_context(context)?;
+    let key = hsm::TokenTlsKey::load(pool.clone(), label)
+        .await
+        .with_context(context)?;
     let probe = key.clone();
     let schemes = [
         rustls::SignatureScheme::ECDSA_NISTP256_SHA256,

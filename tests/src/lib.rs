@@ -273,7 +273,9 @@ pub const SOFTHSM: &str = "/usr/lib/softhsm/libsofthsm2.so";
 
 /// An HTTPS client trusting only the dev CA, presenting `identity` (certificate chain file
 /// and its key) when given.
-pub fn https_client(identity: Option<(&Path, std::sync::Arc<dyn rustls::sign::SigningKey>)>) -> Result<reqwest::Client> {
+pub fn https_client(
+    identity: Option<(&Path, std::sync::Arc<dyn rustls::sign::SigningKey>)>,
+) -> Result<reqwest::Client> {
     let tls = contract::tls::client_config(&dev_dir()?.join("tls/ca.pem"), identity)?;
     Ok(reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
@@ -539,11 +541,7 @@ impl TokenServer {
         let child = std::process::Command::new("setsid")
             .args(["p11-kit", "server", "-f", "-n"])
             .arg(&self.socket)
-            .args([
-                "--provider",
-                SOFTHSM,
-                &format!("pkcs11:token={}", self.token),
-            ])
+            .args(["--provider", SOFTHSM, &format!("pkcs11:token={}", self.token)])
             .env("SOFTHSM2_CONF", &self.conf)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -69,3 +69,31 @@ async fn a_missing_pkcs11_module_stops_start_up_with_a_clear_message() -> Result
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_missing_tls_key_label_stops_start_up_naming_the_key() -> Result<()> {
+    let stderr = fails_with("vault", &["--tls-key-label", "no-such-tls-key"]).await?;
+    assert!(
+        stderr.contains("cannot use TLS key \"no-such-tls-key\" in token \"vault\""),
+        "{stderr}"
+    );
+    let stderr = fails_with("manager", &["--client-key-label", "no-such-client-key"]).await?;
+    assert!(
+        stderr.contains("cannot use TLS key \"no-such-client-key\" in token \"manager\""),
+        "{stderr}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_certificate_of_another_key_stops_start_up_naming_the_file() -> Result<()> {
+    // manager's certificate, valid and from the same CA, but not for vault's token key.
+    let foreign = e2e::dev_dir()?.join("tls/manager-server.pem");
+    let foreign = foreign.to_string_lossy();
+    let stderr = fails_with("vault", &["--tls-cert", &foreign]).await?;
+    assert!(
+        stderr.contains(&format!("{foreign} is not the certificate of this key")),
+        "{stderr}"
+    );
+    Ok(())
+}

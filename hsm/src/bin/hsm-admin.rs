@@ -273,7 +273,10 @@ async fn main() -> anyhow::Result<()> {
             let key = hsm::TokenTlsKey::load(pool, &label).await?;
             let pem = hsm::certificates::ca_certificate(&key, &common_name, days)?;
             write_file(&out, &pem)?;
-            println!("wrote CA certificate {common_name:?} for key {label:?} to {}", out.display());
+            println!(
+                "wrote CA certificate {common_name:?} for key {label:?} to {}",
+                out.display()
+            );
         }
         Command::IssueCertificate {
             ca_label,
@@ -348,7 +351,11 @@ fn bench(key: &hsm::TokenTlsKey, duration: Duration, threads: usize) -> anyhow::
             .collect();
         workers
             .into_iter()
-            .map(|w| w.join().map_err(|_| anyhow::anyhow!("a bench thread panicked"))?.map_err(anyhow::Error::from))
+            .map(|w| {
+                w.join()
+                    .map_err(|_| anyhow::anyhow!("a bench thread panicked"))?
+                    .map_err(anyhow::Error::from)
+            })
             .sum::<anyhow::Result<u64>>()
     })?;
     Ok(counts as f64 / started.elapsed().as_secs_f64())
