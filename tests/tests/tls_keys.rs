@@ -14,6 +14,9 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, SubjectPublicKeyInfoDer};
 use rustls::sign::SigningKey;
 
+/// A client certificate chain file and its key, or none.
+type Identity = Option<(PathBuf, Arc<dyn SigningKey>)>;
+
 /// What one HTTPS exchange over a fresh TLS connection showed.
 struct Handshake {
     /// The server's end-entity certificate.
@@ -87,14 +90,7 @@ async fn every_listener_presents_the_certificate_of_a_key_held_in_its_token() ->
     let system = System::start().await?;
     let manager_client = dev_tls_key("manager", "manager-client-tls").await?;
     let client_cert = dev_dir()?.join("tls/manager-client.pem");
-    let listeners: [(
-        &str,
-        SocketAddr,
-        &str,
-        &str,
-        &str,
-        Option<(PathBuf, Arc<dyn SigningKey>)>,
-    ); 3] = [
+    let listeners: [(&str, SocketAddr, &str, &str, &str, Identity); 3] = [
         (
             "manager",
             system.manager.addr("api"),
