@@ -110,6 +110,20 @@ pub fn issue_certificate(
     Ok(certificate.pem())
 }
 
+/// A PKCS#10 certificate signing request (PEM) for the token key `key`, signed by it
+/// (proof of possession), for a CA outside this system (a real deployment's PKI).
+pub fn certificate_signing_request(
+    key: &TokenTlsKey,
+    common_name: &str,
+    names: Vec<String>,
+) -> Result<String, CertificateError> {
+    let mut params = CertificateParams::new(names).map_err(CertificateError::Invalid)?;
+    params.distinguished_name = distinguished_name(common_name);
+    let signer = CertSigner::new(key);
+    let request = params.serialize_request(&signer).map_err(|e| signer.error(e))?;
+    request.pem().map_err(CertificateError::Invalid)
+}
+
 impl PublicKeyData for PublicKeyInfo {
     fn der_bytes(&self) -> &[u8] {
         self.subject_public_key()
@@ -261,6 +275,52 @@ mod tests {
         assert!(verified.is_err(), "signed by a key that is not the CA's");
         crate::destroy_key_pair(&pool, &forged).await?;
         crate::destroy_key_pair(&pool, &ca_label).await
+    }
+
+    /// OpenSSL, an independent implementation, checks the request's self-signature.
+    #[tokio::test]
+    async fn signing_requests_from_token_keys_verify_with_openssl() -> crate::Result<()> {
+        let pool = TokenPool::connect(&module()?, hsm_test_config()?).await?;
+        let dir = std::env::temp_dir().join(format!("csr-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        for key_type in [TlsKeyType::EcdsaP256, TlsKeyType::Rsa] {
+            let label = format!("csr-{key_type}-{}", std::process::id());
+            generate_tls_key_pair(&pool, &label, &[6], key_type).await?;
+            let key = TokenTlsKey::load(pool.clone(), &label).await?;
+            let pem = certificate_signing_request(&key, "vault.example", vec!["vault.example".into()]).expect("CSR");
+            let path = dir.join(format!("{key_type}.csr"));
+            std::fs::write(&path, &pem).expect("write CSR");
+            let verified = std::process::Command::new("openssl")
+                .args(["req", "-verify", "-noout", "-in"])
+                .arg(&path)
+                .output()
+                .expect("openssl runs");
+            let said =
+                String::from_utf8_lossy(&verified.stderr).into_owned() + &String::from_utf8_lossy(&verified.stdout);
+            assert!(said.contains("verify OK"), "{key_type}: {said}");
+            // The DER's last byte is the signature's last byte (RSA, or ECDSA's s).
+            let mut corrupted = rustls::pki_types::CertificateSigningRequestDer::from_pem_slice(pem.as_bytes())
+                .expect("PEM")
+                .as_ref()
+                .to_vec();
+            *corrupted.last_mut().expect("not empty") ^= 0x01;
+            std::fs::write(&path, &corrupted).expect("write CSR");
+            let refused = std::process::Command::new("openssl")
+                .args(["req", "-verify", "-noout", "-inform", "DER", "-in"])
+                .arg(&path)
+                .output()
+                .expect("openssl runs");
+            // OpenSSL 3.0 exits 0 either way; its verdict is in the message.
+            let said =
+                String::from_utf8_lossy(&refused.stderr).into_owned() + &String::from_utf8_lossy(&refused.stdout);
+            assert!(
+                said.contains("verify failure") && !said.contains("verify OK"),
+                "{key_type}: a corrupted CSR must not verify: {said}"
+            );
+            crate::destroy_key_pair(&pool, &label).await?;
+        }
+        std::fs::remove_dir_all(&dir).ok();
+        Ok(())
     }
 
     #[tokio::test]

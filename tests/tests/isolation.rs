@@ -77,6 +77,10 @@ async fn a_token_server_outage_gives_503s_then_vault_recovers_without_a_restart(
         .send()
         .await?;
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // A new connection needs a handshake signature from the token: it fails, promptly.
+    let healthz = format!("https://{}/healthz", vault.addr("public"));
+    let fresh = https_client(None)?.get(&healthz).send().await;
+    assert!(fresh.is_err(), "no TLS key, no handshake: {fresh:?}");
 
     vault_tokens.restart().await?;
     let mut last = (StatusCode::SERVICE_UNAVAILABLE, serde_json::Value::Null);
@@ -90,6 +94,9 @@ async fn a_token_server_outage_gives_503s_then_vault_recovers_without_a_restart(
     }
     assert_eq!(last.0, StatusCode::OK, "vault must recover by itself: {}", last.1);
     assert_eq!(last.1["decrypted_key"], "survives an outage");
+    // New handshakes are signed again, through the restarted server.
+    let fresh = https_client(None)?.get(&healthz).send().await?;
+    assert_eq!(fresh.status(), StatusCode::OK);
     Ok(())
 }
 

@@ -128,6 +128,22 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Write a certificate signing request (PKCS#10, signed in the token) for the TLS key
+    /// labelled LABEL, for an external CA.
+    Csr {
+        /// CKA_LABEL of the key pair.
+        #[arg(long)]
+        label: String,
+        /// Subject common name.
+        #[arg(long)]
+        common_name: String,
+        /// subjectAltName: a DNS name or IP address; repeat for several.
+        #[arg(long = "name", required = true)]
+        names: Vec<String>,
+        /// Where to write the request (PEM).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Sign with the TLS key labelled LABEL from CONCURRENCY threads for SECONDS and print
     /// the rate (ECDSA P-256 for EC keys, RSA-PSS-SHA256 for RSA keys).
     Bench {
@@ -308,6 +324,18 @@ async fn main() -> anyhow::Result<()> {
             let pem = hsm::certificates::issue_certificate(&ca, &ca_common_name, &subject, &request)?;
             write_file(&out, &pem)?;
             println!("issued {common_name:?} ({}) to {}", subject.key_type(), out.display());
+        }
+        Command::Csr {
+            label,
+            common_name,
+            names,
+            out,
+        } => {
+            let pool = connect(&module, &cli.token, pin).await?;
+            let key = hsm::TokenTlsKey::load(pool, &label).await?;
+            let pem = hsm::certificates::certificate_signing_request(&key, &common_name, names)?;
+            write_file(&out, &pem)?;
+            println!("wrote a signing request for {label:?} to {}", out.display());
         }
         Command::Bench {
             label,

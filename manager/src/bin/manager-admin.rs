@@ -58,8 +58,8 @@ enum Command {
     /// Destroy the signing key with this kid (never the current one). Tokens it signed
     /// stop verifying once vault refreshes manager's JWKS.
     RetireSigningKey {
-        /// The key's kid (RFC 7638 thumbprint), as in the JWKS.
-        #[arg(long)]
+        /// The key's kid (RFC 7638 thumbprint), as in the JWKS; it may begin with `-` (base64url).
+        #[arg(long, allow_hyphen_values = true)]
         kid: String,
     },
 }
@@ -141,4 +141,19 @@ async fn run(cli: Cli, env_pin: Option<SecretString>) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kid_beginning_with_a_hyphen_is_a_value_not_a_flag() {
+        let cli = Cli::try_parse_from(["manager-admin", "retire-signing-key", "--kid", "-pSlvJo7T2q"]);
+        assert!(
+            matches!(cli, Ok(Cli { command: Command::RetireSigningKey { ref kid }, .. }) if kid == "-pSlvJo7T2q"),
+            "{:?}",
+            cli.err()
+        );
+    }
 }

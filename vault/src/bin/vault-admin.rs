@@ -70,8 +70,8 @@ enum Command {
     /// Destroy the wrapping key with this kid: refused while it is the newest or any
     /// stored secret is still wrapped to it.
     RetireWrappingKey {
-        /// The key's kid (RFC 7638 thumbprint).
-        #[arg(long)]
+        /// The key's kid (RFC 7638 thumbprint); it may begin with `-` (base64url).
+        #[arg(long, allow_hyphen_values = true)]
         kid: String,
     },
 }
@@ -266,5 +266,20 @@ async fn secrets_wrapped_to(store: &Arc<dyn Store>, current: &str, kid: &str) ->
                 count += 1;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kid_beginning_with_a_hyphen_is_a_value_not_a_flag() {
+        let cli = Cli::try_parse_from(["vault-admin", "retire-wrapping-key", "--kid", "-656yAii4chyN"]);
+        assert!(
+            matches!(cli, Ok(Cli { command: Command::RetireWrappingKey { ref kid }, .. }) if kid == "-656yAii4chyN"),
+            "{:?}",
+            cli.err()
+        );
     }
 }
