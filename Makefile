@@ -9,7 +9,8 @@ help:
 	@echo "make run    provision .dev/ if needed, build, run manager (:8000) and vault (:8001/:8002)"
 	@echo "make test   provision .dev/ if needed, build, run every test"
 	@echo "make lint   rustfmt --check and clippy -D warnings"
-	@echo "make bench  store/read rates (SQLite; PostgreSQL with 1 and 2 replicas) next to openssl speed, same run"
+	@echo "make bench  token sign rates (ECDSA P-256, RSA-2048; in process and through p11-kit) and store/read"
+	@echo "            rates (SQLite; PostgreSQL with 1 and 2 replicas), next to openssl speed, same run"
 
 setup:
 	@bash softhsm-setup/setup.sh
@@ -35,6 +36,8 @@ lint:
 
 # Ratios, not absolute numbers: the machines are shared and noisy.
 bench: setup build
+	@echo "== token operations: openssl speed, then SoftHSM2 in process, then through p11-kit server =="
+	@bash softhsm-setup/bench-tokens.sh $(BENCH_TOKEN_SECONDS)
 	@echo "== openssl speed rsa2048, 1 process (RSA private ops/s) =="
 	@openssl speed -seconds 5 rsa2048 2>/dev/null | awk '/^rsa 2048/ {print "openssl sign/s: " $$6}'
 	@echo "== loadgen: real services, SoftHSM2 in process; SQLite, then PostgreSQL with 1 and 2 vault replicas =="

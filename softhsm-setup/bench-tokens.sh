@@ -38,7 +38,7 @@ for label in bench-ecdsa bench-rsa; do
 done
 
 echo "-- through p11-kit server (isolation mode) --"
-setsid p11-kit server -f -n "$RUN/hsm-test.sock" --provider "$SOFTHSM" "pkcs11:token=hsm-test" &
+setsid p11-kit server -f -n "$RUN/hsm-test.sock" --provider "$SOFTHSM" "pkcs11:token=hsm-test" >/dev/null &
 server=$!
 for _ in $(seq 1 100); do [ -S "$RUN/hsm-test.sock" ] && break; sleep 0.05; done
 export P11_KIT_SERVER_ADDRESS="unix:path=$RUN/hsm-test.sock"

@@ -1,6 +1,11 @@
 //! No private key byte in the service processes: with the tokens behind `p11-kit server`,
 //! a scan of vault's and manager's whole memory finds none of the secret material of the
 //! keys they use — while the same scan of `openssl s_server` holding such a key finds it.
+//!
+//! `MEMSCAN_IN_PROCESS=1 cargo test -p e2e --test memory_scan -- --nocapture` runs the same
+//! scan with SoftHSM loaded into the services (ISOLATION=0), to report what it sees there;
+//! that mode promises nothing structurally (SoftHSM decrypts keys in the caller's process and
+//! merely wipes its buffers afterwards).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -158,24 +163,24 @@ async fn service_memory_holds_no_private_key_material_while_the_scanner_finds_it
 
     let vault_tokens = TokenServer::start(dir.path(), "vault").await?;
     let manager_tokens = TokenServer::start(dir.path(), "manager").await?;
+    let in_process = std::env::var_os("MEMSCAN_IN_PROCESS").is_some();
     // vault follows manager's JWKS URL: manager signs with its newest (imported) key.
     let manager_port = e2e::free_port()?;
     let jwks = format!("https://127.0.0.1:{manager_port}/.well-known/jwks.json");
     let listen = format!("127.0.0.1:{manager_port}");
-    let vault = start_vault_isolated(
-        dir.path(),
-        &dir.path().join("v.db"),
-        &vault_tokens,
-        &["--manager-jwks", &jwks],
-    )
-    .await?;
-    let manager = start_manager_isolated(
-        dir.path(),
-        vault.addr("internal"),
-        &manager_tokens,
-        &["--listen", &listen],
-    )
-    .await?;
+    let database = dir.path().join("v.db");
+    let vault_args = ["--manager-jwks", jwks.as_str()];
+    let manager_args = ["--listen", listen.as_str()];
+    let vault = if in_process {
+        e2e::start_vault(dir.path(), &database, &vault_args).await?
+    } else {
+        start_vault_isolated(dir.path(), &database, &vault_tokens, &vault_args).await?
+    };
+    let manager = if in_process {
+        e2e::start_manager(dir.path(), vault.addr("internal"), &manager_args).await?
+    } else {
+        start_manager_isolated(dir.path(), vault.addr("internal"), &manager_tokens, &manager_args).await?
+    };
     let http = https_client(None)?;
     e2e::wait_ready(&http, &format!("https://{}/readyz", vault.addr("public"))).await?;
     for i in 0..20 {
@@ -221,6 +226,11 @@ async fn service_memory_holds_no_private_key_material_while_the_scanner_finds_it
         Vec::<String>::new(),
         "key material in manager's memory"
     );
-    println!("control (openssl s_server) showed: {in_control:?}; vault and manager showed nothing");
+    let mode = if in_process {
+        "SoftHSM in process"
+    } else {
+        "isolation (p11-kit server)"
+    };
+    println!("{mode}: control (openssl s_server) showed {in_control:?}; vault and manager showed nothing");
     Ok(())
 }
