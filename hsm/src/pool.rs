@@ -184,8 +184,17 @@ impl TokenPool {
     /// Runs `op` on the calling thread, for callers that cannot await (rustls signs
     /// synchronously inside the handshake). Same sessions and recovery as [`Self::run`],
     /// without the queue bound and timeout: keep `op` to one short token operation.
+    ///
+    /// On a multi-threaded tokio worker the call runs under `block_in_place`, so the worker's
+    /// other tasks move to another thread instead of waiting out a token round trip.
     pub(crate) fn run_sync<T>(&self, op: impl Fn(&Session) -> Result<T>) -> Result<T> {
-        self.inner.run_blocking(&op)
+        let call = || self.inner.run_blocking(&op);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(call)
+            }
+            _ => call(),
+        }
     }
 
     /// Runs `op` with a logged-in session on a blocking worker.
