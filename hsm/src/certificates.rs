@@ -192,6 +192,35 @@ mod tests {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 
+    /// webpki's verdict on `cert` for `usage`, chaining to `anchor` alone.
+    fn verify_chain(
+        cert: &webpki::EndEntityCert<'_>,
+        anchor: &rustls::pki_types::TrustAnchor<'_>,
+        usage: webpki::KeyUsage,
+    ) -> Result<(), webpki::Error> {
+        cert.verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            std::slice::from_ref(anchor),
+            &[],
+            UnixTime::now(),
+            usage,
+            None,
+            None,
+        )
+        .map(drop)
+    }
+
+    /// What `openssl req -verify` says of the request in `path` (OpenSSL 3.0 exits 0 either
+    /// way; the verdict is in the message).
+    fn openssl_req_verdict(path: &std::path::Path, form: &str) -> String {
+        let output = std::process::Command::new("openssl")
+            .args(["req", "-verify", "-noout", "-inform", form, "-in"])
+            .arg(path)
+            .output()
+            .expect("openssl runs");
+        String::from_utf8_lossy(&output.stderr).into_owned() + &String::from_utf8_lossy(&output.stdout)
+    }
+
     /// A CA key (P-256) and a server key of each type, all in the `hsm-test` token; the
     /// certificates are then checked by webpki, an independent verifier, as a TLS client
     /// would check them.
@@ -219,25 +248,9 @@ mod tests {
             let pem = issue_certificate(&ca_key, "test CA", leaf.public_key_info(), &request).expect("issued");
             let der = CertificateDer::from_pem_slice(pem.as_bytes()).expect("PEM");
             let cert = webpki::EndEntityCert::try_from(&der).expect("parses");
-            cert.verify_for_usage(
-                webpki::ALL_VERIFICATION_ALGS,
-                std::slice::from_ref(&anchor),
-                &[],
-                UnixTime::now(),
-                webpki::KeyUsage::server_auth(),
-                None,
-                None,
-            )
-            .unwrap_or_else(|e| panic!("{key_type} certificate must chain to the CA: {e:?}"));
-            let client_use = cert.verify_for_usage(
-                webpki::ALL_VERIFICATION_ALGS,
-                std::slice::from_ref(&anchor),
-                &[],
-                UnixTime::now(),
-                webpki::KeyUsage::client_auth(),
-                None,
-                None,
-            );
+            verify_chain(&cert, &anchor, webpki::KeyUsage::server_auth())
+                .unwrap_or_else(|e| panic!("{key_type} certificate must chain to the CA: {e:?}"));
+            let client_use = verify_chain(&cert, &anchor, webpki::KeyUsage::client_auth());
             assert!(client_use.is_err(), "a server certificate is not a client certificate");
             for name in ["localhost", "127.0.0.1"] {
                 let name = ServerName::try_from(name).expect("name");
@@ -263,15 +276,7 @@ mod tests {
         let pem = issue_certificate(&forged_key, "test CA", ca_key.public_key_info(), &request).expect("issued");
         let der = CertificateDer::from_pem_slice(pem.as_bytes()).expect("PEM");
         let cert = webpki::EndEntityCert::try_from(&der).expect("parses");
-        let verified = cert.verify_for_usage(
-            webpki::ALL_VERIFICATION_ALGS,
-            std::slice::from_ref(&anchor),
-            &[],
-            UnixTime::now(),
-            webpki::KeyUsage::server_auth(),
-            None,
-            None,
-        );
+        let verified = verify_chain(&cert, &anchor, webpki::KeyUsage::server_auth());
         assert!(verified.is_err(), "signed by a key that is not the CA's");
         crate::destroy_key_pair(&pool, &forged).await?;
         crate::destroy_key_pair(&pool, &ca_label).await
@@ -290,13 +295,7 @@ mod tests {
             let pem = certificate_signing_request(&key, "vault.example", vec!["vault.example".into()]).expect("CSR");
             let path = dir.join(format!("{key_type}.csr"));
             std::fs::write(&path, &pem).expect("write CSR");
-            let verified = std::process::Command::new("openssl")
-                .args(["req", "-verify", "-noout", "-in"])
-                .arg(&path)
-                .output()
-                .expect("openssl runs");
-            let said =
-                String::from_utf8_lossy(&verified.stderr).into_owned() + &String::from_utf8_lossy(&verified.stdout);
+            let said = openssl_req_verdict(&path, "PEM");
             assert!(said.contains("verify OK"), "{key_type}: {said}");
             // The DER's last byte is the signature's last byte (RSA, or ECDSA's s).
             let mut corrupted = rustls::pki_types::CertificateSigningRequestDer::from_pem_slice(pem.as_bytes())
@@ -305,14 +304,7 @@ mod tests {
                 .to_vec();
             *corrupted.last_mut().expect("not empty") ^= 0x01;
             std::fs::write(&path, &corrupted).expect("write CSR");
-            let refused = std::process::Command::new("openssl")
-                .args(["req", "-verify", "-noout", "-inform", "DER", "-in"])
-                .arg(&path)
-                .output()
-                .expect("openssl runs");
-            // OpenSSL 3.0 exits 0 either way; its verdict is in the message.
-            let said =
-                String::from_utf8_lossy(&refused.stderr).into_owned() + &String::from_utf8_lossy(&refused.stdout);
+            let said = openssl_req_verdict(&path, "DER");
             assert!(
                 said.contains("verify failure") && !said.contains("verify OK"),
                 "{key_type}: a corrupted CSR must not verify: {said}"

@@ -212,6 +212,31 @@ pub async fn start_manager(dir: &Path, vault_internal: SocketAddr, extra_args: &
     Service::spawn(command, log, &["api"]).await
 }
 
+/// Runs `openssl` (installed by `setup.sh`) and returns its stdout; fails with its stderr.
+pub fn openssl(args: &[&str]) -> Result<Vec<u8>> {
+    let output = std::process::Command::new("openssl").args(args).output()?;
+    if !output.status.success() {
+        bail!("openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(output.stdout)
+}
+
+/// Writes a new RSA-2048 private key made in software by OpenSSL to `pem` (for tests that
+/// must know a key's secret: the memory scan, the key-file scan's control).
+pub fn openssl_rsa_key(pem: &Path) -> Result<()> {
+    let out = pem.to_string_lossy();
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        &out,
+    ])
+    .map(drop)
+}
+
 /// A loopback port that was free a moment ago (for the one case where a service must
 /// know another's address before that one starts).
 pub fn free_port() -> Result<u16> {

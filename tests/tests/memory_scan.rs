@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use e2e::memscan::{pkcs1_integers, scan};
-use e2e::{TokenServer, https_client, read_at, start_manager_isolated, start_vault_isolated};
+use e2e::{TokenServer, https_client, openssl, read_at, start_manager_isolated, start_vault_isolated};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -29,21 +29,8 @@ fn software_key(dir: &Path, name: &str) -> Result<SoftwareKey> {
     let pem = dir.join(format!("{name}.pem"));
     let pkcs1 = dir.join(format!("{name}.pkcs1.der"));
     let pkcs8 = dir.join(format!("{name}.pkcs8.der"));
-    let openssl = |args: &[&str]| -> Result<()> {
-        let status = Command::new("openssl").args(args).stderr(Stdio::null()).status()?;
-        ensure!(status.success(), "openssl {args:?} failed");
-        Ok(())
-    };
     let (pem_s, pkcs1_s, pkcs8_s) = (pem.to_string_lossy(), pkcs1.to_string_lossy(), pkcs8.to_string_lossy());
-    openssl(&[
-        "genpkey",
-        "-algorithm",
-        "RSA",
-        "-pkeyopt",
-        "rsa_keygen_bits:2048",
-        "-out",
-        &pem_s,
-    ])?;
+    e2e::openssl_rsa_key(&pem)?;
     openssl(&[
         "rsa",
         "-in",
@@ -54,8 +41,16 @@ fn software_key(dir: &Path, name: &str) -> Result<SoftwareKey> {
         "-out",
         &pkcs1_s,
     ])?;
-    openssl(&["pkey", "-in", &pem_s, "-outform", "DER", "-out", &pkcs8_s])?;
+    // `openssl pkey -outform DER` writes PKCS#1 for RSA keys in OpenSSL 3.0; pkcs8 -topk8 is PKCS#8.
+    openssl(&[
+        "pkcs8", "-topk8", "-nocrypt", "-in", &pem_s, "-outform", "DER", "-out", &pkcs8_s,
+    ])?;
     let pkcs1_der = std::fs::read(&pkcs1)?;
+    let pkcs8_der = std::fs::read(&pkcs8)?;
+    ensure!(
+        pkcs8_der != pkcs1_der && pkcs8_der.len() > pkcs1_der.len(),
+        "PKCS#8 wraps PKCS#1"
+    );
     let ints = pkcs1_integers(&pkcs1_der)?;
     ensure!(ints.len() == 9, "not an RSAPrivateKey");
     let mut patterns = Vec::new();
@@ -66,7 +61,7 @@ fn software_key(dir: &Path, name: &str) -> Result<SoftwareKey> {
         patterns.push((format!("{name}.{label} little-endian"), little));
     }
     patterns.push((format!("{name} PKCS#1 DER"), pkcs1_der));
-    patterns.push((format!("{name} PKCS#8 DER"), std::fs::read(&pkcs8)?));
+    patterns.push((format!("{name} PKCS#8 DER"), pkcs8_der));
     Ok(SoftwareKey {
         pem,
         pkcs1,

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
-use e2e::{System, binary, dev_dir, dev_tls_key, private_softhsm, start_vault};
+use anyhow::{Context, Result, ensure};
+use e2e::{System, binary, dev_dir, dev_tls_key, openssl, private_softhsm, start_vault};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, SubjectPublicKeyInfoDer};
 use rustls::sign::SigningKey;
@@ -270,28 +270,12 @@ fn files_under(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-fn openssl(args: &[&str]) -> Result<Vec<u8>> {
-    let output = std::process::Command::new("openssl").args(args).output()?;
-    if !output.status.success() {
-        bail!("openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    }
-    Ok(output.stdout)
-}
-
 #[test]
 fn provisioning_leaves_no_private_key_in_any_file_under_dev() -> Result<()> {
     // The scanner first proves it finds each form of planted key, embedded in other bytes.
     let dir = tempfile::tempdir()?;
     let rsa_pem = dir.path().join("rsa.pem");
-    openssl(&[
-        "genpkey",
-        "-algorithm",
-        "RSA",
-        "-pkeyopt",
-        "rsa_keygen_bits:2048",
-        "-out",
-        &rsa_pem.to_string_lossy(),
-    ])?;
+    e2e::openssl_rsa_key(&rsa_pem)?;
     let rsa = rsa_pem.to_string_lossy().into_owned();
     let planted = [
         ("PEM private key", std::fs::read(&rsa_pem)?),
