@@ -106,6 +106,8 @@ async fn generate_ec_p256_key_pair(pool: &TokenPool, label: &str, id: &[u8]) -> 
             Attribute::Id(id.clone()),
             Attribute::EcParams(P256_PARAMS.to_vec()),
             Attribute::Verify(true),
+            Attribute::Encrypt(false),
+            Attribute::Wrap(false),
         ];
         let private = [
             Attribute::Token(true),
@@ -114,7 +116,10 @@ async fn generate_ec_p256_key_pair(pool: &TokenPool, label: &str, id: &[u8]) -> 
             Attribute::Extractable(false),
             Attribute::Label(label.as_bytes().to_vec()),
             Attribute::Id(id.clone()),
+            // Sign only: SoftHSM's defaults would also allow decrypt and unwrap.
             Attribute::Sign(true),
+            Attribute::Decrypt(false),
+            Attribute::Unwrap(false),
             Attribute::Derive(false),
         ];
         session

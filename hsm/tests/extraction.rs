@@ -1,4 +1,5 @@
-//! The provisioned private keys cannot be read or wrapped out of their tokens.
+//! The provisioned private keys — the RSA signing and wrapping keys, the TLS keys and the dev
+//! CA's key — cannot be read or wrapped out of their tokens.
 //!
 //! Written against raw cryptoki, as an attacker holding the user PIN would use the token,
 //! not through the `hsm` crate whose claims are being tested.
@@ -8,7 +9,7 @@ use std::path::{Path, PathBuf};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error, RvError};
 use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, AttributeInfo, AttributeType, ObjectClass, ObjectHandle};
+use cryptoki::object::{Attribute, AttributeInfo, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use secrecy::SecretString;
 
@@ -56,26 +57,67 @@ fn provisioned_private_keys_cannot_be_read_or_wrapped_out_of_their_tokens() -> R
     let ctx = Pkcs11::new(module)?;
     ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))?;
 
-    for (token, label) in [("manager", "manager-signing"), ("vault", "vault-wrapping")] {
+    let keys = [
+        ("manager", "manager-signing"),
+        ("vault", "vault-wrapping"),
+        ("manager", "manager-tls"),
+        ("manager", "manager-client-tls"),
+        ("vault", "vault-tls"),
+        ("vault", "vault-internal-tls"),
+        ("dev-ca", "dev-ca"),
+    ];
+    for (token, label) in keys {
         let session = logged_in_session(&ctx, token)?;
         let key = private_key(&session, label)?;
+        let key_type = session
+            .get_attributes(key, &[AttributeType::KeyType])?
+            .into_iter()
+            .find_map(|a| match a {
+                Attribute::KeyType(t) => Some(t),
+                _ => None,
+            });
 
         // The private components are sensitive: the token will not return them.
         // (cryptoki's get_attributes silently drops sensitive attributes, so ask for
         // their info, which reports the refusal.)
-        let secret_parts = [
-            AttributeType::PrivateExponent,
-            AttributeType::Prime1,
-            AttributeType::Prime2,
-            AttributeType::Exponent1,
-            AttributeType::Exponent2,
-            AttributeType::Coefficient,
-        ];
-        for info in session.get_attribute_info(key, &secret_parts)? {
+        let secret_parts: &[AttributeType] = match key_type {
+            Some(KeyType::RSA) => &[
+                AttributeType::PrivateExponent,
+                AttributeType::Prime1,
+                AttributeType::Prime2,
+                AttributeType::Exponent1,
+                AttributeType::Exponent2,
+                AttributeType::Coefficient,
+            ],
+            // An EC private key's secret is its CKA_VALUE (the scalar).
+            Some(KeyType::EC) => &[AttributeType::Value],
+            other => panic!("{token}/{label}: unexpected key type {other:?}"),
+        };
+        for info in session.get_attribute_info(key, secret_parts)? {
             assert!(matches!(info, AttributeInfo::Sensitive), "{token}/{label}: {info:?}");
         }
-        let read = session.get_attributes(key, &[AttributeType::PrivateExponent])?;
-        assert!(read.is_empty(), "{token}/{label}: CKA_PRIVATE_EXPONENT was returned");
+        let read = session.get_attributes(key, secret_parts)?;
+        assert!(
+            read.is_empty(),
+            "{token}/{label}: a private component was returned: {read:?}"
+        );
+
+        // Least privilege: only vault's wrapping key decrypts; every other key only signs.
+        let decrypts = label == "vault-wrapping";
+        for (usage, allowed) in [
+            (AttributeType::Sign, !decrypts),
+            (AttributeType::Decrypt, decrypts),
+            (AttributeType::Unwrap, decrypts),
+        ] {
+            let value = session
+                .get_attributes(key, &[usage])?
+                .into_iter()
+                .find_map(|a| match a {
+                    Attribute::Sign(v) | Attribute::Decrypt(v) | Attribute::Unwrap(v) => Some(v),
+                    _ => None,
+                });
+            assert_eq!(value, Some(allowed), "{token}/{label}: {usage:?}");
+        }
 
         // The flags say so, and say it was always so (generated inside the token).
         let flags = session.get_attributes(
