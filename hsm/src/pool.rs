@@ -182,16 +182,27 @@ impl TokenPool {
     }
 
     /// Runs `op` on the calling thread, for callers that cannot await (rustls signs
-    /// synchronously inside the handshake). Same sessions and recovery as [`Self::run`],
-    /// without the queue bound and timeout: keep `op` to one short token operation.
+    /// synchronously inside the handshake). Same sessions, bound and recovery as
+    /// [`Self::run`]: keep `op` to one short token operation.
     ///
-    /// On a multi-threaded tokio worker the call runs under `block_in_place`, so the worker's
-    /// other tasks move to another thread instead of waiting out a token round trip.
-    pub(crate) fn run_sync<T>(&self, op: impl Fn(&Session) -> Result<T>) -> Result<T> {
+    /// On a multi-threaded tokio runtime the call waits for a permit (at most the operation
+    /// timeout) and runs under `block_in_place`, so the worker's other tasks move to another
+    /// thread instead of waiting out a token round trip. Elsewhere (a current-thread runtime,
+    /// a plain thread: the admin tools) it runs directly.
+    pub(crate) fn run_sync<T>(&self, operation: &'static str, op: impl Fn(&Session) -> Result<T>) -> Result<T> {
         let call = || self.inner.run_blocking(&op);
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(call)
+                tokio::task::block_in_place(|| {
+                    let timeout = self.inner.config.operation_timeout;
+                    let permit = runtime
+                        .block_on(tokio::time::timeout(timeout, self.inner.permits.acquire()))
+                        .map_err(|_| Error::TimedOut { operation, timeout })?
+                        .expect("the pool's semaphore is never closed");
+                    let result = call();
+                    drop(permit);
+                    result
+                })
             }
             _ => call(),
         }

@@ -318,7 +318,7 @@ impl TokenTlsKey {
         match (self.public.key_type, scheme) {
             (TlsKeyType::EcdsaP256, SignatureScheme::ECDSA_NISTP256_SHA256) => {
                 let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, message);
-                let raw = self.pool.run_sync(|session| {
+                let raw = self.pool.run_sync("ECDSA sign", |session| {
                     let key = find_key(session, KeyClass::Private, &label)?;
                     session
                         .sign(&Mechanism::Ecdsa, key, digest.as_ref())
@@ -332,8 +332,9 @@ impl TokenTlsKey {
                     _ => RsaScheme::Rs256,
                 };
                 let input = signing_input(algorithm, message);
-                self.pool
-                    .run_sync(|session| sign_in_session(session, &label, algorithm, &input))
+                self.pool.run_sync("RSA sign", |session| {
+                    sign_in_session(session, &label, algorithm, &input)
+                })
             }
             _ => Err(unusable("signature scheme does not fit the key type")),
         }
@@ -412,6 +413,7 @@ fn raw_to_der(raw: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::TokenConfig;
     use crate::test_support::{hsm_test_config, module};
     use aws_lc_rs::signature::{
         ECDSA_P256_SHA256_ASN1, RSA_PKCS1_2048_8192_SHA256, RSA_PSS_2048_8192_SHA256, UnparsedPublicKey,
@@ -476,6 +478,32 @@ mod tests {
         );
         assert!(key.choose_scheme(&[SignatureScheme::ECDSA_NISTP256_SHA256]).is_none());
         assert!(key.sign(SignatureScheme::ECDSA_NISTP256_SHA256, b"x").is_err());
+        crate::destroy_key_pair(&pool, &label).await
+    }
+
+    /// In the services rustls signs on tokio worker threads: the signature must wait for a
+    /// session under the pool's bound there, without blocking the runtime or panicking.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tls_signatures_from_worker_threads_share_the_pools_sessions() -> Result<()> {
+        let config = TokenConfig {
+            sessions: 1,
+            ..hsm_test_config()?
+        };
+        let pool = TokenPool::connect(&module()?, config).await?;
+        let label = format!("tls-workers-{}", std::process::id());
+        generate_tls_key_pair(&pool, &label, &[3], TlsKeyType::EcdsaP256).await?;
+        let key = TokenTlsKey::load(pool.clone(), &label).await?;
+        let tasks: Vec<_> = (0..8u8)
+            .map(|i| {
+                let key = key.clone();
+                tokio::spawn(async move { key.sign(SignatureScheme::ECDSA_NISTP256_SHA256, &[i; 32]) })
+            })
+            .collect();
+        let verifier = UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, key.public_key_info().subject_public_key());
+        for (i, task) in (0..8u8).zip(tasks) {
+            let signature = task.await.map_err(Error::Worker)??;
+            assert!(verifier.verify(&[i; 32], &signature).is_ok());
+        }
         crate::destroy_key_pair(&pool, &label).await
     }
 
