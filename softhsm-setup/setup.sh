@@ -3,7 +3,8 @@
 #   - installs softhsm2, opensc, openssl, curl, p11-kit (+ client module) and postgresql
 #     (for the tests) when missing;
 #   - .dev/softhsm2.conf with a private token directory;
-#   - tokens "manager", "vault" and "hsm-test" (for the hsm crate's tests) with random SO and user PINs in 0600 files;
+#   - tokens "manager", "vault", "dev-ca" and "hsm-test" (for the hsm crate's tests) with random SO
+#     and user PINs in 0600 files (the PINs are the only secrets .dev/ holds in the clear);
 #   - manager's RS256 signing key and vault's RSA-OAEP wrapping key, generated inside
 #     the tokens (sensitive, non-extractable) by hsm-admin;
 #   - the public halves exported as JWK (kid = RFC 7638 thumbprint) and PEM;
