@@ -27,6 +27,7 @@
 
 pub mod certificates;
 mod decrypt;
+mod der;
 mod error;
 mod export;
 mod keys;

@@ -144,6 +144,40 @@ pub struct RsaPrivateComponents {
     pub qinv: Vec<u8>,
 }
 
+impl RsaPrivateComponents {
+    /// Reads a PKCS#1 `RSAPrivateKey ::= SEQUENCE { version, n, e, d, p, q, dp, dq, qinv }`
+    /// (`openssl rsa -traditional -outform DER`); `None` if `der` is anything else.
+    pub fn from_pkcs1_der(der: &[u8]) -> Option<Self> {
+        let (mut body, rest) = crate::der::der_value(der, 0x30)?;
+        if !rest.is_empty() {
+            return None;
+        }
+        // Zeroizing: whatever is not moved into the result is wiped, also on early return.
+        let mut ints: Vec<zeroize::Zeroizing<Vec<u8>>> = Vec::with_capacity(9);
+        while !body.is_empty() {
+            let (value, rest) = crate::der::der_value(body, 0x02)?;
+            let start = value.iter().position(|&b| b != 0).unwrap_or(value.len());
+            ints.push(zeroize::Zeroizing::new(value[start..].to_vec()));
+            body = rest;
+        }
+        // Nine INTEGERs, version 0 (two primes).
+        if ints.len() != 9 || !ints[0].is_empty() {
+            return None;
+        }
+        let mut take = |i: usize| std::mem::take(&mut *ints[i]);
+        Some(Self {
+            n: take(1),
+            e: take(2),
+            d: take(3),
+            p: take(4),
+            q: take(5),
+            dp: take(6),
+            dq: take(7),
+            qinv: take(8),
+        })
+    }
+}
+
 impl Drop for RsaPrivateComponents {
     fn drop(&mut self) {
         use zeroize::Zeroize;
@@ -218,4 +252,103 @@ pub async fn import_rsa_key_pair(pool: &TokenPool, spec: RsaKeySpec, key: RsaPri
         Ok(Generated::Created)
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{hsm_test_config, module};
+    use crate::{SignatureAlgorithm, Signer, rsa_public_key};
+    use cryptoki::object::{AttributeInfo, AttributeType};
+
+    fn openssl(args: &[&str]) -> Vec<u8> {
+        let output = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl runs");
+        assert!(output.status.success(), "openssl {args:?}");
+        output.stdout
+    }
+
+    /// A key made in software by OpenSSL, imported: the token signs with it (checked by
+    /// aws-lc against OpenSSL's public key), and its private parts are then sensitive.
+    #[tokio::test]
+    async fn an_imported_software_key_signs_in_the_token_and_cannot_be_read_back() -> Result<()> {
+        let dir = std::env::temp_dir().join(format!("import-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let pem = dir.join("key.pem");
+        openssl(&[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            &pem.to_string_lossy(),
+        ]);
+        let der = openssl(&["rsa", "-in", &pem.to_string_lossy(), "-traditional", "-outform", "DER"]);
+        std::fs::remove_dir_all(&dir).ok();
+        let parse = || RsaPrivateComponents::from_pkcs1_der(&der).expect("PKCS#1");
+        let (n, e) = {
+            let key = parse();
+            (key.n.clone(), key.e.clone())
+        };
+
+        let pool = TokenPool::connect(&module()?, hsm_test_config()?).await?;
+        let label = format!("imported-{}", std::process::id());
+        let spec = || RsaKeySpec {
+            label: label.clone(),
+            id: vec![0x51],
+            bits: 0,
+            usage: KeyUsage::Sign,
+        };
+        assert_eq!(import_rsa_key_pair(&pool, spec(), parse()).await?, Generated::Created);
+        assert_eq!(
+            import_rsa_key_pair(&pool, spec(), parse()).await?,
+            Generated::AlreadyPresent
+        );
+        assert_eq!(rsa_public_key(&pool, &label).await?.modulus(), n.as_slice());
+
+        let message = b"signed by an imported key";
+        let signature = Signer::new(pool.clone(), label.clone(), SignatureAlgorithm::Rs256)
+            .sign(message)
+            .await?;
+        let public = aws_lc_rs::signature::RsaPublicKeyComponents { n: &n, e: &e };
+        assert!(
+            public
+                .verify(&aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256, message, &signature)
+                .is_ok()
+        );
+
+        let private_label = label.clone();
+        let infos = pool
+            .run("read attribute info", move |session| {
+                let key = find_key(session, KeyClass::Private, &private_label)?;
+                session
+                    .get_attribute_info(key, &[AttributeType::PrivateExponent, AttributeType::Prime1])
+                    .map_err(Error::pkcs11("attribute info"))
+            })
+            .await?;
+        assert!(infos.iter().all(|i| matches!(i, AttributeInfo::Sensitive)), "{infos:?}");
+        crate::destroy_key_pair(&pool, &label).await
+    }
+
+    #[test]
+    fn pkcs1_parsing_refuses_anything_but_a_two_prime_rsa_private_key() {
+        assert!(RsaPrivateComponents::from_pkcs1_der(b"").is_none());
+        assert!(RsaPrivateComponents::from_pkcs1_der(&[0x30, 0x03, 0x02, 0x01, 0x00]).is_none());
+        // Nine INTEGERs but version 1 (multi-prime).
+        let mut body = vec![0x02, 0x01, 0x01];
+        for _ in 0..8 {
+            body.extend([0x02, 0x01, 0x05]);
+        }
+        let mut der = vec![0x30, body.len() as u8];
+        der.extend(&body);
+        assert!(RsaPrivateComponents::from_pkcs1_der(&der).is_none());
+        der[4] = 0x00; // version 0
+        let key = RsaPrivateComponents::from_pkcs1_der(&der).expect("well formed");
+        assert_eq!((key.n.as_slice(), key.qinv.as_slice()), (&[5u8][..], &[5u8][..]));
+        der.push(0); // trailing byte
+        assert!(RsaPrivateComponents::from_pkcs1_der(&der).is_none());
+    }
 }

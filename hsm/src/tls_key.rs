@@ -13,6 +13,7 @@ use rustls::pki_types::SubjectPublicKeyInfoDer;
 use rustls::sign::{Signer as TlsSigner, SigningKey};
 use rustls::{SignatureAlgorithm, SignatureScheme};
 
+use crate::der::der_value;
 use crate::error::{Error, Result};
 use crate::export::read_rsa_public;
 use crate::keys::{KeyClass, find_key, key_exists};
@@ -239,23 +240,6 @@ impl PublicKeyInfo {
             }
         }
     }
-}
-
-/// The value of the DER element at the start of `input` if its tag is `tag`, and what
-/// follows it. Definite lengths up to 64 KiB only (all a public key needs).
-fn der_value(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
-    let (&found, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = match first {
-        l if l < 0x80 => (usize::from(l), rest),
-        0x81 => (usize::from(*rest.first()?), &rest[1..]),
-        0x82 => (
-            usize::from(u16::from_be_bytes([*rest.first()?, *rest.get(1)?])),
-            &rest[2..],
-        ),
-        _ => return None,
-    };
-    (found == tag && rest.len() >= len).then(|| rest.split_at(len))
 }
 
 /// A rustls signing key (and an rcgen certificate signer, see [`crate::certificates`])

@@ -234,7 +234,8 @@ async fn main() -> anyhow::Result<()> {
             let der = zeroize::Zeroizing::new(
                 std::fs::read(&pkcs1_der).with_context(|| format!("reading {}", pkcs1_der.display()))?,
             );
-            let components = parse_pkcs1(&der).context("not a PKCS#1 RSAPrivateKey")?;
+            let components = hsm::RsaPrivateComponents::from_pkcs1_der(&der)
+                .with_context(|| format!("{} is not a PKCS#1 RSAPrivateKey (DER)", pkcs1_der.display()))?;
             let pool = connect(&module, &cli.token, pin).await?;
             let label = key.label;
             match hsm::import_rsa_key_pair(&pool, spec, components).await? {
@@ -413,46 +414,6 @@ async fn connect_with(
     hsm::TokenPool::connect(module, config)
         .await
         .with_context(|| format!("could not open token {token:?} in {}", module.path().display()))
-}
-
-/// PKCS#1 `RSAPrivateKey ::= SEQUENCE { version, n, e, d, p, q, dp, dq, qinv }`.
-fn parse_pkcs1(der: &[u8]) -> anyhow::Result<hsm::RsaPrivateComponents> {
-    fn tlv(input: &[u8], tag: u8) -> anyhow::Result<(&[u8], &[u8])> {
-        anyhow::ensure!(input.len() >= 2 && input[0] == tag, "expected DER tag {tag:#x}");
-        let (len, header) = match input[1] {
-            l if l < 0x80 => (usize::from(l), 2),
-            0x81 => (usize::from(*input.get(2).context("truncated")?), 3),
-            0x82 => (
-                usize::from(u16::from_be_bytes([input[2], *input.get(3).context("truncated")?])),
-                4,
-            ),
-            _ => anyhow::bail!("unsupported DER length"),
-        };
-        let end = header + len;
-        anyhow::ensure!(input.len() >= end, "truncated DER");
-        Ok((&input[header..end], &input[end..]))
-    }
-    let (mut body, _) = tlv(der, 0x30)?;
-    let mut ints = Vec::new();
-    while !body.is_empty() {
-        let (value, rest) = tlv(body, 0x02)?;
-        let start = value.iter().position(|&b| b != 0).unwrap_or(value.len());
-        ints.push(value[start..].to_vec());
-        body = rest;
-    }
-    anyhow::ensure!(ints.len() == 9, "expected 9 integers, found {}", ints.len());
-    let mut it = ints.into_iter().skip(1);
-    let mut next = || it.next().unwrap_or_default();
-    Ok(hsm::RsaPrivateComponents {
-        n: next(),
-        e: next(),
-        d: next(),
-        p: next(),
-        q: next(),
-        dp: next(),
-        dq: next(),
-        qinv: next(),
-    })
 }
 
 fn decode_hex(hex: &str) -> anyhow::Result<Vec<u8>> {
