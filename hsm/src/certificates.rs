@@ -187,7 +187,7 @@ impl rcgen::SigningKey for CertSigner<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{hsm_test_config, module};
+    use crate::test_support::{hsm_test_config, module, openssl_output};
     use crate::{TokenPool, generate_tls_key_pair};
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -213,12 +213,9 @@ mod tests {
     /// What `openssl req -verify` says of the request in `path` (OpenSSL 3.0 exits 0 either
     /// way; the verdict is in the message).
     fn openssl_req_verdict(path: &std::path::Path, form: &str) -> String {
-        let output = std::process::Command::new("openssl")
-            .args(["req", "-verify", "-noout", "-inform", form, "-in"])
-            .arg(path)
-            .output()
-            .expect("openssl runs");
-        String::from_utf8_lossy(&output.stderr).into_owned() + &String::from_utf8_lossy(&output.stdout)
+        let path = path.to_string_lossy();
+        let (stdout, stderr, _) = openssl_output(&["req", "-verify", "-noout", "-inform", form, "-in", &path]);
+        stderr + &String::from_utf8_lossy(&stdout)
     }
 
     /// A CA key (P-256) and a server key of each type, all in the `hsm-test` token; the

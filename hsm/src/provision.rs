@@ -257,18 +257,9 @@ pub async fn import_rsa_key_pair(pool: &TokenPool, spec: RsaKeySpec, key: RsaPri
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{hsm_test_config, module};
+    use crate::test_support::{hsm_test_config, module, openssl};
     use crate::{SignatureAlgorithm, Signer, rsa_public_key};
     use cryptoki::object::{AttributeInfo, AttributeType};
-
-    fn openssl(args: &[&str]) -> Vec<u8> {
-        let output = std::process::Command::new("openssl")
-            .args(args)
-            .output()
-            .expect("openssl runs");
-        assert!(output.status.success(), "openssl {args:?}");
-        output.stdout
-    }
 
     /// A key made in software by OpenSSL, imported: the token signs with it (checked by
     /// aws-lc against OpenSSL's public key), and its private parts are then sensitive.

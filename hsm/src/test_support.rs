@@ -67,3 +67,21 @@ fn rand_suffix() -> u64 {
     aws_lc_rs::rand::fill(&mut bytes).expect("system RNG");
     u64::from_le_bytes(bytes)
 }
+
+/// Runs `openssl` (installed by `setup.sh`), an independent implementation to check against;
+/// returns its stdout and stderr, in that order, and whether it exited 0.
+pub(crate) fn openssl_output(args: &[&str]) -> (Vec<u8>, String, bool) {
+    let output = std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl runs (softhsm-setup/setup.sh installs it)");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.stdout, stderr, output.status.success())
+}
+
+/// Runs `openssl` and returns its stdout; panics if it fails.
+pub(crate) fn openssl(args: &[&str]) -> Vec<u8> {
+    let (stdout, stderr, ok) = openssl_output(args);
+    assert!(ok, "openssl {args:?}: {stderr}");
+    stdout
+}
