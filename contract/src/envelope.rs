@@ -121,14 +121,7 @@ impl Recipient {
     /// Builds the recipient from vault's exported JWK; `kid` is recomputed from the key
     /// (RFC 7638) rather than trusted from the file.
     pub fn from_jwk(jwk: &Jwk) -> Result<Self, EnvelopeError> {
-        let public = RsaPublicKey::from_jwk(jwk)?;
-        let der = public.spki_der()?;
-        let key = PublicEncryptingKey::from_der(&der).map_err(|_| KeyError::Invalid)?;
-        let key = OaepPublicEncryptingKey::new(key).map_err(|_| KeyError::Invalid)?;
-        Ok(Self {
-            key,
-            kid: public.thumbprint(),
-        })
+        Self::from_public_key(&RsaPublicKey::from_jwk(jwk)?)
     }
 
     /// The recipient for an RSA public key (its `kid` is the key's thumbprint).

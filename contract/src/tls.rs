@@ -19,7 +19,7 @@ pub enum TlsError {
     /// A PEM file could not be read or parsed.
     #[error("cannot read {what} from {path}")]
     Pem {
-        /// "certificate chain", "private key" or "CA certificate".
+        /// "certificate chain" or "CA certificate".
         what: &'static str,
         /// File path.
         path: PathBuf,

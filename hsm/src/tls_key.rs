@@ -285,11 +285,6 @@ impl TokenTlsKey {
         &self.public
     }
 
-    /// SubjectPublicKeyInfo DER of the key.
-    pub fn spki(&self) -> &[u8] {
-        &self.public.spki
-    }
-
     /// Signs `message` with `scheme` in the token. Supported: ECDSA_NISTP256_SHA256 (DER
     /// signature, the TLS and X.509 form) for P-256 keys; RSA_PSS_SHA256 and
     /// RSA_PKCS1_SHA256 for RSA keys.

@@ -221,6 +221,21 @@ pub fn openssl(args: &[&str]) -> Result<Vec<u8>> {
     Ok(output.stdout)
 }
 
+/// Runs `hsm-admin` against the token copies in `dir` (see [`private_softhsm`]) with the
+/// `.dev/` PIN of `token`; insists on success and returns its stdout.
+pub fn hsm_admin(dir: &Path, token: &str, args: &[&str]) -> Result<String> {
+    let output = std::process::Command::new(binary("hsm-admin")?)
+        .env("SOFTHSM2_CONF", private_softhsm(dir)?)
+        .args(["--token", token, "--pin-file"])
+        .arg(dev_dir()?.join(format!("pins/{token}.pin")))
+        .args(args)
+        .output()?;
+    if !output.status.success() {
+        bail!("hsm-admin {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
 /// Writes a new RSA-2048 private key made in software by OpenSSL to `pem` (for tests that
 /// must know a key's secret: the memory scan, the key-file scan's control).
 pub fn openssl_rsa_key(pem: &Path) -> Result<()> {
@@ -382,6 +397,12 @@ impl System {
             .args(args)
             .output()?;
         Ok(output)
+    }
+
+    /// manager's published JWK Set.
+    pub async fn manager_jwks(&self) -> Result<Value> {
+        let response = self.http.get(self.manager_url("/.well-known/jwks.json")).send().await?;
+        Ok(response.json().await?)
     }
 
     /// `https://<manager>/<path>`.

@@ -71,28 +71,20 @@ fn software_key(dir: &Path, name: &str) -> Result<SoftwareKey> {
 
 /// Imports the key into this test's copy of `token` as the newest generation of `label`.
 fn import(dir: &Path, token: &str, label: &str, usage: &str, pkcs1: &Path) -> Result<()> {
-    let output = Command::new(e2e::binary("hsm-admin")?)
-        .env("SOFTHSM2_CONF", e2e::private_softhsm(dir)?)
-        .args(["--token", token, "--pin-file"])
-        .arg(e2e::dev_dir()?.join(format!("pins/{token}.pin")))
-        .args([
-            "import-rsa",
-            "--label",
-            &format!("{label}.99"),
-            "--id",
-            "63",
-            "--usage",
-            usage,
-            "--pkcs1-der",
-        ])
-        .arg(pkcs1)
-        .output()?;
-    ensure!(
-        output.status.success(),
-        "import: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(())
+    let label = format!("{label}.99");
+    let pkcs1 = pkcs1.to_string_lossy();
+    let args = [
+        "import-rsa",
+        "--label",
+        &label,
+        "--id",
+        "63",
+        "--usage",
+        usage,
+        "--pkcs1-der",
+        &pkcs1,
+    ];
+    e2e::hsm_admin(dir, token, &args).map(drop)
 }
 
 #[tokio::test]

@@ -17,13 +17,7 @@ fn kid_of(token: &str) -> Result<String> {
 }
 
 async fn jwks_kids(system: &System) -> Result<Vec<String>> {
-    let jwks: serde_json::Value = system
-        .http
-        .get(system.manager_url("/.well-known/jwks.json"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let jwks = system.manager_jwks().await?;
     Ok(jwks["keys"]
         .as_array()
         .into_iter()

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, ensure};
-use e2e::{System, binary, dev_dir, dev_tls_key, openssl, private_softhsm, start_vault};
+use anyhow::{Context, Result};
+use e2e::{System, dev_dir, dev_tls_key, hsm_admin, openssl, start_vault};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, SubjectPublicKeyInfoDer};
 use rustls::sign::SigningKey;
@@ -128,31 +128,15 @@ async fn every_listener_presents_the_certificate_of_a_key_held_in_its_token() ->
         let key = dev_tls_key(token, label).await?;
         assert_eq!(
             certificate_spki(&handshake.certificate)?,
-            key.spki(),
+            key.public_key_info().spki_der(),
             "{name}'s certificate must carry the public half of {label:?} in token {token:?}"
         );
         assert_eq!(key.public_key_info().key_type(), hsm::TlsKeyType::EcdsaP256, "{name}");
-        seen.push(key.spki().to_vec());
+        seen.push(key.public_key_info().spki_der().to_vec());
     }
     seen.dedup();
     assert_eq!(seen.len(), 3, "each listener has a key of its own");
     Ok(())
-}
-
-/// hsm-admin against the tokens copied into `dir` (SoftHSM), with the `.dev/` PINs.
-fn hsm_admin(dir: &Path, token: &str, args: &[&str]) -> Result<String> {
-    let output = std::process::Command::new(binary("hsm-admin")?)
-        .env("SOFTHSM2_CONF", private_softhsm(dir)?)
-        .args(["--token", token, "--pin-file"])
-        .arg(dev_dir()?.join(format!("pins/{token}.pin")))
-        .args(args)
-        .output()?;
-    ensure!(
-        output.status.success(),
-        "hsm-admin {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 #[tokio::test]

@@ -64,13 +64,7 @@ async fn a_hundred_concurrent_store_and_read_pairs_all_return_their_own_secret()
 async fn tokens_carry_the_kid_published_in_managers_jwks() -> Result<()> {
     let system = System::start().await?;
     let stored = system.store("carol", "x").await?;
-    let jwks: serde_json::Value = system
-        .http
-        .get(system.manager_url("/.well-known/jwks.json"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let jwks = system.manager_jwks().await?;
     let header = e2e::compact_part(&stored.access_token, 0)?;
     assert_eq!(header["alg"], "RS256");
     assert_eq!(header["typ"], "JWT");

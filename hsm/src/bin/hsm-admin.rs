@@ -343,13 +343,14 @@ async fn main() -> anyhow::Result<()> {
             seconds,
             concurrency,
         } => {
-            let pool = connect_with(&module, &cli.token, pin, concurrency.max(1)).await?;
+            let threads = concurrency.max(1);
+            let pool = connect_with(&module, &cli.token, pin, threads).await?;
             let key = hsm::TokenTlsKey::load(pool, &label).await?;
-            let rate = bench(&key, Duration::from_secs(seconds), concurrency.max(1))?;
+            let rate = bench(&key, Duration::from_secs(seconds), threads)?;
             println!(
                 "{} sign/s: {rate:.0} ({} thread(s), {})",
                 key.public_key_info().key_type(),
-                concurrency.max(1),
+                threads,
                 module.path().display()
             );
         }
