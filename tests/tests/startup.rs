@@ -14,7 +14,11 @@ async fn fails_with(name: &str, args: &[&str]) -> Result<String> {
         .args(args)
         .args(["--listen", "127.0.0.1:0"].iter().filter(|_| name == "manager"));
     if name == "vault" {
+        // A database of its own: tests run in parallel and must never share (or race to
+        // migrate) the development database.
+        let database = format!("sqlite://{}", dir.path().join("vault.db").display());
         command.args(["--listen-public", "127.0.0.1:0", "--listen-internal", "127.0.0.1:0"]);
+        command.args(["--database-url", &database]);
     }
     command.kill_on_drop(true);
     let output = tokio::time::timeout(Duration::from_secs(30), command.output()).await??;

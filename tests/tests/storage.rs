@@ -205,3 +205,35 @@ async fn rewrap_updates_only_rows_that_did_not_change_meanwhile(store: Arc<dyn S
     assert_eq!(left.iter().map(|s| s.key_id.as_str()).collect::<Vec<_>>(), ["b"]);
     Ok(())
 }
+
+/// Replicas (or a restart overlapping the old process) open one fresh database at the same
+/// time; each must see the others' migrations instead of applying them twice.
+async fn stores_opening_one_fresh_database_at_once_all_migrate_it(url: &str) -> Result<()> {
+    let mut opening = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let url = url.to_owned();
+        opening.spawn(async move { vault::storage::open(&url).await });
+    }
+    let mut stores = Vec::new();
+    while let Some(opened) = opening.join_next().await {
+        stores.push(opened??);
+    }
+    for (n, store) in stores.iter().enumerate() {
+        let key_id = format!("k{n}");
+        assert_eq!(store.put(&secret(&key_id, "e", None), None).await?, PutOutcome::Created);
+        assert!(stores[0].get(&key_id).await?.is_some());
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn sqlite_stores_opening_one_fresh_database_at_once_all_migrate_it() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let url = format!("sqlite://{}", dir.path().join("fresh.db").display());
+    stores_opening_one_fresh_database_at_once_all_migrate_it(&url).await
+}
+
+#[tokio::test]
+async fn postgres_stores_opening_one_fresh_database_at_once_all_migrate_it() -> Result<()> {
+    stores_opening_one_fresh_database_at_once_all_migrate_it(&e2e::pg::fresh_database().await?).await
+}

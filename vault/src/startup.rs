@@ -15,7 +15,7 @@ use crate::storage::Store;
 use crate::token::{Expectations, TokenVerifier};
 use crate::{AppState, internal_app, public_app};
 
-/// Opens the token, the database and manager's keys, then serves until SIGINT/SIGTERM.
+/// Opens the token, manager's keys, the TLS keys and then the database; serves until SIGINT/SIGTERM.
 /// Every start-up failure comes back with context naming what could not be used.
 pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Result<()> {
     let pool = service_kit::token::connect(
@@ -51,10 +51,6 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
         Duration::from_secs(config.jwks_min_refresh_seconds),
     )
     .await?;
-    let store = crate::storage::open(&config.database_url)
-        .await
-        .with_context(|| format!("cannot open database {}", redact_url(&config.database_url)))?;
-
     let cert = required(&config.tls_cert, "tls-cert")?;
     let key = service_kit::token::tls_key(&pool, &config.tls_key_label).await?;
     let (internal_cert, internal_key) = match &config.internal_tls_cert {
@@ -72,6 +68,10 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
         &config.manager_client_name,
     )
     .context("internal listener TLS")?;
+    // Storage last: a start-up that fails on the token or TLS never creates or migrates a database.
+    let store = crate::storage::open(&config.database_url)
+        .await
+        .with_context(|| format!("cannot open database {}", redact_url(&config.database_url)))?;
 
     let jwks_interval = Duration::from_secs(config.jwks_refresh_seconds.max(1));
     tokio::spawn(sweep_forever(
