@@ -1,6 +1,8 @@
 //! No private key byte in the service processes: with the tokens behind `p11-kit server`,
 //! a scan of vault's and manager's whole memory finds none of the secret material of the
-//! keys they use — while the same scan of `openssl s_server` holding such a key finds it.
+//! keys they use — the wrapping key, the signing key and every TLS key, all imported from
+//! software so the test knows what to look for — while the same scan of `openssl s_server`
+//! holding such a key finds it.
 //!
 //! `MEMSCAN_IN_PROCESS=1 cargo test -p e2e --test memory_scan -- --nocapture` runs the same
 //! scan with SoftHSM loaded into the services (ISOLATION=0), to report what it sees there;
@@ -69,16 +71,16 @@ fn software_key(dir: &Path, name: &str) -> Result<SoftwareKey> {
     })
 }
 
-/// Imports the key into this test's copy of `token` as the newest generation of `label`.
-fn import(dir: &Path, token: &str, label: &str, usage: &str, pkcs1: &Path) -> Result<()> {
-    let label = format!("{label}.99");
-    let pkcs1 = pkcs1.to_string_lossy();
+/// Imports the key into this test's copy of `token` under `label`, sensitive and
+/// non-extractable.
+fn import(dir: &Path, token: &str, label: &str, id: &str, usage: &str, key: &SoftwareKey) -> Result<()> {
+    let pkcs1 = key.pkcs1.to_string_lossy();
     let args = [
         "import-rsa",
         "--label",
-        &label,
+        label,
         "--id",
-        "63",
+        id,
         "--usage",
         usage,
         "--pkcs1-der",
@@ -87,14 +89,69 @@ fn import(dir: &Path, token: &str, label: &str, usage: &str, pkcs1: &Path) -> Re
     e2e::hsm_admin(dir, token, &args).map(drop)
 }
 
+/// Imports `key` as the sign-only TLS key `label` of `token` and has the dev CA (signing in
+/// its own token, from the public key alone) certify it for `purpose` and `name`.
+/// Returns the certificate's path.
+fn import_tls_key(
+    dir: &Path,
+    (token, label, id): (&str, &str, &str),
+    key: &SoftwareKey,
+    (purpose, name): (&str, &str),
+) -> Result<String> {
+    import(dir, token, label, id, "sign", key)?;
+    let public_key = dir.join(format!("{label}.pub.pem")).to_string_lossy().into_owned();
+    let cert = dir.join(format!("{label}.crt")).to_string_lossy().into_owned();
+    openssl(&["rsa", "-in", &key.pem.to_string_lossy(), "-pubout", "-out", &public_key])?;
+    let args = [
+        "issue-certificate",
+        "--ca-label",
+        "dev-ca",
+        "--public-key",
+        &public_key,
+        "--common-name",
+        label,
+        "--name",
+        name,
+        "--purpose",
+        purpose,
+        "--out",
+        &cert,
+    ];
+    e2e::hsm_admin(dir, "dev-ca", &args)?;
+    Ok(cert)
+}
+
 #[tokio::test]
 async fn service_memory_holds_no_private_key_material_while_the_scanner_finds_it_in_openssl() -> Result<()> {
     let dir = tempfile::tempdir()?;
+    // The keys vault unwraps with and manager signs with: the newest generations.
     let vault_key = software_key(dir.path(), "vault-key")?;
     let manager_key = software_key(dir.path(), "manager-key")?;
-    import(dir.path(), "vault", "vault-wrapping", "decrypt", &vault_key.pkcs1)?;
-    import(dir.path(), "manager", "manager-signing", "sign", &manager_key.pkcs1)?;
-    let (vault_pem, vault_secrets, manager_secrets) = (&vault_key.pem, &vault_key.secrets, &manager_key.secrets);
+    import(dir.path(), "vault", "vault-wrapping.99", "63", "decrypt", &vault_key)?;
+    import(dir.path(), "manager", "manager-signing.99", "63", "sign", &manager_key)?;
+    // The TLS keys: vault's (both listeners), manager's server key and its client key.
+    let vault_tls = software_key(dir.path(), "vault-tls-key")?;
+    let manager_tls = software_key(dir.path(), "manager-tls-key")?;
+    let client_tls = software_key(dir.path(), "manager-client-key")?;
+    let vault_cert = import_tls_key(
+        dir.path(),
+        ("vault", "scan-vault-tls", "64"),
+        &vault_tls,
+        ("server", "127.0.0.1"),
+    )?;
+    let manager_cert = import_tls_key(
+        dir.path(),
+        ("manager", "scan-manager-tls", "65"),
+        &manager_tls,
+        ("server", "127.0.0.1"),
+    )?;
+    let client_cert = import_tls_key(
+        dir.path(),
+        ("manager", "scan-manager-client-tls", "66"),
+        &client_tls,
+        ("client", "manager.internal"),
+    )?;
+    let (vault_pem, vault_secrets) = (&vault_key.pem, &vault_key.secrets);
 
     // The control: a process known to hold the vault key must show it to the scanner.
     let cert = dir.path().join("control.crt");
@@ -156,8 +213,32 @@ async fn service_memory_holds_no_private_key_material_while_the_scanner_finds_it
     let jwks = format!("https://127.0.0.1:{manager_port}/.well-known/jwks.json");
     let listen = format!("127.0.0.1:{manager_port}");
     let database = dir.path().join("v.db");
-    let vault_args = ["--manager-jwks", jwks.as_str()];
-    let manager_args = ["--listen", listen.as_str()];
+    // Each service checks at start-up that every certificate carries its key's public half,
+    // so a successful handshake below was signed by the imported key.
+    let vault_args = [
+        "--manager-jwks",
+        jwks.as_str(),
+        "--tls-cert",
+        &vault_cert,
+        "--tls-key-label",
+        "scan-vault-tls",
+        "--internal-tls-cert",
+        &vault_cert,
+        "--internal-tls-key-label",
+        "scan-vault-tls",
+    ];
+    let manager_args = [
+        "--listen",
+        listen.as_str(),
+        "--tls-cert",
+        &manager_cert,
+        "--tls-key-label",
+        "scan-manager-tls",
+        "--client-cert",
+        &client_cert,
+        "--client-key-label",
+        "scan-manager-client-tls",
+    ];
     let vault = if in_process {
         e2e::start_vault(dir.path(), &database, &vault_args).await?
     } else {
@@ -171,6 +252,8 @@ async fn service_memory_holds_no_private_key_material_while_the_scanner_finds_it
     let http = https_client(None)?;
     e2e::wait_ready(&http, &format!("https://{}/readyz", vault.addr("public"))).await?;
     for i in 0..20 {
+        // A new client each round: new handshakes, each signed by the TLS keys in the tokens.
+        let http = https_client(None)?;
         let response = http
             .post(format!("https://{}/api/keys", manager.addr("api")))
             .json(&json!({"user_id": "uma", "key_data": format!("scanned {i}")}))
@@ -202,7 +285,10 @@ async fn service_memory_holds_no_private_key_material_while_the_scanner_finds_it
 
     let vault_pid = vault.pid().context("vault pid")?;
     let manager_pid = manager.pid().context("manager pid")?;
-    let all: Vec<(String, Vec<u8>)> = vault_secrets.iter().chain(manager_secrets.iter()).cloned().collect();
+    let all: Vec<(String, Vec<u8>)> = [&vault_key, &manager_key, &vault_tls, &manager_tls, &client_tls]
+        .iter()
+        .flat_map(|key| key.secrets.iter().cloned())
+        .collect();
     assert_eq!(
         scan(vault_pid, &all)?,
         Vec::<String>::new(),
