@@ -100,15 +100,12 @@ async fn a_token_server_outage_gives_503s_then_vault_recovers_without_a_restart(
     Ok(())
 }
 
-#[tokio::test]
-async fn without_a_token_server_start_up_fails_within_seconds_with_a_clear_line() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let mut command = e2e::service_command("vault", dir.path())?;
+/// Runs vault through `p11-kit-client.so` against `server_address`; it must fail at start-up
+/// within seconds. Returns stderr and its last line.
+async fn vault_start_up_fails(dir: &std::path::Path, server_address: &str, args: &[&str]) -> Result<(String, String)> {
+    let mut command = e2e::service_command("vault", dir)?;
     command
-        .env(
-            "P11_KIT_SERVER_ADDRESS",
-            format!("unix:path={}", dir.path().join("absent.sock").display()),
-        )
+        .env("P11_KIT_SERVER_ADDRESS", server_address)
         .args([
             "--pkcs11-module",
             e2e::P11_KIT_CLIENT,
@@ -117,11 +114,40 @@ async fn without_a_token_server_start_up_fails_within_seconds_with_a_clear_line(
             "--listen-internal",
             "127.0.0.1:0",
         ])
+        .arg("--database-url")
+        .arg(format!("sqlite://{}", dir.join("v.db").display()))
+        .args(args)
         .kill_on_drop(true);
     let output = tokio::time::timeout(Duration::from_secs(30), command.output()).await??;
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let last = stderr.lines().last().unwrap_or_default();
+    assert!(!output.status.success(), "vault {args:?} should have failed");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let last = stderr.lines().last().unwrap_or_default().to_owned();
+    Ok((stderr, last))
+}
+
+#[tokio::test]
+async fn without_a_token_server_start_up_fails_within_seconds_with_a_clear_line() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let absent = format!("unix:path={}", dir.path().join("absent.sock").display());
+    let (stderr, last) = vault_start_up_fails(dir.path(), &absent, &[]).await?;
     assert!(last.starts_with("vault: cannot open token \"vault\""), "{stderr}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn through_a_token_server_a_wrong_label_or_pin_fails_start_up_with_a_clear_line() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = TokenServer::start(dir.path(), "vault").await?;
+    let (stderr, last) =
+        vault_start_up_fails(dir.path(), &server.address(), &["--token-label", "no-such-token"]).await?;
+    assert!(last.contains("no token labelled \"no-such-token\""), "{stderr}");
+
+    let pin_file = dir.path().join("wrong.pin");
+    std::fs::write(&pin_file, "definitely-not-the-pin\n")?;
+    std::fs::set_permissions(&pin_file, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    let pin_arg = pin_file.to_string_lossy().into_owned();
+    let (stderr, last) = vault_start_up_fails(dir.path(), &server.address(), &["--pin-file", &pin_arg]).await?;
+    assert!(last.contains("refused the PIN"), "{stderr}");
+    assert!(!stderr.contains("definitely-not-the-pin"));
     Ok(())
 }
