@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+service_kit::token_options!("MANAGER", "manager");
+
 /// manager (App A): seals secrets for vault and issues access tokens signed in its token.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "manager", version, args_override_self = true)]
@@ -20,20 +22,10 @@ pub struct Config {
     #[arg(long, env = "MANAGER_LISTEN", default_value = "127.0.0.1:8000")]
     pub listen: SocketAddr,
 
-    /// PKCS#11 module to load.
-    #[arg(
-        long,
-        env = "MANAGER_PKCS11_MODULE",
-        default_value = "/usr/lib/softhsm/libsofthsm2.so"
-    )]
-    pub pkcs11_module: PathBuf,
-    /// Label of manager's token.
-    #[arg(long, env = "MANAGER_TOKEN_LABEL", default_value = "manager")]
-    pub token_label: String,
-    /// File with the token's user PIN, mode 0600. Alternatively set
-    /// `MANAGER_PKCS11_PIN` in the environment; never accepted on the command line.
-    #[arg(long, env = "MANAGER_PIN_FILE")]
-    pub pin_file: Option<PathBuf>,
+    /// The token: module, label, PIN file, sessions and time bounds.
+    #[command(flatten)]
+    pub token: TokenOptions,
+
     /// Label of the RSA key pair that signs access tokens; rotated generations are
     /// labelled `<label>.1`, `<label>.2`, ... and the newest signs.
     #[arg(long, env = "MANAGER_SIGNING_KEY_LABEL", default_value = "manager-signing")]
@@ -45,15 +37,6 @@ pub struct Config {
     /// Token signature algorithm: RS256 or PS256.
     #[arg(long, env = "MANAGER_SIGNING_ALGORITHM", default_value = "RS256")]
     pub signing_algorithm: String,
-    /// PKCS#11 sessions (and concurrent token operations).
-    #[arg(long, env = "MANAGER_PKCS11_SESSIONS", default_value_t = 4)]
-    pub pkcs11_sessions: usize,
-    /// Bound on one token operation, queueing included, in milliseconds.
-    #[arg(long, env = "MANAGER_PKCS11_TIMEOUT_MS", default_value_t = 10_000)]
-    pub pkcs11_timeout_ms: u64,
-    /// Bound on finding the token at start-up and after a token failure, in milliseconds.
-    #[arg(long, env = "MANAGER_SLOT_DISCOVERY_TIMEOUT_MS", default_value_t = 5_000)]
-    pub slot_discovery_timeout_ms: u64,
 
     /// Server certificate chain (PEM).
     #[arg(long, env = "MANAGER_TLS_CERT")]

@@ -8,7 +8,9 @@ async fn main() {
     let result = async {
         let config = service_kit::config::parse_layered::<manager::Config>("MANAGER_CONFIG")?;
         // The PIN may come from the environment; the library never reads it itself.
-        let env_pin = std::env::var("MANAGER_PKCS11_PIN").ok().map(SecretString::from);
+        let env_pin = std::env::var(manager::config::TokenOptions::PIN_ENV_VAR)
+            .ok()
+            .map(SecretString::from);
         manager::startup::run(config, env_pin).await
     }
     .await;

@@ -8,7 +8,6 @@ use axum_server::Handle;
 use contract::envelope::{KeyWrap, Recipient};
 use contract::jwk::Jwk;
 use secrecy::SecretString;
-use service_kit::token::TokenSettings;
 
 use crate::app;
 use crate::config::{Config, required};
@@ -23,19 +22,7 @@ use crate::vault_key::VaultKey;
 pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Result<()> {
     let algorithm: hsm::SignatureAlgorithm = config.signing_algorithm.parse()?;
     let key_wrap: KeyWrap = config.key_wrap.parse().context("--key-wrap")?;
-    let pool = service_kit::token::connect(
-        TokenSettings {
-            module: &config.pkcs11_module,
-            token_label: &config.token_label,
-            pin_file: config.pin_file.as_deref(),
-            pin_env_var: "MANAGER_PKCS11_PIN",
-            sessions: config.pkcs11_sessions,
-            slot_discovery_timeout: Duration::from_millis(config.slot_discovery_timeout_ms),
-            operation_timeout: Duration::from_millis(config.pkcs11_timeout_ms),
-        },
-        env_pin,
-    )
-    .await?;
+    let pool = service_kit::token::connect(config.token.settings(), env_pin).await?;
     let keys = Arc::new(
         KeyRing::load(pool.clone(), &config.signing_key_label, algorithm)
             .await

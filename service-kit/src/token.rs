@@ -25,6 +25,83 @@ pub struct TokenSettings<'a> {
     pub operation_timeout: Duration,
 }
 
+/// Declares `TokenOptions`, the token options of one service — PKCS#11 module, token label,
+/// PIN file, session count and the two time bounds — with environment variables
+/// `<PREFIX>_PKCS11_MODULE` … and the PIN itself in `<PREFIX>_PKCS11_PIN`.
+///
+/// A macro rather than a type because clap takes environment-variable names as constants:
+/// this way the service and its admin tool (`#[command(flatten)]`) declare the options
+/// once, under the same names, keys and variables.
+#[macro_export]
+macro_rules! token_options {
+    ($prefix:literal, $default_label:literal) => {
+        /// The service's token.
+        #[derive(Debug, Clone, clap::Args)]
+        pub struct TokenOptions {
+            /// PKCS#11 module to load.
+            #[arg(long, env = concat!($prefix, "_PKCS11_MODULE"), default_value = "/usr/lib/softhsm/libsofthsm2.so")]
+            pub pkcs11_module: std::path::PathBuf,
+            /// Label of the service's token.
+            #[arg(long, env = concat!($prefix, "_TOKEN_LABEL"), default_value = $default_label)]
+            pub token_label: String,
+            /// File with the token's user PIN, mode 0600; or the PIN itself in
+            /// [`Self::PIN_ENV_VAR`]. Never accepted on the command line.
+            #[arg(
+                        long,
+                        env = concat!($prefix, "_PIN_FILE"),
+                        help = concat!(
+                            "File with the token's user PIN, mode 0600. Alternatively set ",
+                            $prefix,
+                            "_PKCS11_PIN in the environment; the PIN is never accepted on the command line"
+                        )
+                    )]
+            pub pin_file: Option<std::path::PathBuf>,
+            /// PKCS#11 sessions (and concurrent token operations).
+            #[arg(long, env = concat!($prefix, "_PKCS11_SESSIONS"), default_value_t = 4)]
+            pub pkcs11_sessions: usize,
+            /// Bound on one token operation, queueing included, in milliseconds.
+            #[arg(long, env = concat!($prefix, "_PKCS11_TIMEOUT_MS"), default_value_t = 10_000)]
+            pub pkcs11_timeout_ms: u64,
+            /// Bound on finding the token at start-up and after a token failure, in milliseconds.
+            #[arg(long, env = concat!($prefix, "_SLOT_DISCOVERY_TIMEOUT_MS"), default_value_t = 5_000)]
+            pub slot_discovery_timeout_ms: u64,
+        }
+
+        impl TokenOptions {
+            /// The environment variable that may carry the PIN (read by `main`).
+            pub const PIN_ENV_VAR: &'static str = concat!($prefix, "_PKCS11_PIN");
+
+            /// These options as [`TokenSettings`]($crate::token::TokenSettings).
+            pub fn settings(&self) -> $crate::token::TokenSettings<'_> {
+                $crate::token::TokenSettings {
+                    module: &self.pkcs11_module,
+                    token_label: &self.token_label,
+                    pin_file: self.pin_file.as_deref(),
+                    pin_env_var: Self::PIN_ENV_VAR,
+                    sessions: self.pkcs11_sessions,
+                    slot_discovery_timeout: std::time::Duration::from_millis(self.slot_discovery_timeout_ms),
+                    operation_timeout: std::time::Duration::from_millis(self.pkcs11_timeout_ms),
+                }
+            }
+        }
+    };
+}
+
+impl TokenSettings<'_> {
+    /// For admin tools, which share the service's options: at most two sessions are plenty
+    /// for one command, and they wait longer than a service would (at least 10 s to find
+    /// the token, 2 min per operation: key generation on a slow HSM), since nobody is
+    /// queueing behind them.
+    pub fn for_admin(self) -> Self {
+        Self {
+            sessions: self.sessions.clamp(1, 2),
+            slot_discovery_timeout: self.slot_discovery_timeout.max(Duration::from_secs(10)),
+            operation_timeout: self.operation_timeout.max(Duration::from_secs(120)),
+            ..self
+        }
+    }
+}
+
 /// Loads the module, finds the token by label and logs in. `env_pin` is the value of
 /// `settings.pin_env_var`, read by `main` (library code reads no environment).
 pub async fn connect(settings: TokenSettings<'_>, env_pin: Option<SecretString>) -> anyhow::Result<hsm::TokenPool> {

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+service_kit::token_options!("VAULT", "vault");
+
 /// vault (App B): stores sealed secrets and releases them to holders of manager's tokens.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "vault", version, args_override_self = true)]
@@ -23,16 +25,10 @@ pub struct Config {
     #[arg(long, env = "VAULT_LISTEN_INTERNAL", default_value = "127.0.0.1:8002")]
     pub listen_internal: SocketAddr,
 
-    /// PKCS#11 module to load.
-    #[arg(long, env = "VAULT_PKCS11_MODULE", default_value = "/usr/lib/softhsm/libsofthsm2.so")]
-    pub pkcs11_module: PathBuf,
-    /// Label of vault's token.
-    #[arg(long, env = "VAULT_TOKEN_LABEL", default_value = "vault")]
-    pub token_label: String,
-    /// File with the token's user PIN, mode 0600. Alternatively set `VAULT_PKCS11_PIN`
-    /// in the environment; the PIN is never accepted on the command line.
-    #[arg(long, env = "VAULT_PIN_FILE")]
-    pub pin_file: Option<PathBuf>,
+    /// The token: module, label, PIN file, sessions and time bounds.
+    #[command(flatten)]
+    pub token: TokenOptions,
+
     /// Label of the RSA key pair that unwraps content keys; rotated generations are
     /// `<label>.1`, `<label>.2`, ... and the newest is the one manager seals to.
     #[arg(long, env = "VAULT_WRAPPING_KEY_LABEL", default_value = "vault-wrapping")]
@@ -40,15 +36,6 @@ pub struct Config {
     /// How often the wrapping keys are re-read from the token (rotation), in seconds.
     #[arg(long, env = "VAULT_KEY_REFRESH_SECONDS", default_value_t = 30)]
     pub key_refresh_seconds: u64,
-    /// PKCS#11 sessions (and concurrent token operations).
-    #[arg(long, env = "VAULT_PKCS11_SESSIONS", default_value_t = 4)]
-    pub pkcs11_sessions: usize,
-    /// Bound on one token operation, queueing included, in milliseconds.
-    #[arg(long, env = "VAULT_PKCS11_TIMEOUT_MS", default_value_t = 10_000)]
-    pub pkcs11_timeout_ms: u64,
-    /// Bound on finding the token at start-up and after a token failure, in milliseconds.
-    #[arg(long, env = "VAULT_SLOT_DISCOVERY_TIMEOUT_MS", default_value_t = 5_000)]
-    pub slot_discovery_timeout_ms: u64,
 
     /// Server certificate chain (PEM) of the public listener (and of the internal one
     /// unless `internal_tls_cert` is set).

@@ -6,7 +6,6 @@ use std::time::Duration;
 use anyhow::Context;
 use axum_server::Handle;
 use secrecy::SecretString;
-use service_kit::token::TokenSettings;
 
 use crate::config::{Config, required};
 use crate::jwks::JwksSource;
@@ -18,19 +17,7 @@ use crate::{AppState, internal_app, public_app};
 /// Opens the token, manager's keys, the TLS keys and then the database; serves until SIGINT/SIGTERM.
 /// Every start-up failure comes back with context naming what could not be used.
 pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Result<()> {
-    let pool = service_kit::token::connect(
-        TokenSettings {
-            module: &config.pkcs11_module,
-            token_label: &config.token_label,
-            pin_file: config.pin_file.as_deref(),
-            pin_env_var: "VAULT_PKCS11_PIN",
-            sessions: config.pkcs11_sessions,
-            slot_discovery_timeout: Duration::from_millis(config.slot_discovery_timeout_ms),
-            operation_timeout: Duration::from_millis(config.pkcs11_timeout_ms),
-        },
-        env_pin,
-    )
-    .await?;
+    let pool = service_kit::token::connect(config.token.settings(), env_pin).await?;
     let opener = Opener::load(pool.clone(), &config.wrapping_key_label)
         .await
         .with_context(|| format!("cannot read wrapping keys {:?}", config.wrapping_key_label))?;
@@ -89,7 +76,7 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
         state.clone(),
         Duration::from_secs(config.key_refresh_seconds.max(1)),
     ));
-    tracing::info!(kid = %state.opener.kid(), token = %config.token_label, "vault ready");
+    tracing::info!(kid = %state.opener.kid(), token = %config.token.token_label, "vault ready");
 
     let (public_handle, internal_handle) = (Handle::new(), Handle::new());
     let public = service_kit::serve::serve_https(

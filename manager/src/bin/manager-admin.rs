@@ -4,12 +4,10 @@
 //! same token, PIN and key label.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use secrecy::SecretString;
-use service_kit::token::TokenSettings;
 
 /// Signing-key rotation for manager.
 #[derive(Parser)]
@@ -21,25 +19,14 @@ struct Cli {
     command: Command,
 }
 
-/// The token options `manager` has, under the same names.
+/// The options `manager` has that these commands need, under the same names.
 #[derive(Args)]
 struct TokenArgs {
     /// manager's TOML configuration file.
     #[arg(long, env = "MANAGER_CONFIG")]
     config: Option<std::path::PathBuf>,
-    /// PKCS#11 module.
-    #[arg(
-        long,
-        env = "MANAGER_PKCS11_MODULE",
-        default_value = "/usr/lib/softhsm/libsofthsm2.so"
-    )]
-    pkcs11_module: std::path::PathBuf,
-    /// Token label.
-    #[arg(long, env = "MANAGER_TOKEN_LABEL", default_value = "manager")]
-    token_label: String,
-    /// PIN file (mode 0600); or set MANAGER_PKCS11_PIN.
-    #[arg(long, env = "MANAGER_PIN_FILE")]
-    pin_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    token: manager::config::TokenOptions,
     /// Base label of the signing keys.
     #[arg(long, env = "MANAGER_SIGNING_KEY_LABEL", default_value = "manager-signing")]
     signing_key_label: String,
@@ -68,7 +55,9 @@ enum Command {
 async fn main() -> ExitCode {
     let result = async {
         let cli: Cli = service_kit::config::parse_layered_ignoring_unknown("MANAGER_CONFIG")?;
-        let env_pin = std::env::var("MANAGER_PKCS11_PIN").ok().map(SecretString::from);
+        let env_pin = std::env::var(manager::config::TokenOptions::PIN_ENV_VAR)
+            .ok()
+            .map(SecretString::from);
         run(cli, env_pin).await
     }
     .await;
@@ -77,19 +66,7 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli, env_pin: Option<SecretString>) -> anyhow::Result<()> {
     let args = &cli.token;
-    let pool = service_kit::token::connect(
-        TokenSettings {
-            module: &args.pkcs11_module,
-            token_label: &args.token_label,
-            pin_file: args.pin_file.as_deref(),
-            pin_env_var: "MANAGER_PKCS11_PIN",
-            sessions: 1,
-            slot_discovery_timeout: Duration::from_secs(10),
-            operation_timeout: Duration::from_secs(120),
-        },
-        env_pin,
-    )
-    .await?;
+    let pool = service_kit::token::connect(args.token.settings().for_admin(), env_pin).await?;
     let base = args.signing_key_label.as_str();
     let keys: Vec<(u64, hsm::LabeledPublicKey)> = hsm::rsa_public_keys_labelled(&pool, base)
         .await?

@@ -9,7 +9,6 @@ use anyhow::{Context, bail, ensure};
 use clap::{Args, Parser, Subcommand};
 use contract::envelope::Envelope;
 use secrecy::SecretString;
-use service_kit::token::TokenSettings;
 use std::sync::Arc;
 use vault::audit::verify_chain;
 use vault::opener::Opener;
@@ -34,15 +33,8 @@ struct Settings {
     /// vault's storage, as in vault's configuration.
     #[arg(long, env = "VAULT_DATABASE_URL", default_value = "sqlite://vault.db")]
     database_url: String,
-    /// PKCS#11 module.
-    #[arg(long, env = "VAULT_PKCS11_MODULE", default_value = "/usr/lib/softhsm/libsofthsm2.so")]
-    pkcs11_module: PathBuf,
-    /// Token label.
-    #[arg(long, env = "VAULT_TOKEN_LABEL", default_value = "vault")]
-    token_label: String,
-    /// PIN file (mode 0600); or set VAULT_PKCS11_PIN.
-    #[arg(long, env = "VAULT_PIN_FILE")]
-    pin_file: Option<PathBuf>,
+    #[command(flatten)]
+    token: vault::config::TokenOptions,
     /// Base label of the wrapping keys.
     #[arg(long, env = "VAULT_WRAPPING_KEY_LABEL", default_value = "vault-wrapping")]
     wrapping_key_label: String,
@@ -80,7 +72,9 @@ enum Command {
 async fn main() -> ExitCode {
     let result = async {
         let cli: Cli = service_kit::config::parse_layered_ignoring_unknown("VAULT_CONFIG")?;
-        let env_pin = std::env::var("VAULT_PKCS11_PIN").ok().map(SecretString::from);
+        let env_pin = std::env::var(vault::config::TokenOptions::PIN_ENV_VAR)
+            .ok()
+            .map(SecretString::from);
         run(cli, env_pin).await
     }
     .await;
@@ -99,19 +93,7 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
 }
 
 async fn connect(settings: &Settings, env_pin: Option<SecretString>) -> anyhow::Result<hsm::TokenPool> {
-    service_kit::token::connect(
-        TokenSettings {
-            module: &settings.pkcs11_module,
-            token_label: &settings.token_label,
-            pin_file: settings.pin_file.as_deref(),
-            pin_env_var: "VAULT_PKCS11_PIN",
-            sessions: 2,
-            slot_discovery_timeout: Duration::from_secs(10),
-            operation_timeout: Duration::from_secs(120),
-        },
-        env_pin,
-    )
-    .await
+    service_kit::token::connect(settings.token.settings().for_admin(), env_pin).await
 }
 
 /// Ok(false): the command ran and found a problem (exit 1).
