@@ -32,6 +32,8 @@ pub struct TokenSettings<'a> {
 /// A macro rather than a type because clap takes environment-variable names as constants:
 /// this way the service and its admin tool (`#[command(flatten)]`) declare the options
 /// once, under the same names, keys and variables.
+// rustfmt re-indents multi-line attributes inside this macro on every run: formatted by hand.
+#[rustfmt::skip]
 #[macro_export]
 macro_rules! token_options {
     ($prefix:literal, $default_label:literal) => {
@@ -46,15 +48,10 @@ macro_rules! token_options {
             pub token_label: String,
             /// File with the token's user PIN, mode 0600; or the PIN itself in
             /// [`Self::PIN_ENV_VAR`]. Never accepted on the command line.
-            #[arg(
-                        long,
-                        env = concat!($prefix, "_PIN_FILE"),
-                        help = concat!(
-                            "File with the token's user PIN, mode 0600. Alternatively set ",
-                            $prefix,
-                            "_PKCS11_PIN in the environment; the PIN is never accepted on the command line"
-                        )
-                    )]
+            #[arg(long, env = concat!($prefix, "_PIN_FILE"), help = concat!(
+                "File with the token's user PIN, mode 0600. Alternatively set ", $prefix,
+                "_PKCS11_PIN in the environment; the PIN is never accepted on the command line"
+            ))]
             pub pin_file: Option<std::path::PathBuf>,
             /// PKCS#11 sessions (and concurrent token operations).
             #[arg(long, env = concat!($prefix, "_PKCS11_SESSIONS"), default_value_t = 4)]
