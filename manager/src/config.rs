@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::Parser;
 
 service_kit::token_options!("MANAGER", "manager");
+service_kit::rate_limit_options!("MANAGER");
 
 /// manager (App A): seals secrets for vault and issues access tokens signed in its token.
 #[derive(Debug, Clone, Parser)]
@@ -89,6 +90,10 @@ pub struct Config {
     /// Largest secret (`key_data`, UTF-8 bytes) accepted; larger gets 413.
     #[arg(long, env = "MANAGER_MAX_SECRET_BYTES", default_value_t = 64 * 1024)]
     pub max_secret_bytes: usize,
+
+    /// Per-client request limits on `POST /api/keys`.
+    #[command(flatten)]
+    pub rate_limit: RateLimitOptions,
 }
 
 /// A required option that was not given.

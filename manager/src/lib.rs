@@ -23,10 +23,15 @@ use axum::extract::DefaultBodyLimit;
 pub use config::Config;
 pub use state::AppState;
 
-/// The router, with `/metrics`. `max_body_bytes` bounds request bodies (413 above).
-pub fn app(state: Arc<AppState>, max_body_bytes: usize) -> Router {
+/// The router, with `/metrics`. `max_body_bytes` bounds request bodies (413 above);
+/// `rate_limit`, if any, throttles `POST /api/keys` per client (429).
+pub fn app(
+    state: Arc<AppState>,
+    max_body_bytes: usize,
+    rate_limit: Option<Arc<service_kit::rate_limit::RateLimiter>>,
+) -> Router {
     let routes = Router::new()
-        .merge(routes::keys::router())
+        .merge(service_kit::rate_limit::apply(routes::keys::router(), rate_limit))
         .merge(routes::jwks::router())
         .merge(routes::health::router())
         .with_state(state);

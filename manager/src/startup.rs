@@ -100,7 +100,7 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
         "api",
         config.listen,
         server_tls,
-        app(state, max_body_bytes),
+        app(state, max_body_bytes, config.rate_limit.limiter()),
         handle.clone(),
     )
     .await?;

@@ -9,6 +9,7 @@ pub mod config;
 pub mod health;
 pub mod json;
 pub mod metrics;
+pub mod rate_limit;
 pub mod report;
 pub mod serve;
 pub mod token;

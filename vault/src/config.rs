@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::Parser;
 
 service_kit::token_options!("VAULT", "vault");
+service_kit::rate_limit_options!("VAULT");
 
 /// vault (App B): stores sealed secrets and releases them to holders of manager's tokens.
 #[derive(Debug, Clone, Parser)]
@@ -100,6 +101,10 @@ pub struct Config {
     /// Largest internal store request accepted, in bytes.
     #[arg(long, env = "VAULT_MAX_ENVELOPE_BYTES", default_value_t = 256 * 1024)]
     pub max_envelope_bytes: usize,
+
+    /// Per-client request limits on the public API (`/api/keys/…`, `/api/tokens/revoke`).
+    #[command(flatten)]
+    pub rate_limit: RateLimitOptions,
 }
 
 /// A required option that was not given.

@@ -25,10 +25,11 @@ use axum::extract::DefaultBodyLimit;
 pub use config::Config;
 pub use state::AppState;
 
-/// The public router: secrets API, health and `/metrics`.
-pub fn public_app(state: Arc<AppState>) -> Router {
+/// The public router: secrets API, health and `/metrics`; `rate_limit`, if any, throttles
+/// the secrets API per client (429).
+pub fn public_app(state: Arc<AppState>, rate_limit: Option<Arc<service_kit::rate_limit::RateLimiter>>) -> Router {
     let routes = Router::new()
-        .merge(routes::public::router())
+        .merge(service_kit::rate_limit::apply(routes::public::router(), rate_limit))
         .merge(routes::health::router())
         .with_state(state);
     service_kit::metrics::instrument(routes)

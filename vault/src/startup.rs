@@ -83,7 +83,7 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
         "public",
         config.listen_public,
         public_tls,
-        public_app(state.clone()),
+        public_app(state.clone(), config.rate_limit.limiter()),
         public_handle.clone(),
     )
     .await?;
