@@ -594,7 +594,8 @@ impl TokenServer {
             .spawn()
             .context("starting p11-kit server (softhsm-setup/setup.sh installs p11-kit)")?;
         self.pid = child.id();
-        for _ in 0..100 {
+        // Up to 30 s: a loaded 2-core machine can be slow to start a process.
+        for _ in 0..600 {
             if self.socket.exists() {
                 return Ok(());
             }

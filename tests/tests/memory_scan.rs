@@ -121,6 +121,16 @@ fn import_tls_key(
     Ok(cert)
 }
 
+/// The control server, killed however the test ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[tokio::test]
 async fn service_memory_holds_no_private_key_material_while_the_scanner_finds_it_in_openssl() -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -188,18 +198,17 @@ async fn service_memory_holds_no_private_key_material_while_the_scanner_finds_it
         let _ = child.kill();
         let _ = child.wait();
     }
-    let mut control = control.context("openssl s_server did not start")?;
+    let control = KillOnDrop(control.context("openssl s_server did not start")?);
     // Give s_server a moment past its first accept: scan until the key shows, bounded.
     let mut in_control = Vec::new();
     for _ in 0..30 {
-        in_control = scan(control.id(), vault_secrets)?;
+        in_control = scan(control.0.id(), vault_secrets)?;
         if !in_control.is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let _ = control.kill();
-    let _ = control.wait();
+    drop(control);
     assert!(
         !in_control.is_empty(),
         "the scanner must find the key in openssl s_server"
