@@ -223,6 +223,7 @@ mod tests {
     /// would check them.
     #[tokio::test]
     async fn certificates_issued_by_a_token_ca_verify_with_webpki() -> crate::Result<()> {
+        let _login = crate::test_support::login_shared().await;
         let pool = TokenPool::connect(&module()?, hsm_test_config()?).await?;
         let tag = std::process::id();
         let ca_label = format!("ca-{tag}");
@@ -285,6 +286,7 @@ mod tests {
     /// OpenSSL, an independent implementation, checks the request's self-signature.
     #[tokio::test]
     async fn signing_requests_from_token_keys_verify_with_openssl() -> crate::Result<()> {
+        let _login = crate::test_support::login_shared().await;
         let pool = TokenPool::connect(&module()?, hsm_test_config()?).await?;
         let dir = std::env::temp_dir().join(format!("csr-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -317,6 +319,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_name_that_is_neither_dns_nor_ip_is_refused_before_signing() -> crate::Result<()> {
+        let _login = crate::test_support::login_shared().await;
         let pool = TokenPool::connect(&module()?, hsm_test_config()?).await?;
         let label = format!("ca-bad-{}", std::process::id());
         generate_tls_key_pair(&pool, &label, &[9], TlsKeyType::EcdsaP256).await?;

@@ -486,6 +486,8 @@ mod tests {
     /// its login at once, as after a token reset. The next call must recover by itself.
     #[tokio::test]
     async fn recovers_when_the_token_logs_the_application_out() -> Result<()> {
+        // Alone with the token: no other test may log in (or be logged out) meanwhile.
+        let _exclusive = crate::test_support::LOGIN_STATE.write().await;
         let module = module()?;
         let pool = TokenPool::connect(&module, hsm_test_config()?).await?;
         let label = format!("recover-{}", std::process::id());

@@ -285,6 +285,7 @@ mod tests {
             (key.n.clone(), key.e.clone())
         };
 
+        let _login = crate::test_support::login_shared().await;
         let pool = TokenPool::connect(&module()?, hsm_test_config()?).await?;
         let label = format!("imported-{}", std::process::id());
         let spec = || RsaKeySpec {

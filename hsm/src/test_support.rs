@@ -33,15 +33,29 @@ pub(crate) fn hsm_test_config() -> Result<TokenConfig> {
     })
 }
 
+/// PKCS#11 login state is per process and token: one session logging out logs every
+/// session of the process out. The test that does so on purpose holds this exclusively;
+/// every other test using the token holds it shared ([`login_shared`]), so that none of
+/// them logs in behind its back (making its recovery check pass vacuously) or loses its
+/// login mid-operation.
+pub(crate) static LOGIN_STATE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// Held for as long as a test uses the `hsm-test` token.
+pub(crate) async fn login_shared() -> tokio::sync::RwLockReadGuard<'static, ()> {
+    LOGIN_STATE.read().await
+}
+
 /// A fresh key pair with a unique label in the `hsm-test` token, destroyed by
 /// [`TestKey::destroy`].
 pub(crate) struct TestKey {
     pub(crate) pool: crate::TokenPool,
     pub(crate) label: String,
+    _login: tokio::sync::RwLockReadGuard<'static, ()>,
 }
 
 impl TestKey {
     pub(crate) async fn generate(usage: crate::KeyUsage) -> Result<Self> {
+        let login = login_shared().await;
         let pool = crate::TokenPool::connect(&module()?, hsm_test_config()?).await?;
         let label = format!("test-{:?}-{}-{:x}", usage, std::process::id(), rand_suffix());
         crate::generate_rsa_key_pair(
@@ -54,7 +68,11 @@ impl TestKey {
             },
         )
         .await?;
-        Ok(Self { pool, label })
+        Ok(Self {
+            pool,
+            label,
+            _login: login,
+        })
     }
 
     pub(crate) async fn destroy(self) -> Result<()> {

@@ -417,6 +417,7 @@ mod tests {
 
     #[tokio::test]
     async fn ecdsa_p256_tls_signatures_from_the_token_verify_with_aws_lc() -> Result<()> {
+        let _login = crate::test_support::login_shared().await;
         let pool = TokenPool::connect(&module()?, hsm_test_config()?).await?;
         let label = format!("tls-ec-{}", std::process::id());
         let generate = || generate_tls_key_pair(&pool, &label, &[1], TlsKeyType::EcdsaP256);
@@ -434,6 +435,7 @@ mod tests {
 
     #[tokio::test]
     async fn rsa_tls_signatures_pss_and_pkcs1_from_the_token_verify_with_aws_lc() -> Result<()> {
+        let _login = crate::test_support::login_shared().await;
         let pool = TokenPool::connect(&module()?, hsm_test_config()?).await?;
         let label = format!("tls-rsa-{}", std::process::id());
         assert_eq!(
@@ -464,6 +466,7 @@ mod tests {
     /// session under the pool's bound there, without blocking the runtime or panicking.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn tls_signatures_from_worker_threads_share_the_pools_sessions() -> Result<()> {
+        let _login = crate::test_support::login_shared().await;
         let config = TokenConfig {
             sessions: 1,
             ..hsm_test_config()?
