@@ -61,12 +61,12 @@ fn certs(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>
     Ok(certs)
 }
 
-/// The certificate chain in `cert` with `key`, refused unless the first certificate
-/// carries `key`'s public key.
-fn certified_key(cert: &Path, key: Arc<dyn SigningKey>) -> Result<Arc<CertifiedKey>, TlsError> {
+/// A resolver always presenting the certificate chain in `cert` with `key` (server or
+/// client side), refused unless the first certificate carries `key`'s public key.
+fn single_cert(cert: &Path, key: Arc<dyn SigningKey>) -> Result<Arc<SingleCertAndKey>, TlsError> {
     let certified = CertifiedKey::new(certs(cert, "certificate chain")?, key);
     match certified.keys_match() {
-        Ok(()) => Ok(Arc::new(certified)),
+        Ok(()) => Ok(Arc::new(SingleCertAndKey::from(certified))),
         Err(rustls::Error::InconsistentKeys(_)) => Err(TlsError::KeyMismatch(cert.to_owned())),
         Err(other) => Err(other.into()),
     }
@@ -88,10 +88,9 @@ fn with_alpn(mut config: ServerConfig) -> ServerConfig {
 
 /// A server config for a certificate chain and its key.
 pub fn server_config(cert: &Path, key: Arc<dyn SigningKey>) -> Result<ServerConfig, TlsError> {
-    let resolver = SingleCertAndKey::from(certified_key(cert, key)?);
     let config = ServerConfig::builder()
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(resolver));
+        .with_cert_resolver(single_cert(cert, key)?);
     Ok(with_alpn(config))
 }
 
@@ -107,10 +106,9 @@ pub fn mutual_tls_server_config(
     let name = ServerName::try_from(client_name.to_owned()).map_err(|_| TlsError::BadName(client_name.to_owned()))?;
     let inner = WebPkiClientVerifier::builder(Arc::new(root_store(client_ca)?)).build()?;
     let verifier = Arc::new(PinnedClientVerifier { inner, name });
-    let resolver = SingleCertAndKey::from(certified_key(cert, key)?);
     let config = ServerConfig::builder()
         .with_client_cert_verifier(verifier)
-        .with_cert_resolver(Arc::new(resolver));
+        .with_cert_resolver(single_cert(cert, key)?);
     Ok(with_alpn(config))
 }
 
@@ -118,9 +116,7 @@ pub fn mutual_tls_server_config(
 pub fn client_config(ca: &Path, identity: Option<(&Path, Arc<dyn SigningKey>)>) -> Result<ClientConfig, TlsError> {
     let builder = ClientConfig::builder().with_root_certificates(root_store(ca)?);
     let mut config = match identity {
-        Some((cert, key)) => {
-            builder.with_client_cert_resolver(Arc::new(SingleCertAndKey::from(certified_key(cert, key)?)))
-        }
+        Some((cert, key)) => builder.with_client_cert_resolver(single_cert(cert, key)?),
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];

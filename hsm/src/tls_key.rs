@@ -289,16 +289,16 @@ impl TokenTlsKey {
     /// signature, the TLS and X.509 form) for P-256 keys; RSA_PSS_SHA256 and
     /// RSA_PKCS1_SHA256 for RSA keys.
     pub fn sign(&self, scheme: SignatureScheme, message: &[u8]) -> Result<Vec<u8>> {
-        let label = Arc::clone(&self.label);
+        let label: &str = &self.label;
         let unusable = |reason| Error::UnusableKey {
-            label: label.to_string(),
+            label: label.to_owned(),
             reason,
         };
         match (self.public.key_type, scheme) {
             (TlsKeyType::EcdsaP256, SignatureScheme::ECDSA_NISTP256_SHA256) => {
                 let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, message);
                 let raw = self.pool.run_sync("ECDSA sign", |session| {
-                    let key = find_key(session, KeyClass::Private, &label)?;
+                    let key = find_key(session, KeyClass::Private, label)?;
                     session
                         .sign(&Mechanism::Ecdsa, key, digest.as_ref())
                         .map_err(Error::pkcs11("ECDSA sign"))
@@ -311,12 +311,16 @@ impl TokenTlsKey {
                     _ => RsaScheme::Rs256,
                 };
                 let input = signing_input(algorithm, message);
-                self.pool.run_sync("RSA sign", |session| {
-                    sign_in_session(session, &label, algorithm, &input)
-                })
+                self.pool
+                    .run_sync("RSA sign", |session| sign_in_session(session, label, algorithm, &input))
             }
             _ => Err(unusable("signature scheme does not fit the key type")),
         }
+    }
+
+    /// The scheme this key signs TLS handshakes with when the peer offers it.
+    pub fn preferred_scheme(&self) -> SignatureScheme {
+        self.schemes()[0]
     }
 
     /// The schemes this key signs with, most preferred first.

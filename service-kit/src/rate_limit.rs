@@ -29,7 +29,16 @@ const PRUNE_ABOVE: usize = 10_000;
 pub struct RateLimiter {
     per_second: f64,
     burst: f64,
-    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+    buckets: Mutex<Buckets>,
+}
+
+#[derive(Debug)]
+struct Buckets {
+    by_client: HashMap<IpAddr, Bucket>,
+    /// The size at which the next prune runs: twice what the last one kept (at least
+    /// [`PRUNE_ABOVE`]), so that many clients that are all still active cost one scan per
+    /// doubling rather than one per request.
+    prune_above: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -46,7 +55,10 @@ impl RateLimiter {
             Arc::new(Self {
                 per_second: f64::from(per_second),
                 burst: f64::from(burst.max(1)),
-                buckets: Mutex::default(),
+                buckets: Mutex::new(Buckets {
+                    by_client: HashMap::new(),
+                    prune_above: PRUNE_ABOVE,
+                }),
             })
         })
     }
@@ -55,10 +67,13 @@ impl RateLimiter {
     /// bucket holds one again.
     pub fn check(&self, client: IpAddr, now: Instant) -> Result<(), Duration> {
         let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
-        if buckets.len() > PRUNE_ABOVE {
-            buckets.retain(|_, bucket| self.refilled(*bucket, now) < self.burst);
+        if buckets.by_client.len() > buckets.prune_above {
+            buckets
+                .by_client
+                .retain(|_, bucket| self.refilled(*bucket, now) < self.burst);
+            buckets.prune_above = PRUNE_ABOVE.max(2 * buckets.by_client.len());
         }
-        let bucket = buckets.entry(client_key(client)).or_insert(Bucket {
+        let bucket = buckets.by_client.entry(client_key(client)).or_insert(Bucket {
             tokens: self.burst,
             at: now,
         });
@@ -76,8 +91,13 @@ impl RateLimiter {
     }
 
     /// Clients currently tracked.
-    pub fn tracked(&self) -> usize {
-        self.buckets.lock().unwrap_or_else(PoisonError::into_inner).len()
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
+        self.buckets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .by_client
+            .len()
     }
 
     fn refilled(&self, bucket: Bucket, now: Instant) -> f64 {
@@ -99,7 +119,7 @@ fn client_key(ip: IpAddr) -> IpAddr {
 
 /// Middleware: `429 rate_limited` with `Retry-After` (whole seconds, at least 1) when
 /// the client's bucket is empty; otherwise the request goes on.
-pub async fn limit(
+async fn limit(
     State(limiter): State<Arc<RateLimiter>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
@@ -219,5 +239,21 @@ mod tests {
         // A second later every bucket is full again: the next check forgets them all.
         let _ = limiter.check(ip("198.51.100.7"), start + Duration::from_secs(1));
         assert_eq!(limiter.tracked(), 1);
+    }
+
+    #[test]
+    fn clients_that_are_all_still_active_are_kept_and_the_next_prune_waits_for_twice_as_many() {
+        let limiter = RateLimiter::new(1, 1).expect("on");
+        let start = Instant::now();
+        for n in 0..=PRUNE_ABOVE as u32 {
+            let _ = limiter.check(IpAddr::V4(n.into()), start);
+        }
+        // Every bucket is empty: the prune keeps them all and moves its threshold up.
+        let _ = limiter.check(ip("198.51.100.7"), start);
+        assert_eq!(limiter.tracked(), PRUNE_ABOVE + 2);
+        let next = limiter.buckets.lock().expect("lock").prune_above;
+        assert_eq!(next, 2 * (PRUNE_ABOVE + 1));
+        // No client is refused a bucket of its own: the limit still applies to each.
+        assert!(limiter.check(IpAddr::V4(0u32.into()), start).is_err());
     }
 }

@@ -29,11 +29,7 @@ struct Handshake {
 
 /// Connects to `addr` trusting only the dev CA (presenting `identity` when given), sends
 /// `GET path` over HTTP/1.1 and returns the server's certificate and the status line.
-async fn https_get(
-    addr: SocketAddr,
-    path: &str,
-    identity: Option<(PathBuf, Arc<dyn SigningKey>)>,
-) -> Result<Handshake> {
+async fn https_get(addr: SocketAddr, path: &str, identity: Identity) -> Result<Handshake> {
     let ca = dev_dir()?.join("tls/ca.pem");
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || {

@@ -361,10 +361,7 @@ async fn main() -> anyhow::Result<()> {
 /// Signs 32-byte messages with `key` from `threads` threads until `duration` has passed;
 /// operations per second over all threads.
 fn bench(key: &hsm::TokenTlsKey, duration: Duration, threads: usize) -> anyhow::Result<f64> {
-    let scheme = match key.public_key_info().key_type() {
-        hsm::TlsKeyType::EcdsaP256 => rustls::SignatureScheme::ECDSA_NISTP256_SHA256,
-        hsm::TlsKeyType::Rsa => rustls::SignatureScheme::RSA_PSS_SHA256,
-    };
+    let scheme = key.preferred_scheme();
     let started = std::time::Instant::now();
     let counts = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
