@@ -5,11 +5,13 @@
 # Usage: bench-tokens.sh [seconds per figure, default 5]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=p11-kit.sh
+source "$ROOT/softhsm-setup/p11-kit.sh"
 ADMIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/hsm-admin"
 export SOFTHSM2_CONF="$ROOT/.dev/softhsm2.conf"
 SECONDS_EACH="${1:-5}"
 SOFTHSM=/usr/lib/softhsm/libsofthsm2.so
-CLIENT=/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so
+CLIENT="$(p11kit_client_module)"
 RUN="$(mktemp -d)"
 server=""
 cleanup() { [ -n "$server" ] && kill -- "-$server" 2>/dev/null; rm -rf "$RUN"; }
@@ -38,9 +40,8 @@ for label in bench-ecdsa bench-rsa; do
 done
 
 echo "-- through p11-kit server (isolation mode) --"
-setsid p11-kit server -f -n "$RUN/hsm-test.sock" --provider "$SOFTHSM" "pkcs11:token=hsm-test" >/dev/null &
-server=$!
-for _ in $(seq 1 100); do [ -S "$RUN/hsm-test.sock" ] && break; sleep 0.05; done
+PKCS11_PROVIDER="$SOFTHSM" p11kit_serve "$RUN/hsm-test.sock" hsm-test
+server="$p11kit_pid"
 export P11_KIT_SERVER_ADDRESS="unix:path=$RUN/hsm-test.sock"
 for label in bench-ecdsa bench-rsa; do
   for threads in 1 2; do

@@ -5,12 +5,13 @@
 # ISOLATION=0 loads SoftHSM into the services instead.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=p11-kit.sh
+source "$ROOT/softhsm-setup/p11-kit.sh"
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
 export SOFTHSM2_CONF="$ROOT/.dev/softhsm2.conf"
 CA="$ROOT/.dev/tls/ca.pem"
 
 ISOLATION="${ISOLATION:-1}"
-CLIENT=/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so
 RUN="$ROOT/.dev/run"
 mkdir -p "$RUN"
 
@@ -34,12 +35,8 @@ wait_ready() { # url, pid
 }
 
 token_server() { # token label -> serves it on $RUN/<label>.sock from its own process group
-  rm -f "$RUN/$1.sock"
-  setsid p11-kit server -f -n "$RUN/$1.sock" --provider /usr/lib/softhsm/libsofthsm2.so "pkcs11:token=$1" &
-  pids+=($!)
-  for _ in $(seq 1 100); do [ -S "$RUN/$1.sock" ] && return 0; sleep 0.05; done
-  echo "run: p11-kit server for token $1 did not start" >&2
-  exit 1
+  p11kit_serve "$RUN/$1.sock" "$1" || exit 1
+  pids+=("$p11kit_pid")
 }
 module_args=()
 vault_env=()
@@ -47,7 +44,7 @@ manager_env=()
 if [ "$ISOLATION" = 1 ]; then
   token_server vault
   token_server manager
-  module_args=(--pkcs11-module "$CLIENT")
+  module_args=(--pkcs11-module "$(p11kit_client_module)")
   vault_env=(env "P11_KIT_SERVER_ADDRESS=unix:path=$RUN/vault.sock")
   manager_env=(env "P11_KIT_SERVER_ADDRESS=unix:path=$RUN/manager.sock")
 fi

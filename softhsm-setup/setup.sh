@@ -18,6 +18,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=p11-kit.sh
+source "$ROOT/softhsm-setup/p11-kit.sh"
 DEV="$ROOT/.dev"
 MODULE="${PKCS11_MODULE:-/usr/lib/softhsm/libsofthsm2.so}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
@@ -35,7 +37,7 @@ install_packages() {
   compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
   # p11-kit server and p11-kit-client.so: tokens in their own process (isolation mode).
   command -v p11-kit >/dev/null || missing+=(p11-kit)
-  [ -e /usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so ] || missing+=(p11-kit-modules)
+  p11kit_client_module >/dev/null || missing+=(p11-kit-modules)
   [ ${#missing[@]} -eq 0 ] && return
   local sudo=()
   [ "$(id -u)" -eq 0 ] || sudo=(sudo)
@@ -69,7 +71,7 @@ CONF
 
 build_admin() {
   log "building hsm-admin"
-  (cd "$ROOT" && cargo build --quiet -p hsm --bin hsm-admin)
+  (cd "$ROOT" && cargo build --quiet -p hsm-admin --bin hsm-admin)
   ADMIN="$TARGET_DIR/debug/hsm-admin"
 }
 
@@ -97,11 +99,6 @@ test_token() { # an empty token the hsm crate's tests create and destroy their k
 
 dev_ca() {
   local dir="$DEV/tls"
-  if compgen -G "$dir/*.key" >/dev/null; then
-    # An older .dev/ kept TLS and CA keys as files: replace them all with token keys.
-    log "replacing file-based TLS keys in $dir with keys in the tokens"
-    rm -rf "$dir"
-  fi
   mkdir -p "$dir"
   write_once "$DEV/pins/dev-ca.so.pin" random_pin
   write_once "$DEV/pins/dev-ca.pin" random_pin

@@ -140,8 +140,12 @@ impl Recipient {
         &self.kid
     }
 
-    /// Wraps a content key to this recipient (what `rewrap` does with an unwrapped key).
+    /// Wraps a content key to this recipient (what `rewrap` does with an unwrapped key);
+    /// refuses anything but a 32-byte key.
     pub fn wrap_content_key(&self, wrap: KeyWrap, cek: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
+        if cek.len() != CEK_LEN {
+            return Err(EnvelopeError::ContentKeyLength(cek.len()));
+        }
         let mut wrapped = vec![0u8; self.key.ciphertext_size()];
         let len = self
             .key

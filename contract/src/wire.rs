@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::error_code::ErrorCode;
+
 /// `POST /api/keys` on manager.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -77,7 +79,7 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ErrorDetail {
     /// Stable machine-readable code, e.g. `invalid_token`.
-    pub code: String,
+    pub code: ErrorCode,
     /// Human-readable explanation; never contains secrets.
     pub message: String,
 }

@@ -5,7 +5,7 @@ use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource};
 use cryptoki::mechanism::{Mechanism, MechanismType};
 use zeroize::Zeroizing;
 
-use crate::error::{Error, Result, rv_of};
+use crate::error::{Error, Operation, Result, rv_of};
 use crate::keys::{KeyClass, find_key};
 use crate::pool::TokenPool;
 
@@ -36,11 +36,6 @@ impl Decrypter {
         }
     }
 
-    /// Label of the key this decrypter uses.
-    pub fn key_label(&self) -> &str {
-        &self.key_label
-    }
-
     /// Decrypts an RSA-OAEP ciphertext (empty label) inside the token.
     ///
     /// # Errors
@@ -51,7 +46,7 @@ impl Decrypter {
         let label = self.key_label.clone();
         let ciphertext = ciphertext.to_vec();
         self.pool
-            .run("decrypt", move |session| {
+            .run(Operation::Decrypt, move |session| {
                 let key = find_key(session, KeyClass::Private, &label)?;
                 let (hash_alg, mgf) = match hash {
                     OaepHash::Sha1 => (MechanismType::SHA1, PkcsMgfType::MGF1_SHA1),
@@ -62,7 +57,7 @@ impl Decrypter {
                     Ok(plain) => Ok(Zeroizing::new(plain)),
                     Err(e) if is_bad_ciphertext(rv_of(&e)) => Err(Error::DecryptionFailed(e)),
                     Err(e) => Err(Error::Pkcs11 {
-                        operation: "decrypt",
+                        operation: Operation::Decrypt,
                         source: e,
                     }),
                 }
@@ -90,7 +85,7 @@ mod tests {
     use crate::test_support::TestKey;
     use aws_lc_rs::rsa::{OAEP_SHA1_MGF1SHA1, OaepPublicEncryptingKey, PublicEncryptingKey};
 
-    fn encrypt_sha1(public: &contract::jwk::RsaPublicKey, plaintext: &[u8]) -> Vec<u8> {
+    fn encrypt_sha1(public: &crate::RsaPublicComponents, plaintext: &[u8]) -> Vec<u8> {
         let der = public.spki_der().expect("spki");
         let key = OaepPublicEncryptingKey::new(PublicEncryptingKey::from_der(&der).expect("key")).expect("oaep");
         let mut out = vec![0u8; key.ciphertext_size()];

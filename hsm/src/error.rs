@@ -1,9 +1,81 @@
 //! Typed errors of the `hsm` crate: every PKCS#11 failure keeps its CK_RV and failing call.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use cryptoki::error::{Error as CkError, RvError};
+
+/// What this crate was doing when a PKCS#11 call failed or did not finish in time: our
+/// context next to cryptoki's failing function, and what [`Error::is_unavailable`]'s
+/// recovery decisions match on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// Opening the pool: finding the token, logging in.
+    Connect,
+    /// The readiness probe.
+    CheckSession,
+    /// C_GetSlotList.
+    ListSlots,
+    /// C_GetTokenInfo.
+    ReadTokenInfo,
+    /// C_InitToken.
+    InitToken,
+    /// C_OpenSession for a worker session.
+    OpenSession,
+    /// C_OpenSession for the session that keeps the token logged in.
+    OpenLoginSession,
+    /// C_Login as the user.
+    Login,
+    /// C_Login as the security officer.
+    SoLogin,
+    /// C_InitPIN.
+    InitUserPin,
+    /// C_Logout.
+    Logout,
+    /// Finding a key object by label.
+    FindKey,
+    /// Reading attributes of a key object.
+    ReadAttributes,
+    /// Reading a public key out of the token.
+    ExportPublicKey,
+    /// Generating a key pair.
+    GenerateKeyPair,
+    /// Importing a key pair made elsewhere.
+    ImportKeyPair,
+    /// Destroying a key pair.
+    DestroyKeyPair,
+    /// A signature.
+    Sign,
+    /// An RSA-OAEP decryption.
+    Decrypt,
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Operation::Connect => "connect",
+            Operation::CheckSession => "session check",
+            Operation::ListSlots => "list slots",
+            Operation::ReadTokenInfo => "read token info",
+            Operation::InitToken => "init token",
+            Operation::OpenSession => "open session",
+            Operation::OpenLoginSession => "open login session",
+            Operation::Login => "login",
+            Operation::SoLogin => "SO login",
+            Operation::InitUserPin => "init user PIN",
+            Operation::Logout => "logout",
+            Operation::FindKey => "find key",
+            Operation::ReadAttributes => "read attributes",
+            Operation::ExportPublicKey => "export public key",
+            Operation::GenerateKeyPair => "generate key pair",
+            Operation::ImportKeyPair => "import key pair",
+            Operation::DestroyKeyPair => "destroy key pair",
+            Operation::Sign => "sign",
+            Operation::Decrypt => "decrypt",
+        })
+    }
+}
 
 /// What went wrong talking to the token. Callers map these to HTTP with
 /// [`Error::is_unavailable`]: token/device trouble is 503, a bad ciphertext is the data's fault.
@@ -26,9 +98,18 @@ pub enum Error {
         /// Labels of the tokens that were found, to make typos obvious.
         present: Vec<String>,
     },
+    /// No slot holds an uninitialised token to initialise as `label`.
+    #[error("no free slot to initialise token {label:?} in")]
+    NoFreeSlot {
+        /// Label the new token would have had.
+        label: String,
+    },
     /// Slot discovery did not finish in time (a p11-kit client can spin forever).
     #[error("PKCS#11 slot discovery did not finish within {0:?}")]
     SlotDiscoveryTimedOut(Duration),
+    /// The thread that bounds slot discovery could not be started.
+    #[error("could not start the slot discovery thread")]
+    DiscoveryThread(#[source] std::io::Error),
     /// The token refused the PIN. Never retried: retries could lock the token.
     #[error("the token {label:?} refused the PIN ({rv})")]
     PinRejected {
@@ -48,8 +129,8 @@ pub enum Error {
     /// A PKCS#11 call failed.
     #[error("PKCS#11 {operation} failed")]
     Pkcs11 {
-        /// Our operation, e.g. "sign" or "find key".
-        operation: &'static str,
+        /// What we were doing.
+        operation: Operation,
         /// cryptoki's error, which carries the CK_RV and the failing function.
         #[source]
         source: CkError,
@@ -89,8 +170,8 @@ pub enum Error {
     /// The call did not come back within the configured timeout.
     #[error("PKCS#11 {operation} did not finish within {timeout:?}")]
     TimedOut {
-        /// Our operation.
-        operation: &'static str,
+        /// What we were doing.
+        operation: Operation,
         /// The bound that was exceeded.
         timeout: Duration,
     },
@@ -100,7 +181,7 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub(crate) fn pkcs11(operation: &'static str) -> impl FnOnce(CkError) -> Error {
+    pub(crate) fn pkcs11(operation: Operation) -> impl FnOnce(CkError) -> Error {
         move |source| Error::Pkcs11 { operation, source }
     }
 
@@ -110,7 +191,9 @@ impl Error {
         match self {
             Error::LoadModule { .. }
             | Error::TokenNotFound { .. }
+            | Error::NoFreeSlot { .. }
             | Error::SlotDiscoveryTimedOut(_)
+            | Error::DiscoveryThread(_)
             | Error::PinRejected { .. }
             | Error::PinFile { .. }
             | Error::Pkcs11 { .. }
@@ -120,16 +203,6 @@ impl Error {
             | Error::Worker(_)
             | Error::TimedOut { .. } => true,
             Error::DecryptionFailed(_) => false,
-        }
-    }
-
-    /// The CK_RV of the failing call, when the token answered one.
-    pub fn rv(&self) -> Option<RvError> {
-        match self {
-            Error::Pkcs11 { source, .. } | Error::LoadModule { source, .. } => rv_of(source),
-            Error::DecryptionFailed(source) => rv_of(source),
-            Error::PinRejected { rv, .. } => Some(*rv),
-            _ => None,
         }
     }
 }

@@ -3,7 +3,7 @@
 use cryptoki::object::{Attribute, ObjectClass, ObjectHandle};
 use cryptoki::session::Session;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Operation, Result};
 
 /// Which half of a key pair to look for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +38,9 @@ pub(crate) fn find_key(session: &Session, class: KeyClass, label: &str) -> Resul
         Attribute::Class(class.object_class()),
         Attribute::Label(label.as_bytes().to_vec()),
     ];
-    let found = session.find_objects(&template).map_err(Error::pkcs11("find key"))?;
+    let found = session
+        .find_objects(&template)
+        .map_err(Error::pkcs11(Operation::FindKey))?;
     match found.as_slice() {
         [one] => Ok(*one),
         [] => Err(Error::KeyNotFound {

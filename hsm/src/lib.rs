@@ -2,12 +2,17 @@
 //!
 //! It gives the services a few types over [`cryptoki`]: a [`Module`] loaded once per
 //! process, a [`TokenPool`] of logged-in sessions on one token (found by label), a
-//! [`Signer`] for JWS signatures and a [`Decrypter`] for RSA-OAEP, public-key export and
-//! key-pair provisioning. Every call runs on tokio's blocking pool, bounded by the
-//! session count, and a session lost to a token failure is re-opened, not fatal.
+//! [`Signer`] for RSA signatures, a [`Decrypter`] for RSA-OAEP, a [`TokenTlsKey`] that signs
+//! TLS handshakes for rustls, public-key export as plain components, key-pair provisioning
+//! and token initialisation. At most as many calls as the pool has sessions run at once:
+//! async callers' calls on tokio's blocking pool, rustls' synchronous signatures on the
+//! calling thread (see [`TokenTlsKey`]). A session lost to a token failure is re-opened, not
+//! fatal.
 //!
-//! Non-goals: symmetric crypto in the token (vault opens AES-GCM in process, see
-//! DESIGN's envelope section) and key material of any kind in this process.
+//! Non-goals: symmetric crypto in the token (vault opens AES-GCM in process: that works on
+//! every token and through p11-kit 0.24, which does not forward CKM_AES_GCM), key material of
+//! any kind in this process, and what keys are called outside it (JWKs, `kid`s, certificates
+//! are for the callers).
 //!
 //! ```no_run
 //! # async fn demo() -> hsm::Result<()> {
@@ -20,14 +25,13 @@
 //!     slot_discovery_timeout: Duration::from_secs(5),
 //!     operation_timeout: Duration::from_secs(10),
 //! }).await?;
-//! let signer = hsm::Signer::new(pool, "manager-signing", hsm::SignatureAlgorithm::Rs256);
+//! let signer = hsm::Signer::new(pool, "manager-signing", hsm::RsaScheme::Pkcs1Sha256);
 //! let signature = signer.sign(b"header.payload").await?;
 //! # Ok(()) }
 //! ```
 
-pub mod certificates;
 mod decrypt;
-mod der;
+pub mod der;
 mod error;
 mod export;
 mod keys;
@@ -42,13 +46,16 @@ mod token_init;
 mod test_support;
 
 pub use decrypt::{Decrypter, OaepHash};
-pub use error::{Error, Result};
-pub use export::{LabeledPublicKey, generation_label, key_generation, rsa_public_key, rsa_public_keys_labelled};
+pub use error::{Error, Operation, Result};
+pub use export::{
+    LabeledPublicKey, MIN_RSA_BITS, RsaPublicComponents, generation_label, key_generation, rsa_public_key,
+    rsa_public_keys_labelled,
+};
 pub use pin::read_pin_file;
 pub use pool::{Module, TokenConfig, TokenPool};
 pub use provision::{
     Generated, KeyUsage, RsaKeySpec, RsaPrivateComponents, destroy_key_pair, generate_rsa_key_pair, import_rsa_key_pair,
 };
-pub use sign::{SignatureAlgorithm, Signer, UnsupportedAlgorithm};
+pub use sign::{RsaScheme, Signer};
 pub use tls_key::{PublicKeyInfo, TlsKeyType, TokenTlsKey, generate_tls_key_pair, tls_public_key};
 pub use token_init::{TokenInit, initialize_token};

@@ -12,7 +12,7 @@ use cryptoki::slot::Slot;
 use secrecy::SecretString;
 use tokio::sync::Semaphore;
 
-use crate::error::{Error, Result, is_session_fatal, rv_of};
+use crate::error::{Error, Operation, Result, is_session_fatal, rv_of};
 
 /// A loaded and initialised PKCS#11 module.
 ///
@@ -161,7 +161,7 @@ impl TokenPool {
                 state: Mutex::new(State::default()),
             }),
         };
-        pool.run("connect", |_session| Ok(())).await?;
+        pool.run(Operation::Connect, |_session| Ok(())).await?;
         Ok(pool)
     }
 
@@ -172,11 +172,11 @@ impl TokenPool {
 
     /// Cheap liveness probe for readiness endpoints: a session on a present token.
     pub async fn check(&self) -> Result<()> {
-        self.run("session check", |session| {
+        self.run(Operation::CheckSession, |session| {
             session
                 .get_session_info()
                 .map(drop)
-                .map_err(Error::pkcs11("get session info"))
+                .map_err(Error::pkcs11(Operation::CheckSession))
         })
         .await
     }
@@ -189,7 +189,7 @@ impl TokenPool {
     /// timeout) and runs under `block_in_place`, so the worker's other tasks move to another
     /// thread instead of waiting out a token round trip. Elsewhere (a current-thread runtime,
     /// a plain thread: the admin tools) it runs directly.
-    pub(crate) fn run_sync<T>(&self, operation: &'static str, op: impl Fn(&Session) -> Result<T>) -> Result<T> {
+    pub(crate) fn run_sync<T>(&self, operation: Operation, op: impl Fn(&Session) -> Result<T>) -> Result<T> {
         let call = || self.inner.run_blocking(&op);
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
@@ -211,7 +211,7 @@ impl TokenPool {
     /// Runs `op` with a logged-in session on a blocking worker.
     ///
     /// `op` may run twice: once more after the pool recovered from a session-fatal error.
-    pub(crate) async fn run<T, F>(&self, operation: &'static str, op: F) -> Result<T>
+    pub(crate) async fn run<T, F>(&self, operation: Operation, op: F) -> Result<T>
     where
         T: Send + 'static,
         F: Fn(&Session) -> Result<T> + Send + 'static,
@@ -306,7 +306,7 @@ impl Inner {
                     Self::clear(&mut state);
                 }
                 Err(Error::Pkcs11 {
-                    operation: "open session",
+                    operation: Operation::OpenSession,
                     source: e,
                 })
             }
@@ -341,7 +341,7 @@ impl Inner {
             .module
             .ctx
             .open_rw_session(slot)
-            .map_err(Error::pkcs11("open login session"))?;
+            .map_err(Error::pkcs11(Operation::OpenLoginSession))?;
         self.login(&session)?;
         state.slot = Some(slot);
         state.login = Some(session);
@@ -399,9 +399,9 @@ impl Inner {
                 shared.discovering.store(false, Ordering::SeqCst);
                 let _ = tx.send(found);
             });
-        if spawned.is_err() {
+        if let Err(e) = spawned {
             self.module.shared.discovering.store(false, Ordering::SeqCst);
-            return Err(Error::SlotDiscoveryTimedOut(Duration::ZERO));
+            return Err(Error::DiscoveryThread(e));
         }
         rx.recv_timeout(timeout)
             .map_err(|_| Error::SlotDiscoveryTimedOut(timeout))?
@@ -428,7 +428,7 @@ fn is_module_down(error: &Error) -> bool {
     match error {
         Error::TokenNotFound { .. } => true,
         Error::Pkcs11 {
-            operation: "list slots" | "open login session" | "open session",
+            operation: Operation::ListSlots | Operation::OpenLoginSession | Operation::OpenSession,
             source,
         } => matches!(
             rv_of(source),
@@ -441,7 +441,9 @@ fn is_module_down(error: &Error) -> bool {
 }
 
 fn find_slot_by_label(ctx: &Pkcs11, label: &str) -> Result<Slot> {
-    let slots = ctx.get_slots_with_token().map_err(Error::pkcs11("list slots"))?;
+    let slots = ctx
+        .get_slots_with_token()
+        .map_err(Error::pkcs11(Operation::ListSlots))?;
     let mut present = Vec::new();
     for slot in slots {
         let Ok(info) = ctx.get_token_info(slot) else {
@@ -471,7 +473,7 @@ fn login_error(label: &str, e: CkError) -> Error {
             rv,
         },
         _ => Error::Pkcs11 {
-            operation: "login",
+            operation: Operation::Login,
             source: e,
         },
     }
@@ -501,12 +503,14 @@ mod tests {
             },
         )
         .await?;
-        let signer = crate::Signer::new(pool.clone(), label.clone(), crate::SignatureAlgorithm::Rs256);
+        let signer = crate::Signer::new(pool.clone(), label.clone(), crate::RsaScheme::Pkcs1Sha256);
         signer.sign(b"before").await?;
 
         let generation = pool.inner.lock().generation;
-        pool.run("logout", |session| session.logout().map_err(Error::pkcs11("logout")))
-            .await?;
+        pool.run(Operation::Logout, |session| {
+            session.logout().map_err(Error::pkcs11(Operation::Logout))
+        })
+        .await?;
         signer.sign(b"after").await?;
         assert!(
             pool.inner.lock().generation > generation,

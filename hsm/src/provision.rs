@@ -3,7 +3,7 @@
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::Attribute;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Operation, Result};
 use crate::keys::{KeyClass, find_key, key_exists};
 use crate::pool::TokenPool;
 
@@ -44,13 +44,13 @@ pub enum Generated {
 /// The private key is CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE and not CKA_EXTRACTABLE:
 /// its private components can neither be read nor wrapped out of the token.
 pub async fn generate_rsa_key_pair(pool: &TokenPool, spec: RsaKeySpec) -> Result<Generated> {
-    if spec.bits < contract::jwk::MIN_RSA_BITS as u64 {
+    if spec.bits < crate::export::MIN_RSA_BITS as u64 {
         return Err(Error::UnusableKey {
             label: spec.label,
             reason: "RSA keys must have at least 2048 bits",
         });
     }
-    pool.run("generate key pair", move |session| {
+    pool.run(Operation::GenerateKeyPair, move |session| {
         if key_exists(session, KeyClass::Private, &spec.label)? {
             return Ok(Generated::AlreadyPresent);
         }
@@ -101,7 +101,7 @@ pub async fn generate_rsa_key_pair(pool: &TokenPool, spec: RsaKeySpec) -> Result
         }
         session
             .generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public, &private)
-            .map_err(Error::pkcs11("generate key pair"))?;
+            .map_err(Error::pkcs11(Operation::GenerateKeyPair))?;
         Ok(Generated::Created)
     })
     .await
@@ -111,10 +111,12 @@ pub async fn generate_rsa_key_pair(pool: &TokenPool, spec: RsaKeySpec) -> Result
 /// so that retiring a key is idempotent.
 pub async fn destroy_key_pair(pool: &TokenPool, label: &str) -> Result<()> {
     let label = label.to_owned();
-    pool.run("destroy key pair", move |session| {
+    pool.run(Operation::DestroyKeyPair, move |session| {
         for class in [KeyClass::Private, KeyClass::Public] {
             match find_key(session, class, &label) {
-                Ok(handle) => session.destroy_object(handle).map_err(Error::pkcs11("destroy key"))?,
+                Ok(handle) => session
+                    .destroy_object(handle)
+                    .map_err(Error::pkcs11(Operation::DestroyKeyPair))?,
                 Err(Error::KeyNotFound { .. }) => {}
                 Err(other) => return Err(other),
             }
@@ -148,14 +150,14 @@ impl RsaPrivateComponents {
     /// Reads a PKCS#1 `RSAPrivateKey ::= SEQUENCE { version, n, e, d, p, q, dp, dq, qinv }`
     /// (`openssl rsa -traditional -outform DER`); `None` if `der` is anything else.
     pub fn from_pkcs1_der(der: &[u8]) -> Option<Self> {
-        let (mut body, rest) = crate::der::der_value(der, 0x30)?;
+        let (mut body, rest) = crate::der::value(der, 0x30)?;
         if !rest.is_empty() {
             return None;
         }
         // Zeroizing: whatever is not moved into the result is wiped, also on early return.
         let mut ints: Vec<zeroize::Zeroizing<Vec<u8>>> = Vec::with_capacity(9);
         while !body.is_empty() {
-            let (value, rest) = crate::der::der_value(body, 0x02)?;
+            let (value, rest) = crate::der::value(body, 0x02)?;
             let start = value.iter().position(|&b| b != 0).unwrap_or(value.len());
             ints.push(zeroize::Zeroizing::new(value[start..].to_vec()));
             body = rest;
@@ -200,7 +202,7 @@ impl Drop for RsaPrivateComponents {
 /// material existed outside the token once.
 pub async fn import_rsa_key_pair(pool: &TokenPool, spec: RsaKeySpec, key: RsaPrivateComponents) -> Result<Generated> {
     use cryptoki::object::{KeyType, ObjectClass};
-    pool.run("import key pair", move |session| {
+    pool.run(Operation::ImportKeyPair, move |session| {
         if key_exists(session, KeyClass::Private, &spec.label)? {
             return Ok(Generated::AlreadyPresent);
         }
@@ -245,10 +247,10 @@ pub async fn import_rsa_key_pair(pool: &TokenPool, spec: RsaKeySpec, key: RsaPri
         ];
         session
             .create_object(&private)
-            .map_err(Error::pkcs11("import private key"))?;
+            .map_err(Error::pkcs11(Operation::ImportKeyPair))?;
         session
             .create_object(&public)
-            .map_err(Error::pkcs11("import public key"))?;
+            .map_err(Error::pkcs11(Operation::ImportKeyPair))?;
         Ok(Generated::Created)
     })
     .await
@@ -257,8 +259,8 @@ pub async fn import_rsa_key_pair(pool: &TokenPool, spec: RsaKeySpec, key: RsaPri
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{hsm_test_config, module, openssl};
-    use crate::{SignatureAlgorithm, Signer, rsa_public_key};
+    use crate::test_support::{hsm_test_config, openssl};
+    use crate::{RsaScheme, Signer, rsa_public_key};
     use cryptoki::object::{AttributeInfo, AttributeType};
 
     /// A key made in software by OpenSSL, imported: the token signs with it (checked by
@@ -285,8 +287,7 @@ mod tests {
             (key.n.clone(), key.e.clone())
         };
 
-        let _login = crate::test_support::login_shared().await;
-        let pool = TokenPool::connect(&module()?, hsm_test_config()?).await?;
+        let (pool, _login) = crate::test_support::connect(hsm_test_config()?).await?;
         let label = format!("imported-{}", std::process::id());
         let spec = || RsaKeySpec {
             label: label.clone(),
@@ -302,7 +303,7 @@ mod tests {
         assert_eq!(rsa_public_key(&pool, &label).await?.modulus(), n.as_slice());
 
         let message = b"signed by an imported key";
-        let signature = Signer::new(pool.clone(), label.clone(), SignatureAlgorithm::Rs256)
+        let signature = Signer::new(pool.clone(), label.clone(), RsaScheme::Pkcs1Sha256)
             .sign(message)
             .await?;
         let public = aws_lc_rs::signature::RsaPublicKeyComponents { n: &n, e: &e };
@@ -314,11 +315,11 @@ mod tests {
 
         let private_label = label.clone();
         let infos = pool
-            .run("read attribute info", move |session| {
+            .run(Operation::ReadAttributes, move |session| {
                 let key = find_key(session, KeyClass::Private, &private_label)?;
                 session
                     .get_attribute_info(key, &[AttributeType::PrivateExponent, AttributeType::Prime1])
-                    .map_err(Error::pkcs11("attribute info"))
+                    .map_err(Error::pkcs11(Operation::ReadAttributes))
             })
             .await?;
         assert!(infos.iter().all(|i| matches!(i, AttributeInfo::Sensitive)), "{infos:?}");

@@ -34,15 +34,23 @@ pub(crate) fn hsm_test_config() -> Result<TokenConfig> {
 }
 
 /// PKCS#11 login state is per process and token: one session logging out logs every
-/// session of the process out. The test that does so on purpose holds this exclusively;
-/// every other test using the token holds it shared ([`login_shared`]), so that none of
-/// them logs in behind its back (making its recovery check pass vacuously) or loses its
-/// login mid-operation.
+/// session of the process out, and SoftHSM rewrites the token's file on every C_Login, so a
+/// login while another test generates a key can make that generation fail
+/// (CKR_GENERAL_ERROR, CKR_TEMPLATE_INCONSISTENT: 2 runs in 6 before logins were kept
+/// apart). A test logs in only while holding this exclusively ([`connect`]) and holds it
+/// shared while it uses the token; the test that logs out on purpose holds it exclusively
+/// throughout.
 pub(crate) static LOGIN_STATE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 /// Held for as long as a test uses the `hsm-test` token.
-pub(crate) async fn login_shared() -> tokio::sync::RwLockReadGuard<'static, ()> {
-    LOGIN_STATE.read().await
+pub(crate) type LoginGuard = tokio::sync::RwLockReadGuard<'static, ()>;
+
+/// A pool on the `hsm-test` token with `config`, logged in while no other test uses the
+/// token; the guard keeps others from logging in (or out) while this test uses it.
+pub(crate) async fn connect(config: TokenConfig) -> Result<(crate::TokenPool, LoginGuard)> {
+    let exclusive = LOGIN_STATE.write().await;
+    let pool = crate::TokenPool::connect(&module()?, config).await?;
+    Ok((pool, exclusive.downgrade()))
 }
 
 /// A fresh key pair with a unique label in the `hsm-test` token, destroyed by
@@ -50,13 +58,12 @@ pub(crate) async fn login_shared() -> tokio::sync::RwLockReadGuard<'static, ()> 
 pub(crate) struct TestKey {
     pub(crate) pool: crate::TokenPool,
     pub(crate) label: String,
-    _login: tokio::sync::RwLockReadGuard<'static, ()>,
+    _login: LoginGuard,
 }
 
 impl TestKey {
     pub(crate) async fn generate(usage: crate::KeyUsage) -> Result<Self> {
-        let login = login_shared().await;
-        let pool = crate::TokenPool::connect(&module()?, hsm_test_config()?).await?;
+        let (pool, login) = connect(hsm_test_config()?).await?;
         let label = format!("test-{:?}-{}-{:x}", usage, std::process::id(), rand_suffix());
         crate::generate_rsa_key_pair(
             &pool,
@@ -87,19 +94,16 @@ fn rand_suffix() -> u64 {
 }
 
 /// Runs `openssl` (installed by `setup.sh`), an independent implementation to check against;
-/// returns its stdout and stderr, in that order, and whether it exited 0.
-pub(crate) fn openssl_output(args: &[&str]) -> (Vec<u8>, String, bool) {
+/// returns its stdout and panics with its stderr if it fails.
+pub(crate) fn openssl(args: &[&str]) -> Vec<u8> {
     let output = std::process::Command::new("openssl")
         .args(args)
         .output()
         .expect("openssl runs (softhsm-setup/setup.sh installs it)");
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    (output.stdout, stderr, output.status.success())
-}
-
-/// Runs `openssl` and returns its stdout; panics if it fails.
-pub(crate) fn openssl(args: &[&str]) -> Vec<u8> {
-    let (stdout, stderr, ok) = openssl_output(args);
-    assert!(ok, "openssl {args:?}: {stderr}");
-    stdout
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
 }

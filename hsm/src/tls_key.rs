@@ -13,13 +13,13 @@ use rustls::pki_types::SubjectPublicKeyInfoDer;
 use rustls::sign::{Signer as TlsSigner, SigningKey};
 use rustls::{SignatureAlgorithm, SignatureScheme};
 
-use crate::der::der_value;
-use crate::error::{Error, Result};
+use crate::der;
+use crate::error::{Error, Operation, Result};
 use crate::export::read_rsa_public;
 use crate::keys::{KeyClass, find_key, key_exists};
 use crate::pool::TokenPool;
 use crate::provision::{Generated, KeyUsage, RsaKeySpec, generate_rsa_key_pair};
-use crate::sign::{SignatureAlgorithm as RsaScheme, sign_in_session, signing_input};
+use crate::sign::{RsaScheme, sign_in_session, signing_input};
 
 /// DER of the named-curve OID prime256v1 (1.2.840.10045.3.1.7), the CKA_EC_PARAMS value.
 const P256_PARAMS: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
@@ -96,7 +96,7 @@ pub async fn generate_tls_key_pair(
 /// exists: sensitive, never extractable, sign-only.
 async fn generate_ec_p256_key_pair(pool: &TokenPool, label: &str, id: &[u8]) -> Result<Generated> {
     let (label, id) = (label.to_owned(), id.to_vec());
-    pool.run("generate EC key pair", move |session| {
+    pool.run(Operation::GenerateKeyPair, move |session| {
         if key_exists(session, KeyClass::Private, &label)? {
             return Ok(Generated::AlreadyPresent);
         }
@@ -125,7 +125,7 @@ async fn generate_ec_p256_key_pair(pool: &TokenPool, label: &str, id: &[u8]) -> 
         ];
         session
             .generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)
-            .map_err(Error::pkcs11("generate EC key pair"))?;
+            .map_err(Error::pkcs11(Operation::GenerateKeyPair))?;
         Ok(Generated::Created)
     })
     .await
@@ -134,7 +134,7 @@ async fn generate_ec_p256_key_pair(pool: &TokenPool, label: &str, id: &[u8]) -> 
 /// The public half of the TLS key labelled `label`, as certificates carry it.
 pub async fn tls_public_key(pool: &TokenPool, label: &str) -> Result<PublicKeyInfo> {
     let label = label.to_owned();
-    pool.run("export TLS public key", move |session| {
+    pool.run(Operation::ExportPublicKey, move |session| {
         read_public_key_info(session, &label)
     })
     .await
@@ -148,7 +148,7 @@ fn read_public_key_info(session: &Session, label: &str) -> Result<PublicKeyInfo>
     let key = find_key(session, KeyClass::Public, label)?;
     let key_type = session
         .get_attributes(key, &[AttributeType::KeyType])
-        .map_err(Error::pkcs11("read key type"))?
+        .map_err(Error::pkcs11(Operation::ReadAttributes))?
         .into_iter()
         .find_map(|a| match a {
             Attribute::KeyType(t) => Some(t),
@@ -157,7 +157,7 @@ fn read_public_key_info(session: &Session, label: &str) -> Result<PublicKeyInfo>
     match key_type {
         Some(KeyType::RSA) => {
             let public = read_rsa_public(session, key, label)?;
-            let spki = public.spki_der().map_err(|_| unusable("invalid RSA public key"))?;
+            let spki = public.spki_der().ok_or_else(|| unusable("invalid RSA public key"))?;
             Ok(PublicKeyInfo {
                 key_type: TlsKeyType::Rsa,
                 spki,
@@ -166,7 +166,7 @@ fn read_public_key_info(session: &Session, label: &str) -> Result<PublicKeyInfo>
         Some(KeyType::EC) => {
             let point = session
                 .get_attributes(key, &[AttributeType::EcPoint])
-                .map_err(Error::pkcs11("read EC point"))?
+                .map_err(Error::pkcs11(Operation::ReadAttributes))?
                 .into_iter()
                 .find_map(|a| match a {
                     Attribute::EcPoint(p) => Some(p),
@@ -202,9 +202,9 @@ impl PublicKeyInfo {
         let key_type = if spki.len() == P256_SPKI_PREFIX.len() + 65 && spki.starts_with(&P256_SPKI_PREFIX) {
             TlsKeyType::EcdsaP256
         } else {
-            let (outer, rest) = der_value(spki, 0x30)?;
+            let (outer, rest) = der::value(spki, 0x30)?;
             let bits = outer.strip_prefix(&RSA_ALGORITHM_ID)?;
-            let (key, after) = der_value(bits, 0x03)?;
+            let (key, after) = der::value(bits, 0x03)?;
             let (tag, _) = key.strip_prefix(&[0x00])?.split_first()?;
             if !rest.is_empty() || !after.is_empty() || *tag != 0x30 {
                 return None;
@@ -233,8 +233,8 @@ impl PublicKeyInfo {
         match self.key_type {
             TlsKeyType::EcdsaP256 => &self.spki[P256_SPKI_PREFIX.len()..],
             TlsKeyType::Rsa => {
-                let skip = der_value(&self.spki, 0x30)
-                    .and_then(|(outer, _)| der_value(&outer[RSA_ALGORITHM_ID.len()..], 0x03))
+                let skip = der::value(&self.spki, 0x30)
+                    .and_then(|(outer, _)| der::value(&outer[RSA_ALGORITHM_ID.len()..], 0x03))
                     .map_or(0, |(bits, _)| self.spki.len() - bits.len() + 1);
                 &self.spki[skip..]
             }
@@ -297,22 +297,22 @@ impl TokenTlsKey {
         match (self.public.key_type, scheme) {
             (TlsKeyType::EcdsaP256, SignatureScheme::ECDSA_NISTP256_SHA256) => {
                 let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, message);
-                let raw = self.pool.run_sync("ECDSA sign", |session| {
+                let raw = self.pool.run_sync(Operation::Sign, |session| {
                     let key = find_key(session, KeyClass::Private, label)?;
                     session
                         .sign(&Mechanism::Ecdsa, key, digest.as_ref())
-                        .map_err(Error::pkcs11("ECDSA sign"))
+                        .map_err(Error::pkcs11(Operation::Sign))
                 })?;
                 raw_to_der(&raw).ok_or_else(|| unusable("not a P-256 signature"))
             }
             (TlsKeyType::Rsa, SignatureScheme::RSA_PSS_SHA256 | SignatureScheme::RSA_PKCS1_SHA256) => {
-                let algorithm = match scheme {
-                    SignatureScheme::RSA_PSS_SHA256 => RsaScheme::Ps256,
-                    _ => RsaScheme::Rs256,
+                let rsa = match scheme {
+                    SignatureScheme::RSA_PSS_SHA256 => RsaScheme::PssSha256,
+                    _ => RsaScheme::Pkcs1Sha256,
                 };
-                let input = signing_input(algorithm, message);
+                let input = signing_input(rsa, message);
                 self.pool
-                    .run_sync("RSA sign", |session| sign_in_session(session, label, algorithm, &input))
+                    .run_sync(Operation::Sign, |session| sign_in_session(session, label, rsa, &input))
             }
             _ => Err(unusable("signature scheme does not fit the key type")),
         }
@@ -397,7 +397,7 @@ fn raw_to_der(raw: &[u8]) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
     use crate::TokenConfig;
-    use crate::test_support::{hsm_test_config, module};
+    use crate::test_support::hsm_test_config;
     use aws_lc_rs::signature::{
         ECDSA_P256_SHA256_ASN1, RSA_PKCS1_2048_8192_SHA256, RSA_PSS_2048_8192_SHA256, UnparsedPublicKey,
         VerificationAlgorithm,
@@ -421,8 +421,7 @@ mod tests {
 
     #[tokio::test]
     async fn ecdsa_p256_tls_signatures_from_the_token_verify_with_aws_lc() -> Result<()> {
-        let _login = crate::test_support::login_shared().await;
-        let pool = TokenPool::connect(&module()?, hsm_test_config()?).await?;
+        let (pool, _login) = crate::test_support::connect(hsm_test_config()?).await?;
         let label = format!("tls-ec-{}", std::process::id());
         let generate = || generate_tls_key_pair(&pool, &label, &[1], TlsKeyType::EcdsaP256);
         assert_eq!(generate().await?, Generated::Created);
@@ -439,8 +438,7 @@ mod tests {
 
     #[tokio::test]
     async fn rsa_tls_signatures_pss_and_pkcs1_from_the_token_verify_with_aws_lc() -> Result<()> {
-        let _login = crate::test_support::login_shared().await;
-        let pool = TokenPool::connect(&module()?, hsm_test_config()?).await?;
+        let (pool, _login) = crate::test_support::connect(hsm_test_config()?).await?;
         let label = format!("tls-rsa-{}", std::process::id());
         assert_eq!(
             generate_tls_key_pair(&pool, &label, &[2], TlsKeyType::Rsa).await?,
@@ -470,12 +468,11 @@ mod tests {
     /// session under the pool's bound there, without blocking the runtime or panicking.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn tls_signatures_from_worker_threads_share_the_pools_sessions() -> Result<()> {
-        let _login = crate::test_support::login_shared().await;
         let config = TokenConfig {
             sessions: 1,
             ..hsm_test_config()?
         };
-        let pool = TokenPool::connect(&module()?, config).await?;
+        let (pool, _login) = crate::test_support::connect(config).await?;
         let label = format!("tls-workers-{}", std::process::id());
         generate_tls_key_pair(&pool, &label, &[3], TlsKeyType::EcdsaP256).await?;
         let key = TokenTlsKey::load(pool.clone(), &label).await?;

@@ -3,7 +3,7 @@
 use cryptoki::session::UserType;
 use secrecy::SecretString;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Operation, Result};
 use crate::pool::Module;
 
 /// What [`initialize_token`] did.
@@ -26,10 +26,14 @@ pub fn initialize_token(
     user_pin: &SecretString,
 ) -> Result<TokenInit> {
     let ctx = module.context();
-    let slots = ctx.get_slots_with_token().map_err(Error::pkcs11("list slots"))?;
+    let slots = ctx
+        .get_slots_with_token()
+        .map_err(Error::pkcs11(Operation::ListSlots))?;
     let mut free = None;
     for slot in slots {
-        let info = ctx.get_token_info(slot).map_err(Error::pkcs11("read token info"))?;
+        let info = ctx
+            .get_token_info(slot)
+            .map_err(Error::pkcs11(Operation::ReadTokenInfo))?;
         if info.token_initialized() && info.label().trim_end() == label {
             return Ok(TokenInit::AlreadyPresent);
         }
@@ -38,27 +42,30 @@ pub fn initialize_token(
         }
     }
     let Some(slot) = free else {
-        return Err(Error::TokenNotFound {
-            label: format!("<a free slot for {label}>"),
-            present: Vec::new(),
+        return Err(Error::NoFreeSlot {
+            label: label.to_owned(),
         });
     };
     ctx.init_token(slot, so_pin, label)
-        .map_err(Error::pkcs11("init token"))?;
+        .map_err(Error::pkcs11(Operation::InitToken))?;
     let slot = ctx
         .get_slots_with_token()
-        .map_err(Error::pkcs11("list slots"))?
+        .map_err(Error::pkcs11(Operation::ListSlots))?
         .into_iter()
         .find(|s| ctx.get_token_info(*s).is_ok_and(|i| i.label().trim_end() == label))
         .ok_or_else(|| Error::TokenNotFound {
             label: label.to_owned(),
             present: Vec::new(),
         })?;
-    let session = ctx.open_rw_session(slot).map_err(Error::pkcs11("open session"))?;
+    let session = ctx
+        .open_rw_session(slot)
+        .map_err(Error::pkcs11(Operation::OpenSession))?;
     session
         .login(UserType::So, Some(so_pin))
-        .map_err(Error::pkcs11("SO login"))?;
-    session.init_pin(user_pin).map_err(Error::pkcs11("init user PIN"))?;
-    session.logout().map_err(Error::pkcs11("logout"))?;
+        .map_err(Error::pkcs11(Operation::SoLogin))?;
+    session
+        .init_pin(user_pin)
+        .map_err(Error::pkcs11(Operation::InitUserPin))?;
+    session.logout().map_err(Error::pkcs11(Operation::Logout))?;
     Ok(TokenInit::Created)
 }

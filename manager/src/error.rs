@@ -3,6 +3,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use contract::envelope::EnvelopeError;
+use contract::error_code::ErrorCode;
 use service_kit::json::{JsonBodyError, error_response};
 use service_kit::report::error_chain;
 
@@ -76,39 +77,41 @@ impl IntoResponse for ApiError {
             ApiError::Body(e) => e.into_response(),
             ApiError::InvalidUserId => error_response(
                 StatusCode::BAD_REQUEST,
-                "invalid_user_id",
+                ErrorCode::InvalidUserId,
                 "user_id must be 1-128 characters of A-Z a-z 0-9 . _ @ -",
             ),
             ApiError::EmptySecret => error_response(
                 StatusCode::BAD_REQUEST,
-                "invalid_key_data",
+                ErrorCode::InvalidKeyData,
                 "key_data must not be empty",
             ),
             e @ ApiError::SecretTooLarge { .. } => {
-                error_response(StatusCode::PAYLOAD_TOO_LARGE, "secret_too_large", e.to_string())
+                error_response(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::SecretTooLarge, e.to_string())
             }
-            e @ ApiError::InvalidTtl { .. } => error_response(StatusCode::BAD_REQUEST, "invalid_ttl", e.to_string()),
+            e @ ApiError::InvalidTtl { .. } => {
+                error_response(StatusCode::BAD_REQUEST, ErrorCode::InvalidTtl, e.to_string())
+            }
             e @ ApiError::InvalidMaxReads { .. } => {
-                error_response(StatusCode::BAD_REQUEST, "invalid_max_reads", e.to_string())
+                error_response(StatusCode::BAD_REQUEST, ErrorCode::InvalidMaxReads, e.to_string())
             }
             ApiError::VaultUnavailable(_) => error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "vault_unavailable",
+                ErrorCode::VaultUnavailable,
                 "vault is unavailable; nothing was stored, retry later",
             ),
             ApiError::VaultRejected(_) => error_response(
                 StatusCode::BAD_GATEWAY,
-                "vault_rejected",
+                ErrorCode::VaultRejected,
                 "vault refused to store the secret; nothing was stored",
             ),
             ApiError::Hsm(_) => error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "hsm_unavailable",
+                ErrorCode::HsmUnavailable,
                 "the key store is unavailable; retry later",
             ),
             ApiError::Seal(_) => error_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
+                ErrorCode::InternalError,
                 "the secret could not be sealed",
             ),
         }

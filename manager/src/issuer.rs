@@ -1,33 +1,32 @@
 //! Access tokens: the JWS signing input is built here and signed inside the token
 //! (jsonwebtoken has no external-signer entry point, Keats/jsonwebtoken#325).
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use contract::claims::{AccessClaims, READ_SCOPE};
-use serde_json::json;
-
 use std::sync::Arc;
 
-use crate::keyring::KeyRing;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use contract::claims::{AccessClaims, JwsAlgorithm, READ_SCOPE};
+use contract::jwk::JwkSet;
+use serde_json::json;
+use service_kit::keyring::KeyRing;
 
-/// Signs access tokens with manager's current key in the token.
-pub struct TokenIssuer {
-    pool: hsm::TokenPool,
-    algorithm: hsm::SignatureAlgorithm,
+/// Signs access tokens with the current generation of manager's signing key.
+pub struct Issuer {
     keys: Arc<KeyRing>,
+    algorithm: JwsAlgorithm,
     issuer: String,
     audience: String,
 }
 
-/// A signed token and its claims.
-pub struct IssuedToken {
+/// A signed access token and its claims.
+pub struct IssuedAccessToken {
     /// Compact JWS.
-    pub token: String,
+    pub jwt: String,
     /// The claims it carries.
     pub claims: AccessClaims,
 }
 
-/// Who the token is for and for how long.
+/// Who the access token is for and for how long.
 pub struct Grant<'a> {
     /// Owner (`sub`).
     pub user_id: &'a str,
@@ -39,26 +38,51 @@ pub struct Grant<'a> {
     pub ttl_seconds: u64,
 }
 
-impl TokenIssuer {
-    /// An issuer signing with the current key of `keys`.
-    pub fn new(
-        pool: hsm::TokenPool,
-        algorithm: hsm::SignatureAlgorithm,
-        keys: Arc<KeyRing>,
-        issuer: String,
-        audience: String,
-    ) -> Self {
+/// The token mechanism that makes `algorithm`'s signatures.
+pub fn rsa_scheme(algorithm: JwsAlgorithm) -> hsm::RsaScheme {
+    match algorithm {
+        JwsAlgorithm::Rs256 => hsm::RsaScheme::Pkcs1Sha256,
+        JwsAlgorithm::Ps256 => hsm::RsaScheme::PssSha256,
+    }
+}
+
+impl Issuer {
+    /// An issuer signing with `algorithm` and the current generation of `keys`, for tokens
+    /// naming `issuer` and `audience`.
+    pub fn new(keys: Arc<KeyRing>, algorithm: JwsAlgorithm, issuer: String, audience: String) -> Self {
         Self {
-            pool,
-            algorithm,
             keys,
+            algorithm,
             issuer,
             audience,
         }
     }
 
-    /// Builds and signs a token for `grant`.
-    pub async fn issue(&self, grant: Grant<'_>) -> Result<IssuedToken, hsm::Error> {
+    /// The algorithm every token is signed with.
+    pub fn algorithm(&self) -> JwsAlgorithm {
+        self.algorithm
+    }
+
+    /// The signing keys.
+    pub fn keys(&self) -> &Arc<KeyRing> {
+        &self.keys
+    }
+
+    /// Every generation's public key: the JWKS vault (and any JOSE library) verifies with,
+    /// so that tokens signed before a rotation stay verifiable until their key is retired.
+    pub fn jwks(&self) -> JwkSet {
+        JwkSet {
+            keys: self
+                .keys
+                .keys()
+                .iter()
+                .map(|generation| generation.public.to_jwk(self.algorithm.jose_name(), "sig"))
+                .collect(),
+        }
+    }
+
+    /// Builds and signs an access token for `grant`.
+    pub async fn issue(&self, grant: Grant<'_>) -> Result<IssuedAccessToken, hsm::Error> {
         let claims = AccessClaims {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
@@ -70,13 +94,14 @@ impl TokenIssuer {
             exp: grant.now + grant.ttl_seconds,
             scope: READ_SCOPE.to_owned(),
         };
-        let key = self.keys.current();
+        let keys = self.keys.keys();
+        let key = keys.current();
         let header = json!({"alg": self.algorithm.jose_name(), "typ": "JWT", "kid": key.kid});
         let signing_input = format!("{}.{}", b64_json(&header), b64_json(&claims));
-        let signer = hsm::Signer::new(self.pool.clone(), key.label, self.algorithm);
+        let signer = hsm::Signer::new(self.keys.pool().clone(), key.label.clone(), rsa_scheme(self.algorithm));
         let signature = signer.sign(signing_input.as_bytes()).await?;
-        Ok(IssuedToken {
-            token: format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature)),
+        Ok(IssuedAccessToken {
+            jwt: format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature)),
             claims,
         })
     }

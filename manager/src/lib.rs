@@ -8,7 +8,6 @@
 pub mod config;
 pub mod error;
 pub mod issuer;
-pub mod keyring;
 pub mod routes;
 pub mod startup;
 pub mod state;

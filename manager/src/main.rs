@@ -1,16 +1,15 @@
 //! manager's entry point: configuration, logging, then [`manager::startup::run`].
 
+use manager::config::SERVICE;
 use secrecy::SecretString;
 
 #[tokio::main]
 async fn main() {
     service_kit::serve::init_logging();
     let result = async {
-        let config = service_kit::config::parse_layered::<manager::Config>("MANAGER_CONFIG")?;
+        let config = service_kit::config::parse_layered::<manager::Config>(SERVICE)?;
         // The PIN may come from the environment; the library never reads it itself.
-        let env_pin = std::env::var(manager::config::TokenOptions::PIN_ENV_VAR)
-            .ok()
-            .map(SecretString::from);
+        let env_pin = std::env::var(SERVICE.pin_env_var()).ok().map(SecretString::from);
         manager::startup::run(config, env_pin).await
     }
     .await;

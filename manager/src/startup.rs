@@ -5,14 +5,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum_server::Handle;
-use contract::envelope::{KeyWrap, Recipient};
+use contract::envelope::Recipient;
 use contract::jwk::Jwk;
 use secrecy::SecretString;
+use service_kit::keyring::KeyRing;
 
 use crate::app;
-use crate::config::{Config, required};
-use crate::issuer::TokenIssuer;
-use crate::keyring::KeyRing;
+use crate::config::{Config, SERVICE};
+use crate::issuer::{Issuer, rsa_scheme};
 use crate::state::{AppState, Limits};
 use crate::vault_client::VaultClient;
 use crate::vault_key::VaultKey;
@@ -20,30 +20,25 @@ use crate::vault_key::VaultKey;
 /// Opens the token and checks the signing key, loads vault's public key, then serves
 /// until SIGINT/SIGTERM. Start-up failures come back with context naming the culprit.
 pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Result<()> {
-    let algorithm: hsm::SignatureAlgorithm = config.signing_algorithm.parse()?;
-    let key_wrap: KeyWrap = config.key_wrap.parse().context("--key-wrap")?;
-    let pool = service_kit::token::connect(config.token.settings(), env_pin).await?;
+    let algorithm = config.signing.signing_algorithm;
+    let key_wrap = config.key_wrap;
+    let pool = config.token.connect(SERVICE, env_pin).await?;
+    let label = &config.signing.signing_key_label;
     let keys = Arc::new(
-        KeyRing::load(pool.clone(), &config.signing_key_label, algorithm)
+        KeyRing::load(pool.clone(), label)
             .await
-            .with_context(|| format!("cannot read signing keys {:?}", config.signing_key_label))?,
+            .with_context(|| format!("cannot read signing keys {label:?}"))?,
     );
-    let current = keys.current();
-    hsm::Signer::new(pool.clone(), current.label.clone(), algorithm)
+    let current = keys.keys().current().clone();
+    hsm::Signer::new(pool.clone(), current.label.clone(), rsa_scheme(algorithm))
         .sign(b"start-up self test")
         .await
         .with_context(|| format!("the signing key {:?} cannot sign", current.label))?;
-    tokio::spawn(refresh_forever(
-        keys.clone(),
-        Duration::from_secs(config.key_refresh_seconds.max(1)),
-    ));
-    let issuer = TokenIssuer::new(
-        pool.clone(),
-        algorithm,
-        keys.clone(),
-        config.issuer.clone(),
-        config.audience.clone(),
+    tokio::spawn(
+        keys.clone()
+            .refresh_forever(Duration::from_secs(config.key_refresh_seconds.max(1)), "signing key"),
     );
+    let issuer = Issuer::new(keys, algorithm, config.issuer.clone(), config.audience.clone());
 
     let vault_key = match &config.vault_public_key {
         Some(path) => {
@@ -57,19 +52,15 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
     };
 
     let client_key = service_kit::token::tls_key(&pool, &config.client_key_label).await?;
-    let client_tls = contract::tls::client_config(
-        required(&config.vault_ca, "vault-ca")?,
-        Some((required(&config.client_cert, "client-cert")?, client_key)),
-    )
-    .context("client TLS for vault")?;
+    let client_tls = service_kit::tls::client_config(&config.vault_ca, Some((&config.client_cert, client_key)))
+        .context("client TLS for vault")?;
     let vault = VaultClient::new(
         &config.vault_url,
         client_tls,
         Duration::from_millis(config.vault_timeout_ms),
     )?;
     let server_key = service_kit::token::tls_key(&pool, &config.tls_key_label).await?;
-    let server_tls =
-        contract::tls::server_config(required(&config.tls_cert, "tls-cert")?, server_key).context("server TLS")?;
+    let server_tls = service_kit::tls::server_config(&config.tls_cert, server_key).context("server TLS")?;
 
     let limits = Limits {
         max_secret_bytes: config.max_secret_bytes,
@@ -83,11 +74,9 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
     tracing::info!(kid = %current.kid, alg = %algorithm, key_wrap = %key_wrap, "manager ready");
     let state = Arc::new(AppState {
         issuer,
-        keys,
         vault_key,
         key_wrap,
         vault,
-        pool,
         limits,
     });
 
@@ -107,25 +96,6 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
     tokio::spawn(service_kit::serve::shutdown_on_signal(vec![handle]));
     listener.stopped().await?;
     Ok(())
-}
-
-/// Re-reads the signing keys every `interval`, so a rotation or retirement done with
-/// `manager-admin` takes effect without a restart.
-async fn refresh_forever(keys: Arc<KeyRing>, interval: Duration) {
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticks.tick().await;
-    loop {
-        ticks.tick().await;
-        let before = keys.current();
-        match keys.refresh().await {
-            Ok(()) if keys.current() != before => {
-                tracing::info!(kid = %keys.current().kid, label = %keys.current().label, "signing key changed")
-            }
-            Ok(()) => {}
-            Err(e) => tracing::warn!(error = %service_kit::report::error_chain(&e), "cannot refresh signing keys"),
-        }
-    }
 }
 
 /// Re-asks vault for its current wrapping key every `interval` (no-op for a file key).

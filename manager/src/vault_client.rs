@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use contract::error_code::ErrorCode;
 use contract::wire::{ErrorBody, StoreEnvelopeRequest};
 use reqwest::StatusCode;
 
@@ -23,7 +24,7 @@ pub enum VaultError {
         /// vault's status.
         status: StatusCode,
         /// vault's error code.
-        code: String,
+        code: ErrorCode,
     },
 }
 
@@ -67,7 +68,7 @@ impl VaultClient {
         let code = response
             .json::<ErrorBody>()
             .await
-            .map_or_else(|_| "unknown".to_owned(), |b| b.error.code);
+            .map_or(ErrorCode::Unknown, |b| b.error.code);
         Err(VaultError::Rejected { status, code })
     }
 

@@ -6,9 +6,13 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser;
 
-/// Why the configuration file could not be applied.
+/// Why the configuration could not be read.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigFileError {
+pub enum ConfigError {
+    /// The command line (or an environment variable, or a file value) is not what the
+    /// options take; clap's error, with its usage message.
+    #[error(transparent)]
+    Arguments(#[from] clap::Error),
     /// The file could not be read.
     #[error("cannot read config file {path}")]
     Read {
@@ -45,23 +49,96 @@ pub enum ConfigFileError {
     },
 }
 
+/// The service whose configuration is being read: it names every option's environment
+/// variable (`<ENV_PREFIX>_<OPTION>`, e.g. `VAULT_LISTEN_PUBLIC`), the configuration file's
+/// (`<ENV_PREFIX>_CONFIG`) and the PIN's (`<ENV_PREFIX>_PKCS11_PIN`), and its token label
+/// defaults to its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Service {
+    /// Program name and default token label, e.g. `vault`.
+    pub name: &'static str,
+    /// Prefix of its environment variables, e.g. `VAULT`.
+    pub env_prefix: &'static str,
+}
+
+impl Service {
+    /// The environment variable of the option `id` (clap's id: the field name).
+    pub fn env_var(&self, id: &str) -> String {
+        format!("{}_{}", self.env_prefix, id.to_uppercase())
+    }
+
+    /// The environment variable that may carry the token PIN (read by `main`; never an
+    /// option, so that a PIN is never accepted on the command line).
+    pub fn pin_env_var(&self) -> String {
+        self.env_var("pkcs11_pin")
+    }
+
+    /// `T`'s command with what every service shares: a `--config FILE` option, each
+    /// option's environment variable, and the token label's default.
+    pub fn command<T: clap::CommandFactory>(&self) -> clap::Command {
+        let mut command = T::command().arg(
+            clap::Arg::new(CONFIG)
+                .long(CONFIG)
+                .value_name("FILE")
+                .value_parser(clap::value_parser!(PathBuf))
+                .help("TOML file with defaults for every option (keys are the option names with underscores)"),
+        );
+        let ids: Vec<String> = command
+            .get_arguments()
+            .map(|arg| arg.get_id().to_string())
+            .filter(|id| id != "help" && id != "version")
+            .collect();
+        for id in ids {
+            let env = self.env_var(&id);
+            command = command.mut_arg(id, |arg| arg.env(env));
+        }
+        if command.get_arguments().any(|arg| arg.get_id() == TOKEN_LABEL) {
+            command = command.mut_arg(TOKEN_LABEL, |arg| arg.default_value(self.name).required(false));
+        }
+        command
+    }
+}
+
+/// The option naming the configuration file; the parser adds it to every service.
+const CONFIG: &str = "config";
+
+/// The option that defaults to the service's name.
+const TOKEN_LABEL: &str = "token_label";
+
 /// Parses `T` from the command line and environment, with the TOML file named by
-/// `--config` (or the `config_env` variable) supplying defaults. File keys are the
-/// field names (`listen_public`), as are the options (`--listen-public`).
+/// `--config` (or `<ENV_PREFIX>_CONFIG`) supplying defaults. File keys are the field
+/// names (`listen_public`), as are the options (`--listen-public`); a file key satisfies a
+/// required option.
 ///
 /// Exits with clap's usage message on bad command-line input, like `T::parse()`.
-pub fn parse_layered<T: Parser>(config_env: &str) -> Result<T, ConfigFileError> {
-    parse_layered_from(std::env::args_os().collect(), std::env::var_os(config_env))
+pub fn parse_layered<T: Parser>(service: Service) -> Result<T, ConfigError> {
+    let config_env = std::env::var_os(service.env_var(CONFIG));
+    exit_on_usage(layered(
+        service,
+        std::env::args_os().collect(),
+        config_env,
+        UnknownKeys::Refuse,
+    ))
 }
 
 /// Like [`parse_layered`], but keys of the file that `T` has no option for are skipped:
 /// for admin tools that read a service's configuration file for the few options they need.
-pub fn parse_layered_ignoring_unknown<T: Parser>(config_env: &str) -> Result<T, ConfigFileError> {
-    layered(
+pub fn parse_layered_ignoring_unknown<T: Parser>(service: Service) -> Result<T, ConfigError> {
+    let config_env = std::env::var_os(service.env_var(CONFIG));
+    exit_on_usage(layered(
+        service,
         std::env::args_os().collect(),
-        std::env::var_os(config_env),
+        config_env,
         UnknownKeys::Skip,
-    )
+    ))
+}
+
+/// clap's errors (and `--help`, `--version`) end the process with clap's message and code.
+fn exit_on_usage<T>(parsed: Result<T, ConfigError>) -> Result<T, ConfigError> {
+    match parsed {
+        Err(ConfigError::Arguments(e)) => e.exit(),
+        other => other,
+    }
 }
 
 /// What to do with a file key no option matches.
@@ -72,58 +149,52 @@ enum UnknownKeys {
 }
 
 /// [`parse_layered`] with explicit arguments (program name first) and value of the
-/// config-file variable.
-pub fn parse_layered_from<T: Parser>(args: Vec<OsString>, config_env: Option<OsString>) -> Result<T, ConfigFileError> {
-    layered(args, config_env, UnknownKeys::Refuse)
+/// config-file variable; returns clap's errors instead of exiting.
+pub fn parse_layered_from<T: Parser>(
+    service: Service,
+    args: Vec<OsString>,
+    config_env: Option<OsString>,
+) -> Result<T, ConfigError> {
+    layered(service, args, config_env, UnknownKeys::Refuse)
 }
 
 fn layered<T: Parser>(
+    service: Service,
     args: Vec<OsString>,
     config_env: Option<OsString>,
     unknown: UnknownKeys,
-) -> Result<T, ConfigFileError> {
-    let mut command = T::command();
+) -> Result<T, ConfigError> {
+    let mut command = service.command::<T>();
     if let Some(path) = config_path(&args).or_else(|| config_env.map(PathBuf::from)) {
         let known: HashSet<String> = command.get_arguments().map(|a| a.get_id().to_string()).collect();
         for (key, value) in read_table(&path)? {
-            if !known.contains(&key) || key == "config" {
+            if !known.contains(&key) || key == CONFIG {
                 if unknown == UnknownKeys::Skip {
                     continue;
                 }
-                return Err(ConfigFileError::UnknownKey { path, key });
+                return Err(ConfigError::UnknownKey { path, key });
             }
-            let value = to_arg_value(&value).ok_or_else(|| ConfigFileError::BadValue {
+            let value = to_arg_value(&value).ok_or_else(|| ConfigError::BadValue {
                 path: path.clone(),
                 key: key.clone(),
             })?;
-            command = command.mut_arg(key, |arg| arg.default_value(value));
+            command = command.mut_arg(key, |arg| arg.default_value(value).required(false));
         }
     }
-    let matches = command.get_matches_from(args);
-    Ok(T::from_arg_matches(&matches).unwrap_or_else(|e| e.exit()))
+    let matches = command.try_get_matches_from(args)?;
+    Ok(T::from_arg_matches(&matches)?)
 }
 
-/// Checks that `example` (a reference TOML file) documents exactly the options of `T`,
-/// and that every option has an environment variable `<env_prefix>_<OPTION>`. Returns
-/// what is missing or extra, for a unit test that keeps docs and code in step.
-pub fn check_documented<T: clap::CommandFactory>(example: &str, env_prefix: &str) -> Result<(), String> {
+/// Checks that `example` (a reference TOML file) documents exactly the options of `T`;
+/// returns what is missing or extra, for a unit test that keeps docs and code in step.
+pub fn check_documented<T: clap::CommandFactory>(example: &str) -> Result<(), String> {
     let table: toml::Table = toml::from_str(example).map_err(|e| format!("example does not parse: {e}"))?;
     let documented: HashSet<String> = table.keys().cloned().collect();
-    let command = T::command();
-    let mut options = HashSet::new();
-    for arg in command.get_arguments() {
-        let id = arg.get_id().to_string();
-        if id == "help" || id == "version" {
-            continue;
-        }
-        let expected = format!("{env_prefix}_{}", id.to_uppercase());
-        if arg.get_env().map(|e| e.to_string_lossy().into_owned()) != Some(expected.clone()) {
-            return Err(format!("option {id} should be settable as {expected}"));
-        }
-        if id != "config" {
-            options.insert(id);
-        }
-    }
+    let options: HashSet<String> = T::command()
+        .get_arguments()
+        .map(|arg| arg.get_id().to_string())
+        .filter(|id| id != "help" && id != "version")
+        .collect();
     let mut undocumented: Vec<_> = options.difference(&documented).collect();
     let mut unknown: Vec<_> = documented.difference(&options).collect();
     undocumented.sort();
@@ -151,12 +222,12 @@ fn config_path(args: &[OsString]) -> Option<PathBuf> {
     None
 }
 
-fn read_table(path: &Path) -> Result<toml::Table, ConfigFileError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read {
+fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
         source,
     })?;
-    toml::from_str(&text).map_err(|source| ConfigFileError::Parse {
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
         path: path.to_owned(),
         source,
     })
@@ -180,18 +251,26 @@ fn to_arg_value(value: &toml::Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::FromArgMatches;
+
+    const DEMO: Service = Service {
+        name: "demo",
+        env_prefix: "DEMO",
+    };
 
     /// A stand-in service configuration.
     #[derive(Debug, Parser)]
     struct Demo {
-        #[arg(long)]
-        config: Option<PathBuf>,
         #[arg(long, default_value = "built-in")]
         name: String,
         #[arg(long, default_value_t = 1)]
         count: u32,
         #[arg(long, value_delimiter = ',', default_value = "a")]
         list: Vec<String>,
+        #[arg(long)]
+        token_label: String,
+        #[arg(long)]
+        required_path: PathBuf,
     }
 
     fn file(contents: &str) -> (tempfile::TempDir, PathBuf) {
@@ -209,25 +288,49 @@ mod tests {
     }
 
     #[test]
-    fn the_file_overrides_defaults_and_the_command_line_overrides_the_file() -> Result<(), ConfigFileError> {
-        let (_dir, path) = file("name = \"from-file\"\ncount = 7\nlist = [\"x\", \"y\"]\n");
+    fn the_file_overrides_defaults_and_the_command_line_overrides_the_file() -> Result<(), ConfigError> {
+        let (_dir, path) = file("name = \"from-file\"\ncount = 7\nlist = [\"x\", \"y\"]\nrequired_path = \"/p\"\n");
         let path = path.to_string_lossy().into_owned();
-        let from_file: Demo = parse_layered_from(args(&["--config", &path]), None)?;
+        let from_file: Demo = parse_layered_from(DEMO, args(&["--config", &path]), None)?;
         assert_eq!((from_file.name.as_str(), from_file.count), ("from-file", 7));
         assert_eq!(from_file.list, ["x", "y"]);
-        let overridden: Demo = parse_layered_from(args(&["--config", &path, "--count", "9"]), None)?;
+        assert_eq!(
+            from_file.required_path,
+            Path::new("/p"),
+            "a file key satisfies a required option"
+        );
+        let overridden: Demo = parse_layered_from(DEMO, args(&["--config", &path, "--count", "9"]), None)?;
         assert_eq!((overridden.name.as_str(), overridden.count), ("from-file", 9));
-        let via_env: Demo = parse_layered_from(args(&[]), Some(path.into()))?;
+        let via_env: Demo = parse_layered_from(DEMO, args(&[]), Some(path.into()))?;
         assert_eq!(via_env.count, 7);
-        let defaults: Demo = parse_layered_from(args(&[]), None)?;
+        let defaults: Demo = parse_layered_from(DEMO, args(&["--required-path", "/q"]), None)?;
         assert_eq!((defaults.name.as_str(), defaults.count), ("built-in", 1));
         Ok(())
     }
 
     #[test]
+    fn every_option_has_its_prefixed_variable_and_the_token_label_defaults_to_the_service() {
+        let command = DEMO.command::<Demo>();
+        for arg in command.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" {
+                continue;
+            }
+            let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());
+            assert_eq!(env, Some(format!("DEMO_{}", id.to_uppercase())), "{id}");
+        }
+        let matches = command
+            .try_get_matches_from(args(&["--required-path", "/q"]))
+            .expect("parses");
+        let parsed = Demo::from_arg_matches(&matches).expect("parses");
+        assert_eq!(parsed.token_label, "demo");
+        assert_eq!(DEMO.pin_env_var(), "DEMO_PKCS11_PIN");
+    }
+
+    #[test]
     fn an_unknown_key_in_the_file_is_an_error_not_ignored() {
         let (_dir, path) = file("nmae = \"typo\"\n");
-        let result = parse_layered_from::<Demo>(args(&["--config", &path.to_string_lossy()]), None);
-        assert!(matches!(result, Err(ConfigFileError::UnknownKey { ref key, .. }) if key == "nmae"));
+        let result = parse_layered_from::<Demo>(DEMO, args(&["--config", &path.to_string_lossy()]), None);
+        assert!(matches!(result, Err(ConfigError::UnknownKey { ref key, .. }) if key == "nmae"));
     }
 }

@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use contract::error_code::ErrorCode;
 use serde_json::{Value, json};
 
 use crate::json::error_response;
@@ -19,8 +20,8 @@ pub fn ready() -> Response {
 }
 
 /// `503` in the error shape; the cause goes to the log only.
-pub fn not_ready(code: &str, message: &str, cause: &dyn std::error::Error) -> Response {
-    tracing::warn!(code, error = %error_chain(cause), "not ready");
+pub fn not_ready(code: ErrorCode, message: &str, cause: &dyn std::error::Error) -> Response {
+    tracing::warn!(%code, error = %error_chain(cause), "not ready");
     error_response(StatusCode::SERVICE_UNAVAILABLE, code, message)
 }
 
@@ -28,5 +29,5 @@ pub fn not_ready(code: &str, message: &str, cause: &dyn std::error::Error) -> Re
 pub async fn check_token(pool: &hsm::TokenPool) -> Result<(), Response> {
     pool.check()
         .await
-        .map_err(|e| not_ready("hsm_unavailable", "the token does not answer", &e))
+        .map_err(|e| not_ready(ErrorCode::HsmUnavailable, "the token does not answer", &e))
 }

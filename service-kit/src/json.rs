@@ -4,14 +4,15 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use contract::error_code::ErrorCode;
 use contract::wire::{ErrorBody, ErrorDetail};
 use serde::de::DeserializeOwned;
 
 /// Writes `{"error": {"code", "message"}}` with `status`.
-pub fn error_response(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+pub fn error_response(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Response {
     let body = ErrorBody {
         error: ErrorDetail {
-            code: code.to_owned(),
+            code,
             message: message.into(),
         },
     };
@@ -20,14 +21,14 @@ pub fn error_response(status: StatusCode, code: &str, message: impl Into<String>
 
 /// Fallback for unknown paths: 404 in the error shape.
 pub async fn not_found() -> Response {
-    error_response(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+    error_response(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such endpoint")
 }
 
 /// Fallback for known paths with another method: 405 in the error shape.
 pub async fn method_not_allowed() -> Response {
     error_response(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "method not allowed on this endpoint",
     )
 }
@@ -42,7 +43,7 @@ pub enum BearerChallenge {
 }
 
 /// Like [`error_response`] for 401, with the `WWW-Authenticate` challenge.
-pub fn unauthorized(challenge: BearerChallenge, code: &str, message: impl Into<String>) -> Response {
+pub fn unauthorized(challenge: BearerChallenge, code: ErrorCode, message: impl Into<String>) -> Response {
     let mut response = error_response(StatusCode::UNAUTHORIZED, code, message);
     let value = match challenge {
         BearerChallenge::Missing => HeaderValue::from_static("Bearer"),
@@ -96,11 +97,11 @@ fn shape_message(text: &str) -> String {
 impl IntoResponse for JsonBodyError {
     fn into_response(self) -> Response {
         let (status, code) = match &self {
-            JsonBodyError::NotJson => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
-            JsonBodyError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            JsonBodyError::Syntax => (StatusCode::BAD_REQUEST, "invalid_json"),
-            JsonBodyError::Shape(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
-            JsonBodyError::Unreadable => (StatusCode::BAD_REQUEST, "invalid_request"),
+            JsonBodyError::NotJson => (StatusCode::UNSUPPORTED_MEDIA_TYPE, ErrorCode::UnsupportedMediaType),
+            JsonBodyError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge),
+            JsonBodyError::Syntax => (StatusCode::BAD_REQUEST, ErrorCode::InvalidJson),
+            JsonBodyError::Shape(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest),
+            JsonBodyError::Unreadable => (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest),
         };
         error_response(status, code, self.to_string())
     }

@@ -1,15 +1,20 @@
-//! Plumbing manager and vault share, so that both behave the same at their edges:
-//! configuration layered from file, environment and command line; a JSON extractor
-//! whose rejections answer in the contract's error shape; HTTPS serving that reports
-//! the bound address; logging and graceful shutdown.
+//! What manager and vault (and their admin tools) share, so that both behave the same at
+//! their edges: configuration layered from file, environment and command line; opening the
+//! service's PKCS#11 token and its rotated keys; the rustls configurations; a JSON extractor
+//! whose rejections answer in the contract's error shape; health answers, metrics and rate
+//! limits; HTTPS serving, logging and graceful shutdown; the one wall clock.
 //!
-//! Nothing here knows about keys, tokens or secrets.
+//! Nothing here knows what a secret is: sealing, signing claims and storage belong to the
+//! services.
 
+pub mod clock;
 pub mod config;
 pub mod health;
 pub mod json;
+pub mod keyring;
 pub mod metrics;
 pub mod rate_limit;
 pub mod report;
 pub mod serve;
+pub mod tls;
 pub mod token;

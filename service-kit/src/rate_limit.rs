@@ -1,5 +1,5 @@
-//! Per-client request limits (the contract's "429 limited"): a token bucket per client
-//! address, in front of the API routes only, so that health checks, metrics and the JWKS
+//! Per-client request limits (the contract's "429 limited"): a bucket of request credit per
+//! client address, refilled at a steady rate, in front of the API routes only, so that health checks, metrics and the JWKS
 //! stay reachable while a client is being throttled.
 //!
 //! The client is the TCP peer. IPv6 clients are keyed by their /64, since one host
@@ -17,6 +17,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
+use contract::error_code::ErrorCode;
+
 use crate::json::error_response;
 
 /// Above this many tracked clients, buckets that have refilled completely are forgotten
@@ -24,7 +26,7 @@ use crate::json::error_response;
 /// within the last `burst / per_second` seconds.
 const PRUNE_ABOVE: usize = 10_000;
 
-/// Token buckets keyed by client address.
+/// Request buckets keyed by client address.
 #[derive(Debug)]
 pub struct RateLimiter {
     per_second: f64,
@@ -41,9 +43,10 @@ struct Buckets {
     prune_above: usize,
 }
 
+/// A client's bucket: requests it may make now (`credit`, up to the burst), as of `at`.
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
-    tokens: f64,
+    credit: f64,
     at: Instant,
 }
 
@@ -63,8 +66,8 @@ impl RateLimiter {
         })
     }
 
-    /// Takes one request from `client`'s bucket at `now`, or says how long until the
-    /// bucket holds one again.
+    /// Takes one request's credit from `client`'s bucket at `now`, or says how long until
+    /// the bucket holds one again.
     pub fn check(&self, client: IpAddr, now: Instant) -> Result<(), Duration> {
         let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
         if buckets.by_client.len() > buckets.prune_above {
@@ -74,19 +77,19 @@ impl RateLimiter {
             buckets.prune_above = PRUNE_ABOVE.max(2 * buckets.by_client.len());
         }
         let bucket = buckets.by_client.entry(client_key(client)).or_insert(Bucket {
-            tokens: self.burst,
+            credit: self.burst,
             at: now,
         });
-        let tokens = self.refilled(*bucket, now);
-        if tokens >= 1.0 {
+        let credit = self.refilled(*bucket, now);
+        if credit >= 1.0 {
             *bucket = Bucket {
-                tokens: tokens - 1.0,
+                credit: credit - 1.0,
                 at: now,
             };
             Ok(())
         } else {
-            *bucket = Bucket { tokens, at: now };
-            Err(Duration::from_secs_f64((1.0 - tokens) / self.per_second))
+            *bucket = Bucket { credit, at: now };
+            Err(Duration::from_secs_f64((1.0 - credit) / self.per_second))
         }
     }
 
@@ -102,7 +105,7 @@ impl RateLimiter {
 
     fn refilled(&self, bucket: Bucket, now: Instant) -> f64 {
         let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
-        (bucket.tokens + elapsed * self.per_second).min(self.burst)
+        (bucket.credit + elapsed * self.per_second).min(self.burst)
     }
 }
 
@@ -131,7 +134,7 @@ async fn limit(
             let seconds = wait.as_secs().saturating_add(u64::from(wait.subsec_nanos() > 0)).max(1);
             let mut response = error_response(
                 StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
+                ErrorCode::RateLimited,
                 format!("too many requests from this address; retry in {seconds} s"),
             );
             response
@@ -150,34 +153,25 @@ pub fn apply<S: Clone + Send + Sync + 'static>(router: Router<S>, limiter: Optio
     }
 }
 
-/// Declares `RateLimitOptions` for a service whose environment variables start with
-/// `$prefix`: `rate_limit_per_second` (0, the default, turns limiting off) and
-/// `rate_limit_burst`. A macro for the same reason as [`token_options!`](crate::token_options).
-// rustfmt re-indents multi-line attributes inside macros on every run: formatted by hand.
-#[rustfmt::skip]
-#[macro_export]
-macro_rules! rate_limit_options {
-    ($prefix:literal) => {
-        /// Per-client request limits on the API routes.
-        #[derive(Debug, Clone, clap::Args)]
-        pub struct RateLimitOptions {
-            /// Requests a second each client address (IPv6: each /64) may make to the API
-            /// routes; more get 429 with Retry-After. 0 turns limiting off (e.g. behind a
-            /// proxy, where every client has the proxy's address).
-            #[arg(long, env = concat!($prefix, "_RATE_LIMIT_PER_SECOND"), default_value_t = 0)]
-            pub rate_limit_per_second: u32,
-            /// Requests a client may make at once before the per-second rate applies.
-            #[arg(long, env = concat!($prefix, "_RATE_LIMIT_BURST"), default_value_t = 20)]
-            pub rate_limit_burst: u32,
-        }
+/// Per-client request limits on a service's API routes (file keys and environment
+/// variables as for every option, see [`crate::config::Service`]).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RateLimitOptions {
+    /// Requests a second each client address (IPv6: each /64) may make to the API
+    /// routes; more get 429 with Retry-After. 0 turns limiting off (e.g. behind a
+    /// proxy, where every client has the proxy's address).
+    #[arg(long, default_value_t = 0)]
+    pub rate_limit_per_second: u32,
+    /// Requests a client may make at once before the per-second rate applies.
+    #[arg(long, default_value_t = 20)]
+    pub rate_limit_burst: u32,
+}
 
-        impl RateLimitOptions {
-            /// The limiter these options describe, if limiting is on.
-            pub fn limiter(&self) -> Option<std::sync::Arc<$crate::rate_limit::RateLimiter>> {
-                $crate::rate_limit::RateLimiter::new(self.rate_limit_per_second, self.rate_limit_burst)
-            }
-        }
-    };
+impl RateLimitOptions {
+    /// The limiter these options describe, if limiting is on.
+    pub fn limiter(&self) -> Option<Arc<RateLimiter>> {
+        RateLimiter::new(self.rate_limit_per_second, self.rate_limit_burst)
+    }
 }
 
 #[cfg(test)]

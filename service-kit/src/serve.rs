@@ -23,8 +23,6 @@ pub fn init_logging() {
 
 /// A started HTTPS listener.
 pub struct Listener {
-    /// The address actually bound (port 0 resolved).
-    pub addr: SocketAddr,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
@@ -60,7 +58,7 @@ pub async fn serve_https(
     };
     println!("listening {name} https://{bound}");
     tracing::info!(listener = name, %bound, "listening");
-    Ok(Listener { addr: bound, task })
+    Ok(Listener { task })
 }
 
 /// Resolves on SIGINT or SIGTERM, then asks `handles` to drain for up to 10 s.

@@ -57,7 +57,7 @@ impl PgCluster {
         let cluster = Self {
             dir,
             bin,
-            port: crate::free_port()?,
+            port: crate::dev::free_port()?,
             as_postgres,
         };
         cluster.run(

@@ -52,7 +52,7 @@ impl JwksSource {
     /// `location` is an `https://` URL or a file path; `ca` verifies the URL's server.
     pub fn new(location: &str, ca: &std::path::Path) -> Result<Self, anyhow::Error> {
         if location.starts_with("https://") {
-            let tls = contract::tls::client_config(ca, None)?;
+            let tls = service_kit::tls::client_config(ca, None)?;
             let client = reqwest::Client::builder()
                 .tls_backend_preconfigured(tls)
                 .timeout(Duration::from_secs(10))

@@ -2,20 +2,25 @@
 //! plaintext only to the holder of a valid access token from manager. Its RSA wrapping
 //! key lives in a PKCS#11 token; the content key is unwrapped there.
 //!
-//! Two listeners: the public API (`GET /api/keys/{key_id}`) and an internal
-//! mutual-TLS API that only manager's client certificate reaches
-//! (`PUT /internal/keys/{key_id}`). [`startup::run`] wires everything from a [`Config`].
+//! Two listeners: the public API (`GET`/`DELETE /api/keys/{key_id}`,
+//! `POST /api/tokens/revoke`) and an internal mutual-TLS API that only manager's client
+//! certificate reaches (`PUT /internal/keys/{key_id}`). [`startup::run`] wires everything
+//! from a [`Config`]; `vault-admin` uses [`storage`], [`audit`] and [`rewrap`] directly.
+//!
+//! Layers, each using only those below it: `routes` → `error` (the one mapping to HTTP) →
+//! `access_token` + `jwks`, `opener` + `rewrap`, `storage` → `audit`.
 
+pub mod access_token;
 pub mod audit;
 pub mod config;
 pub mod error;
 pub mod jwks;
 pub mod opener;
+pub mod rewrap;
 pub mod routes;
 pub mod startup;
 pub mod state;
 pub mod storage;
-pub mod token;
 
 use std::sync::Arc;
 
@@ -29,7 +34,10 @@ pub use state::AppState;
 /// the secrets API per client (429).
 pub fn public_app(state: Arc<AppState>, rate_limit: Option<Arc<service_kit::rate_limit::RateLimiter>>) -> Router {
     let routes = Router::new()
-        .merge(service_kit::rate_limit::apply(routes::public::router(), rate_limit))
+        .merge(service_kit::rate_limit::apply(
+            routes::public::router(state.clone()),
+            rate_limit,
+        ))
         .merge(routes::health::router())
         .with_state(state);
     service_kit::metrics::instrument(routes)

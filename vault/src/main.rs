@@ -1,16 +1,15 @@
 //! vault's entry point: configuration, logging, then [`vault::startup::run`].
 
 use secrecy::SecretString;
+use vault::config::SERVICE;
 
 #[tokio::main]
 async fn main() {
     service_kit::serve::init_logging();
     let result = async {
-        let config = service_kit::config::parse_layered::<vault::Config>("VAULT_CONFIG")?;
+        let config = service_kit::config::parse_layered::<vault::Config>(SERVICE)?;
         // The PIN may come from the environment; the library never reads it itself.
-        let env_pin = std::env::var(vault::config::TokenOptions::PIN_ENV_VAR)
-            .ok()
-            .map(SecretString::from);
+        let env_pin = std::env::var(SERVICE.pin_env_var()).ok().map(SecretString::from);
         vault::startup::run(config, env_pin).await
     }
     .await;

@@ -1,159 +1,123 @@
-//! Opening stored envelopes with vault's wrapping keys. Every generation of the
-//! configured label (`vault-wrapping`, `vault-wrapping.1`, ...) can unwrap; the newest is
-//! the one manager seals to. The content key is unwrapped inside the token; the content
-//! is decrypted in process into a zeroizing buffer.
+//! Opening envelopes with vault's wrapping keys: every generation of the configured label
+//! can unwrap (see [`KeyRing`]); the newest is the one manager seals to. The content key is
+//! unwrapped inside the token, the content decrypted in process into a zeroizing buffer.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
-use contract::envelope::{Binding, Envelope, EnvelopeError, KeyWrap, Recipient};
-use contract::jwk::{Jwk, RsaPublicKey};
+use contract::envelope::{Binding, Envelope, EnvelopeError, KeyWrap};
+use contract::jwk::Jwk;
+use service_kit::keyring::KeyRing;
 use zeroize::Zeroizing;
 
-use crate::error::ApiError;
+use crate::storage::StoredSecret;
 
-/// One wrapping key generation.
-#[derive(Debug, Clone)]
-pub struct WrappingKey {
-    /// CKA_LABEL in the token.
-    pub label: String,
-    /// Its public half.
-    pub public: RsaPublicKey,
-}
-
-#[derive(Debug)]
-struct Keys {
-    by_kid: HashMap<String, WrappingKey>,
-    current: String,
-}
-
-/// Why the wrapping keys could not be read.
+/// Why an envelope was refused on its way in (manager's store request).
 #[derive(Debug, thiserror::Error)]
-pub enum OpenerError {
-    /// The token did not answer.
-    #[error("reading wrapping keys from the token")]
-    Hsm(#[from] hsm::Error),
-    /// No key with the configured label exists.
-    #[error("no wrapping key labelled {0:?} (or {0:?}.N) in the token")]
-    NoKey(String),
+pub enum IncomingError {
+    /// Malformed, or bound to another row or owner.
+    #[error("invalid envelope")]
+    Invalid(#[from] EnvelopeError),
+    /// Sealed to a key this vault does not hold.
+    #[error("envelope sealed to unknown key {0:?}")]
+    UnknownKey(String),
 }
 
-/// vault's wrapping keys as last read from the token.
+/// Why a stored envelope did not open.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// Malformed, bound to another row, or its GCM tag failed: altered at rest.
+    #[error("the stored envelope is not intact")]
+    Envelope(#[from] EnvelopeError),
+    /// Its content key is wrapped to a key the token no longer holds.
+    #[error("the content key is wrapped to {0:?}, which the token does not hold")]
+    UnknownKey(String),
+    /// The token refused the wrapped content key: not wrapped to this key, or altered.
+    #[error("the token could not unwrap the content key")]
+    ContentKey(#[source] hsm::Error),
+    /// The token is unavailable.
+    #[error("the token is unavailable")]
+    Token(#[source] hsm::Error),
+}
+
+impl From<hsm::Error> for OpenError {
+    fn from(error: hsm::Error) -> Self {
+        match error {
+            hsm::Error::DecryptionFailed(_) => OpenError::ContentKey(error),
+            other => OpenError::Token(other),
+        }
+    }
+}
+
+/// The kid of the wrapping key `secret`'s content key is wrapped to now: the one `rewrap`
+/// recorded, else the one the envelope was sealed to.
+pub fn wrapped_to<'a>(secret: &'a StoredSecret, envelope: &'a Envelope) -> &'a str {
+    secret.wrap_kid.as_deref().unwrap_or(&envelope.header().kid)
+}
+
+/// vault's wrapping keys, opening envelopes with them.
 pub struct Opener {
-    pool: hsm::TokenPool,
-    base: String,
-    keys: RwLock<Arc<Keys>>,
+    keys: Arc<KeyRing>,
 }
 
 impl Opener {
-    /// Reads every generation of `base` from the token.
-    pub async fn load(pool: hsm::TokenPool, base: &str) -> Result<Self, OpenerError> {
-        let keys = read(&pool, base).await?;
-        Ok(Self {
-            pool,
-            base: base.to_owned(),
-            keys: RwLock::new(Arc::new(keys)),
-        })
+    /// An opener over the wrapping keys in `keys`.
+    pub fn new(keys: Arc<KeyRing>) -> Self {
+        Self { keys }
     }
 
-    /// Re-reads the token (after `vault-admin rotate-wrapping-key` / `retire-wrapping-key`).
-    pub async fn refresh(&self) -> Result<(), OpenerError> {
-        let keys = read(&self.pool, &self.base).await?;
-        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
-        Ok(())
+    /// The wrapping keys.
+    pub fn keys(&self) -> &Arc<KeyRing> {
+        &self.keys
     }
 
-    fn keys(&self) -> Arc<Keys> {
-        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// The `kid` manager should seal to.
-    pub fn kid(&self) -> String {
-        self.keys().current.clone()
-    }
-
-    /// The newest key as a JWK, for manager.
-    pub fn current_jwk(&self) -> Option<Jwk> {
-        let keys = self.keys();
-        keys.by_kid
-            .get(&keys.current)
-            .map(|k| k.public.to_jwk("RSA-OAEP", "enc"))
-    }
-
-    /// The newest key, as a recipient to wrap content keys to.
-    pub fn current_recipient(&self) -> Result<Recipient, EnvelopeError> {
-        let keys = self.keys();
-        let key = keys.by_kid.get(&keys.current).ok_or(EnvelopeError::Crypto)?;
-        Recipient::from_public_key(&key.public)
-    }
-
-    /// The key generation with this `kid`, if the token holds it.
-    pub fn key(&self, kid: &str) -> Option<WrappingKey> {
-        self.keys().by_kid.get(kid).cloned()
+    /// The newest key as a JWK: what manager seals to.
+    pub fn current_jwk(&self) -> Jwk {
+        self.keys.keys().current().public.to_jwk("RSA-OAEP", "enc")
     }
 
     /// Checks an incoming envelope before it is stored: well-formed, bound to this row,
     /// sealed to a key this vault holds.
-    pub fn check_incoming(&self, envelope: &str, binding: Binding<'_>) -> Result<(), ApiError> {
-        let parsed = Envelope::parse(envelope).map_err(ApiError::InvalidEnvelope)?;
-        parsed.check_binding(binding).map_err(ApiError::InvalidEnvelope)?;
-        if self.key(&parsed.header().kid).is_none() {
-            return Err(ApiError::UnknownWrappingKey(parsed.header().kid.clone()));
+    pub fn check_incoming(&self, envelope: &str, binding: Binding<'_>) -> Result<(), IncomingError> {
+        let parsed = Envelope::parse(envelope)?;
+        parsed.check_binding(binding)?;
+        let kid = &parsed.header().kid;
+        if self.keys.keys().get(kid).is_none() {
+            return Err(IncomingError::UnknownKey(kid.clone()));
         }
         Ok(())
     }
 
-    /// Unwraps the content key inside the token with the key it is wrapped to now
-    /// (`wrap_kid` from storage, else the header's `kid`).
+    /// Unwraps the content key of `secret` (parsed as `envelope`) inside the token, with the
+    /// key it is wrapped to now.
     pub async fn unwrap_content_key(
         &self,
-        parsed: &Envelope,
-        wrap_kid: Option<&str>,
-    ) -> Result<Zeroizing<Vec<u8>>, ApiError> {
-        let kid = wrap_kid.unwrap_or(&parsed.header().kid);
-        let key = self
-            .key(kid)
-            .ok_or_else(|| ApiError::Integrity(EnvelopeError::UnsupportedAlgorithm(format!("wrapping key {kid}"))))?;
-        let hash = match parsed.key_wrap() {
+        secret: &StoredSecret,
+        envelope: &Envelope,
+    ) -> Result<Zeroizing<Vec<u8>>, OpenError> {
+        let kid = wrapped_to(secret, envelope);
+        let label = self
+            .keys
+            .keys()
+            .get(kid)
+            .map(|generation| generation.label.clone())
+            .ok_or_else(|| OpenError::UnknownKey(kid.to_owned()))?;
+        let hash = match envelope.key_wrap() {
             KeyWrap::RsaOaep => hsm::OaepHash::Sha1,
             KeyWrap::RsaOaep256 => hsm::OaepHash::Sha256,
         };
-        let decrypter = hsm::Decrypter::new(self.pool.clone(), key.label);
-        Ok(decrypter.decrypt_oaep(hash, parsed.encrypted_key()).await?)
+        let decrypter = hsm::Decrypter::new(self.keys.pool().clone(), label);
+        Ok(decrypter.decrypt_oaep(hash, envelope.encrypted_key()).await?)
     }
 
-    /// Opens a stored envelope for the row it was read from. Any mismatch is an
-    /// integrity failure: the row was tampered with, not the request.
-    pub async fn open(
-        &self,
-        envelope: &str,
-        binding: Binding<'_>,
-        wrap_kid: Option<&str>,
-    ) -> Result<Zeroizing<Vec<u8>>, ApiError> {
-        let parsed = Envelope::parse(envelope).map_err(ApiError::Integrity)?;
-        parsed.check_binding(binding).map_err(ApiError::Integrity)?;
-        let cek = self.unwrap_content_key(&parsed, wrap_kid).await?;
-        parsed.open(&cek).map_err(ApiError::Integrity)
+    /// Opens a stored secret's envelope. Any mismatch with its row is an [`OpenError`]:
+    /// the row was tampered with, not the request.
+    pub async fn open(&self, secret: &StoredSecret) -> Result<Zeroizing<Vec<u8>>, OpenError> {
+        let envelope = Envelope::parse(&secret.envelope)?;
+        envelope.check_binding(Binding {
+            key_id: &secret.key_id,
+            user_id: &secret.user_id,
+        })?;
+        let cek = self.unwrap_content_key(secret, &envelope).await?;
+        Ok(envelope.open(&cek)?)
     }
-}
-
-async fn read(pool: &hsm::TokenPool, base: &str) -> Result<Keys, OpenerError> {
-    let keys = hsm::rsa_public_keys_labelled(pool, base).await?;
-    let current = keys
-        .last()
-        .map(|k| k.key.thumbprint())
-        .ok_or_else(|| OpenerError::NoKey(base.to_owned()))?;
-    let by_kid = keys
-        .into_iter()
-        .map(|k| {
-            (
-                k.key.thumbprint(),
-                WrappingKey {
-                    label: k.label,
-                    public: k.key,
-                },
-            )
-        })
-        .collect();
-    Ok(Keys { by_kid, current })
 }

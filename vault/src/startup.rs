@@ -6,77 +6,79 @@ use std::time::Duration;
 use anyhow::Context;
 use axum_server::Handle;
 use secrecy::SecretString;
+use service_kit::keyring::KeyRing;
 
-use crate::config::{Config, required};
+use crate::access_token::{Expectations, Verifier};
+use crate::config::{Config, SERVICE};
 use crate::jwks::JwksSource;
 use crate::opener::Opener;
 use crate::storage::Store;
-use crate::token::{Expectations, TokenVerifier};
 use crate::{AppState, internal_app, public_app};
 
 /// Opens the token, manager's keys, the TLS keys and then the database; serves until SIGINT/SIGTERM.
 /// Every start-up failure comes back with context naming what could not be used.
 pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Result<()> {
-    let pool = service_kit::token::connect(config.token.settings(), env_pin).await?;
-    let opener = Opener::load(pool.clone(), &config.wrapping_key_label)
-        .await
-        .with_context(|| format!("cannot read wrapping keys {:?}", config.wrapping_key_label))?;
-    let jwks_ca = match &config.manager_jwks_ca {
-        Some(ca) => ca.clone(),
-        None => required(&config.client_ca, "client-ca")?.clone(),
-    };
-    let source = JwksSource::new(required(&config.manager_jwks, "manager-jwks")?, &jwks_ca)?;
+    let pool = config.token.connect(SERVICE, env_pin).await?;
+    let label = &config.wrapping.wrapping_key_label;
+    let keys = Arc::new(
+        KeyRing::load(pool.clone(), label)
+            .await
+            .with_context(|| format!("cannot read wrapping keys {label:?}"))?,
+    );
+    let jwks_ca = config.manager_jwks_ca.as_ref().unwrap_or(&config.client_ca);
+    let source = JwksSource::new(&config.manager_jwks, jwks_ca)?;
     let expectations = Expectations {
         algorithms: config.token_algorithms.clone(),
         issuer: config.issuer.clone(),
         audience: config.audience.clone(),
         leeway_seconds: config.leeway_seconds,
     };
-    let verifier = TokenVerifier::new(
+    let verifier = Verifier::new(
         source,
         &expectations,
         Duration::from_secs(config.jwks_min_refresh_seconds),
     )
     .await?;
-    let cert = required(&config.tls_cert, "tls-cert")?;
     let key = service_kit::token::tls_key(&pool, &config.tls_key_label).await?;
     let (internal_cert, internal_key) = match &config.internal_tls_cert {
         Some(internal) => (
             internal,
             service_kit::token::tls_key(&pool, &config.internal_tls_key_label).await?,
         ),
-        None => (cert, key.clone()),
+        None => (&config.tls_cert, key.clone()),
     };
-    let public_tls = contract::tls::server_config(cert, key).context("public listener TLS")?;
-    let internal_tls = contract::tls::mutual_tls_server_config(
+    let public_tls = service_kit::tls::server_config(&config.tls_cert, key).context("public listener TLS")?;
+    let internal_tls = service_kit::tls::mutual_tls_server_config(
         internal_cert,
         internal_key,
-        required(&config.client_ca, "client-ca")?,
+        &config.client_ca,
         &config.manager_client_name,
     )
     .context("internal listener TLS")?;
     // Storage last: a start-up that fails on the token or TLS never creates or migrates a database.
-    let store = crate::storage::open(&config.database_url)
+    let database_url = &config.storage.database_url;
+    let store = Store::open(database_url)
         .await
-        .with_context(|| format!("cannot open database {}", redact_url(&config.database_url)))?;
+        .with_context(|| format!("cannot open database {}", redact_url(database_url)))?;
 
-    let jwks_interval = Duration::from_secs(config.jwks_refresh_seconds.max(1));
-    tokio::spawn(sweep_forever(
-        store.clone(),
-        Duration::from_secs(config.sweep_interval_seconds.max(1)),
-    ));
+    tokio::spawn(
+        keys.clone()
+            .refresh_forever(Duration::from_secs(config.key_refresh_seconds.max(1)), "wrapping key"),
+    );
     let state = Arc::new(AppState {
         verifier,
         store,
-        opener,
-        pool,
+        opener: Opener::new(keys.clone()),
     });
-    tokio::spawn(refresh_jwks_forever(state.clone(), jwks_interval));
-    tokio::spawn(refresh_wrapping_keys_forever(
+    tokio::spawn(sweep_forever(
         state.clone(),
-        Duration::from_secs(config.key_refresh_seconds.max(1)),
+        Duration::from_secs(config.sweep_interval_seconds.max(1)),
     ));
-    tracing::info!(kid = %state.opener.kid(), token = %config.token.token_label, "vault ready");
+    tokio::spawn(refresh_jwks_forever(
+        state.clone(),
+        Duration::from_secs(config.jwks_refresh_seconds.max(1)),
+    ));
+    tracing::info!(kid = %keys.keys().current().kid, token = %config.token.token_label, "vault ready");
 
     let (public_handle, internal_handle) = (Handle::new(), Handle::new());
     let public = service_kit::serve::serve_https(
@@ -107,12 +109,12 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
 
 /// Purges expired secrets (auditing each) and stale revocations every `interval`.
 /// Failures are logged and retried at the next tick; reads never serve expired rows anyway.
-async fn sweep_forever(store: Arc<dyn Store>, interval: Duration) {
+async fn sweep_forever(state: Arc<AppState>, interval: Duration) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        match store.sweep(crate::state::unix_now()).await {
+        match state.store.sweep(service_kit::clock::unix_now()).await {
             Ok(swept) if swept.secrets + swept.revocations > 0 => {
                 tracing::info!(
                     secrets = swept.secrets,
@@ -138,20 +140,6 @@ async fn refresh_jwks_forever(state: Arc<AppState>, interval: Duration) {
         tokio::time::sleep(wait).await;
         if let Err(e) = state.verifier.refresh().await {
             tracing::warn!(error = %service_kit::report::error_chain(&e), "JWKS refresh failed; keeping the previous keys");
-        }
-    }
-}
-
-/// Re-reads the wrapping keys every `interval`, so a rotation or retirement done with
-/// `vault-admin` takes effect without a restart.
-async fn refresh_wrapping_keys_forever(state: Arc<AppState>, interval: Duration) {
-    loop {
-        tokio::time::sleep(interval).await;
-        let before = state.opener.kid();
-        match state.opener.refresh().await {
-            Ok(()) if state.opener.kid() != before => tracing::info!(kid = %state.opener.kid(), "wrapping key changed"),
-            Ok(()) => {}
-            Err(e) => tracing::warn!(error = %service_kit::report::error_chain(&e), "cannot refresh wrapping keys"),
         }
     }
 }

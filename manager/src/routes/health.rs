@@ -6,6 +6,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
+use contract::error_code::ErrorCode;
 use service_kit::health::{check_token, healthz, not_ready, ready};
 
 use crate::state::AppState;
@@ -18,11 +19,11 @@ pub fn router() -> Router<Arc<AppState>> {
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    if let Err(answer) = check_token(&state.pool).await {
+    if let Err(answer) = check_token(state.issuer.keys().pool()).await {
         return answer;
     }
     if let Err(e) = state.vault.check().await {
-        return not_ready("vault_unavailable", "vault is unreachable", &e);
+        return not_ready(ErrorCode::VaultUnavailable, "vault is unreachable", &e);
     }
     ready()
 }

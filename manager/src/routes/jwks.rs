@@ -15,5 +15,5 @@ pub fn router() -> Router<Arc<AppState>> {
 }
 
 async fn jwks(State(state): State<Arc<AppState>>) -> Json<JwkSet> {
-    Json(state.keys.jwks())
+    Json(state.issuer.jwks())
 }

@@ -15,7 +15,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::error::ApiError;
 use crate::issuer::Grant;
-use crate::state::{AppState, Limits, unix_now};
+use crate::state::{AppState, Limits};
 
 /// `POST /api/keys`.
 pub fn router() -> Router<Arc<AppState>> {
@@ -32,7 +32,7 @@ async fn store_key(
     let AppJson(request) = body?;
     let ttl_seconds = validate(&request, &state.limits)?;
     let key_id = uuid::Uuid::new_v4().to_string();
-    let now = unix_now();
+    let now = service_kit::clock::unix_now();
 
     let recipient = state.vault_key.recipient(&state.vault).await?;
     let envelope = seal(
@@ -70,7 +70,7 @@ async fn store_key(
     let body = StoreKeyResponse {
         message: "Key stored successfully".into(),
         key_id,
-        access_token: issued.token,
+        access_token: issued.jwt,
         token_type: "Bearer".into(),
         expires_at,
     };

@@ -43,14 +43,14 @@ async fn main() -> Result<()> {
     {
         let system = System::start_with(&service_args, &service_args).await?;
         let vaults = vec![system.vault.addr("public")];
-        let (store, read) = measure(&system.http, system.manager_url("/api/keys"), vaults, &args, duration).await?;
+        let (store, read) = measure(system.http(), system.manager_url("/api/keys"), vaults, &args, duration).await?;
         println!("sqlite, 1 vault: store {store:.0} req/s, read {read:.0} req/s");
     }
     for &count in &args.postgres_replicas {
         let replicas = Replicas::start(count, e2e::pg::fresh_database().await?, &service_args).await?;
         let vaults = (0..count).map(|i| replicas.vault(i)).collect();
-        let manager = format!("https://{}/api/keys", replicas.manager.addr("api"));
-        let (store, read) = measure(&replicas.http, manager, vaults, &args, duration).await?;
+        let manager = replicas.client.manager_url("/api/keys");
+        let (store, read) = measure(&replicas.client.http, manager, vaults, &args, duration).await?;
         println!("postgres, {count} vault replica(s): store {store:.0} req/s, read {read:.0} req/s");
     }
     println!(

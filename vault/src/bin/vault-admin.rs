@@ -1,43 +1,33 @@
 //! `vault-admin`: operator commands for vault — audit verification, wrapping-key
 //! rotation and rewrap. Takes the same configuration as `vault` (`--config`, `VAULT_*`).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail, ensure};
-use clap::{Args, Parser, Subcommand};
-use contract::envelope::Envelope;
+use anyhow::{bail, ensure};
+use clap::{Parser, Subcommand};
 use secrecy::SecretString;
-use std::sync::Arc;
+use service_kit::keyring::{self, KeyRing};
+use service_kit::token::TokenOptions;
 use vault::audit::verify_chain;
+use vault::config::{SERVICE, StorageOptions, WrappingKeyOptions};
 use vault::opener::Opener;
-use vault::storage::{Rewrapped, Store};
+use vault::rewrap::{Pacing, rewrap, secrets_wrapped_to};
+use vault::storage::Store;
 
 /// Operator commands for vault.
 #[derive(Parser)]
 #[command(name = "vault-admin", version)]
 struct Cli {
     #[command(flatten)]
-    settings: Settings,
+    token: TokenOptions,
+    #[command(flatten)]
+    wrapping: WrappingKeyOptions,
+    #[command(flatten)]
+    storage: StorageOptions,
     #[command(subcommand)]
     command: Command,
-}
-
-/// The options `vault` has that these commands need, under the same names.
-#[derive(Args)]
-struct Settings {
-    /// vault's TOML configuration file.
-    #[arg(long, env = "VAULT_CONFIG")]
-    config: Option<PathBuf>,
-    /// vault's storage, as in vault's configuration.
-    #[arg(long, env = "VAULT_DATABASE_URL", default_value = "sqlite://vault.db")]
-    database_url: String,
-    #[command(flatten)]
-    token: vault::config::TokenOptions,
-    /// Base label of the wrapping keys.
-    #[arg(long, env = "VAULT_WRAPPING_KEY_LABEL", default_value = "vault-wrapping")]
-    wrapping_key_label: String,
 }
 
 #[derive(Subcommand)]
@@ -71,10 +61,8 @@ enum Command {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let result = async {
-        let cli: Cli = service_kit::config::parse_layered_ignoring_unknown("VAULT_CONFIG")?;
-        let env_pin = std::env::var(vault::config::TokenOptions::PIN_ENV_VAR)
-            .ok()
-            .map(SecretString::from);
+        let cli: Cli = service_kit::config::parse_layered_ignoring_unknown(SERVICE)?;
+        let env_pin = std::env::var(SERVICE.pin_env_var()).ok().map(SecretString::from);
         run(cli, env_pin).await
     }
     .await;
@@ -85,24 +73,22 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
-    if let Some(path) = settings.database_url.strip_prefix("sqlite://") {
+/// The database, which must exist already (an admin command never creates one).
+async fn open_store(storage: &StorageOptions) -> anyhow::Result<Store> {
+    if let Some(path) = storage.database_url.strip_prefix("sqlite://") {
         ensure!(std::path::Path::new(path).is_file(), "no database at {path}");
     }
-    Ok(vault::storage::open(&settings.database_url).await?)
-}
-
-async fn connect(settings: &Settings, env_pin: Option<SecretString>) -> anyhow::Result<hsm::TokenPool> {
-    service_kit::token::connect(settings.token.settings().for_admin(), env_pin).await
+    Ok(Store::open(&storage.database_url).await?)
 }
 
 /// Ok(false): the command ran and found a problem (exit 1).
 async fn run(cli: Cli, env_pin: Option<SecretString>) -> anyhow::Result<bool> {
-    let settings = &cli.settings;
-    let base = settings.wrapping_key_label.as_str();
+    let base = cli.wrapping.wrapping_key_label.as_str();
+    let token = cli.token.for_admin();
+    let connect = || token.connect(SERVICE, env_pin);
     match cli.command {
         Command::AuditVerify => {
-            let records = open_store(settings).await?.audit_records().await?;
+            let records = open_store(&cli.storage).await?.audit_records().await?;
             match verify_chain(&records) {
                 Ok(count) => {
                     let head = records.last().map_or(vault::audit::GENESIS, |r| r.hash.as_str());
@@ -116,137 +102,44 @@ async fn run(cli: Cli, env_pin: Option<SecretString>) -> anyhow::Result<bool> {
             }
         }
         Command::ListWrappingKeys => {
-            let pool = connect(settings, env_pin).await?;
-            let keys = hsm::rsa_public_keys_labelled(&pool, base).await?;
-            let newest = keys.last().map(|k| k.generation);
-            for key in &keys {
-                let mark = if Some(key.generation) == newest {
-                    " (current)"
-                } else {
-                    ""
-                };
-                println!("{}\t{}\t{}{mark}", key.generation, key.label, key.key.thumbprint());
-            }
+            print!("{}", keyring::read(&connect().await?, base).await?);
             Ok(true)
         }
         Command::RotateWrappingKey => {
-            let pool = connect(settings, env_pin).await?;
-            let next = hsm::rsa_public_keys_labelled(&pool, base)
-                .await?
-                .last()
-                .map_or(0, |k| k.generation + 1);
-            let label = hsm::generation_label(base, next);
-            let spec = hsm::RsaKeySpec {
-                label: label.clone(),
-                id: next.to_be_bytes().to_vec(),
-                bits: 2048,
-                usage: hsm::KeyUsage::Decrypt,
-            };
-            hsm::generate_rsa_key_pair(&pool, spec).await?;
-            let public = hsm::rsa_public_key(&pool, &label).await?;
-            println!("generated {label} kid {}", public.thumbprint());
+            let generated = keyring::rotate(&connect().await?, base, hsm::KeyUsage::Decrypt).await?;
+            println!("generated {} kid {}", generated.label, generated.kid);
             Ok(true)
         }
         Command::Rewrap {
             batch_size,
             batch_delay_ms,
         } => {
-            let store = open_store(settings).await?;
-            let pool = connect(settings, env_pin).await?;
-            let opener = Opener::load(pool, base).await?;
-            rewrap(
-                &store,
-                &opener,
-                batch_size.max(1),
-                Duration::from_millis(batch_delay_ms),
-            )
+            let store = open_store(&cli.storage).await?;
+            let opener = Opener::new(Arc::new(KeyRing::load(connect().await?, base).await?));
+            let pacing = Pacing {
+                batch_size,
+                delay: Duration::from_millis(batch_delay_ms),
+            };
+            let total = rewrap(&store, &opener, pacing, |total, after| {
+                println!("rewrapped {total} so far (through key_id {after})");
+            })
             .await?;
+            let current = opener.keys().keys().current().kid.clone();
+            println!("rewrap complete: {total} content keys moved to {current}");
             Ok(true)
         }
         Command::RetireWrappingKey { kid } => {
-            let store = open_store(settings).await?;
-            let pool = connect(settings, env_pin).await?;
-            let opener = Opener::load(pool.clone(), base).await?;
-            let key = opener
-                .key(&kid)
-                .with_context(|| format!("no wrapping key with kid {kid}"))?;
-            ensure!(
-                opener.kid() != kid,
-                "{kid} is the newest wrapping key ({}); rotate first",
-                key.label
-            );
-            let still = secrets_wrapped_to(&store, &opener.kid(), &kid).await?;
+            let store = open_store(&cli.storage).await?;
+            let pool = connect().await?;
+            let keys = keyring::read(&pool, base).await?;
+            let retiring = keys.retirable(&kid)?;
+            let still = secrets_wrapped_to(&store, &keys.current().kid, &kid).await?;
             if still > 0 {
                 bail!("{still} stored secrets are still wrapped to {kid}; run `vault-admin rewrap` first");
             }
-            hsm::destroy_key_pair(&pool, &key.label).await?;
-            println!("destroyed {} (kid {kid})", key.label);
+            hsm::destroy_key_pair(&pool, &retiring.label).await?;
+            println!("destroyed {} (kid {kid})", retiring.label);
             Ok(true)
-        }
-    }
-}
-
-/// Moves every content key not yet wrapped to the newest key: unwrap in the token,
-/// wrap to the newest public key, write back under optimistic concurrency.
-async fn rewrap(store: &Arc<dyn Store>, opener: &Opener, batch_size: u32, delay: Duration) -> anyhow::Result<()> {
-    let current = opener.kid();
-    let recipient = opener.current_recipient()?;
-    let (mut after, mut total) = (String::new(), 0u64);
-    loop {
-        let batch = store.rewrap_candidates(&current, &after, batch_size).await?;
-        let Some(last) = batch.last() else { break };
-        after = last.key_id.clone();
-        let mut updates = Vec::with_capacity(batch.len());
-        for secret in batch {
-            let parsed = Envelope::parse(&secret.envelope).with_context(|| format!("secret {}", secret.key_id))?;
-            let from = secret.wrap_kid.clone().unwrap_or_else(|| parsed.header().kid.clone());
-            let new_envelope = if from == current {
-                secret.envelope.clone()
-            } else {
-                let cek = opener
-                    .unwrap_content_key(&parsed, secret.wrap_kid.as_deref())
-                    .await
-                    .with_context(|| format!("unwrapping the content key of {}", secret.key_id))?;
-                ensure!(
-                    cek.len() == 32,
-                    "secret {}: content key of {} bytes",
-                    secret.key_id,
-                    cek.len()
-                );
-                parsed.with_encrypted_key(&recipient.wrap_content_key(parsed.key_wrap(), &cek)?)
-            };
-            updates.push(Rewrapped {
-                key_id: secret.key_id,
-                old_envelope: secret.envelope,
-                new_envelope,
-                wrap_kid: current.clone(),
-            });
-        }
-        total += store.apply_rewrap(&updates).await?;
-        println!("rewrapped {total} so far (through key_id {after})");
-        tokio::time::sleep(delay).await;
-    }
-    println!("rewrap complete: {total} content keys moved to {current}");
-    Ok(())
-}
-
-/// How many stored secrets still have their content key wrapped to `kid`.
-async fn secrets_wrapped_to(store: &Arc<dyn Store>, current: &str, kid: &str) -> anyhow::Result<u64> {
-    let (mut after, mut count) = (String::new(), 0);
-    loop {
-        let batch = store.rewrap_candidates(current, &after, 500).await?;
-        let Some(last) = batch.last() else { return Ok(count) };
-        after = last.key_id.clone();
-        for secret in batch {
-            let wrapped_to = match secret.wrap_kid {
-                Some(kid) => kid,
-                None => Envelope::parse(&secret.envelope)
-                    .map(|e| e.header().kid.clone())
-                    .unwrap_or_default(),
-            };
-            if wrapped_to == kid {
-                count += 1;
-            }
         }
     }
 }
@@ -257,11 +150,8 @@ mod tests {
 
     #[test]
     fn a_kid_beginning_with_a_hyphen_is_a_value_not_a_flag() {
-        let cli = Cli::try_parse_from(["vault-admin", "retire-wrapping-key", "--kid", "-656yAii4chyN"]);
-        assert!(
-            matches!(cli, Ok(Cli { command: Command::RetireWrappingKey { ref kid }, .. }) if kid == "-656yAii4chyN"),
-            "{:?}",
-            cli.err()
-        );
+        let args = ["vault-admin", "retire-wrapping-key", "--kid", "-656yAii4chyN"].map(Into::into);
+        let cli: Cli = service_kit::config::parse_layered_from(SERVICE, args.to_vec(), None).expect("parses");
+        assert!(matches!(cli.command, Command::RetireWrappingKey { ref kid } if kid == "-656yAii4chyN"));
     }
 }

@@ -9,12 +9,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use contract::envelope::Binding;
+use contract::jwk::Jwk;
 use contract::wire::{StoreEnvelopeRequest, StoreEnvelopeResponse};
 use serde_json::json;
+use service_kit::clock::unix_now;
 use service_kit::json::AppJson;
 
 use crate::error::{ApiError, check_key_id};
-use crate::state::{AppState, unix_now};
+use crate::state::AppState;
 use crate::storage::{PutOutcome, StoredSecret};
 
 /// `PUT /internal/keys/{key_id}`, `GET /internal/wrapping-key`, `GET /internal/healthz`.
@@ -68,13 +70,6 @@ async fn store_envelope(
 }
 
 /// The public half of the newest wrapping key, as a JWK: what manager seals to.
-async fn wrapping_key(State(state): State<Arc<AppState>>) -> Response {
-    match state.opener.current_jwk() {
-        Some(jwk) => Json(jwk).into_response(),
-        None => service_kit::json::error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "hsm_unavailable",
-            "no wrapping key is loaded",
-        ),
-    }
+async fn wrapping_key(State(state): State<Arc<AppState>>) -> Json<Jwk> {
+    Json(state.opener.current_jwk())
 }

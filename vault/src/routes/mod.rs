@@ -1,5 +1,6 @@
-//! vault's HTTP routes, one module per resource.
+//! vault's HTTP routes, one module per resource, and who may call them.
 
+pub mod access;
 pub mod health;
 pub mod internal;
 pub mod public;

@@ -1,20 +1,47 @@
-//! Where vault keeps envelopes, revocations and the audit trail: one [`Store`] trait
-//! with two backends, chosen by `database_url` — SQLite (`sqlite://…`, embedded default)
-//! and PostgreSQL (`postgres://…`, for several vault replicas). Every state change and
-//! its audit record commit in one transaction on both.
+//! Where vault keeps envelopes, revocations and the audit trail: one [`Store`] over sqlx's
+//! `Any` driver, so that every query is written once for both backends `database_url` can
+//! name — SQLite (`sqlite://…`, the embedded default) and PostgreSQL (`postgres://…`, for
+//! several vault replicas). Every state change and its audit record commit in one
+//! transaction on both; an acknowledged write is durable.
 
-mod postgres;
-mod sql;
-mod sqlite;
+mod backend;
+mod queries;
 
-use std::sync::Arc;
+use sqlx::AnyPool;
 
-use async_trait::async_trait;
+use backend::Backend;
 
-use crate::audit::{AuditEntry, AuditRecord};
+/// vault's storage: envelopes, revocations and the audit trail.
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
 
-pub use postgres::PostgresStore;
-pub use sqlite::SqliteStore;
+impl Store {
+    /// Opens the backend `database_url` names: `sqlite://PATH` (created if missing) or
+    /// `postgres://…` / `postgresql://…`. Migrations run on open.
+    pub async fn open(database_url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        if let Some(path) = database_url
+            .strip_prefix("sqlite://")
+            .or_else(|| database_url.strip_prefix("sqlite:"))
+        {
+            let pool = Backend::open_sqlite(std::path::Path::new(path)).await?;
+            return Ok(Self {
+                pool,
+                backend: Backend::Sqlite,
+            });
+        }
+        if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+            let pool = Backend::open_postgres(database_url).await?;
+            return Ok(Self {
+                pool,
+                backend: Backend::Postgres,
+            });
+        }
+        Err(StoreError::UnsupportedUrl)
+    }
+}
 
 /// A sealed secret as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,59 +122,4 @@ pub enum StoreError {
     /// `database_url` is neither `sqlite://` nor `postgres://`.
     #[error("database_url must start with sqlite:// or postgres://")]
     UnsupportedUrl,
-}
-
-/// Storage of envelopes, revocations and audit records. An acknowledged write is
-/// durable; a state change and its audit record commit together or not at all.
-#[async_trait]
-pub trait Store: Send + Sync {
-    /// Stores `secret` unless its key_id exists; idempotent for an identical secret.
-    /// Audits `stored` when the row is created.
-    async fn put(&self, secret: &StoredSecret, client: Option<String>) -> Result<PutOutcome, StoreError>;
-    /// The secret stored under `key_id`, if any (expired or not).
-    async fn get(&self, key_id: &str) -> Result<Option<StoredSecret>, StoreError>;
-    /// Atomically counts one read of a live secret and appends `audit`; destroys the
-    /// secret when that was its last read. Exactly `reads_left` calls get `Granted`.
-    async fn consume_read(&self, key_id: &str, now: u64, audit: AuditEntry) -> Result<ReadGrant, StoreError>;
-    /// Deletes the secret and appends `audit`; false when there was nothing to delete.
-    async fn destroy(&self, key_id: &str, audit: AuditEntry) -> Result<bool, StoreError>;
-    /// Records `jti` as revoked until `expires_at` and appends `audit`; false when it
-    /// already was.
-    async fn revoke(&self, jti: &str, expires_at: u64, audit: AuditEntry) -> Result<bool, StoreError>;
-    /// Whether `jti` is revoked.
-    async fn is_revoked(&self, jti: &str) -> Result<bool, StoreError>;
-    /// Purges secrets expired at `now` (auditing each) and revocations past their token's expiry.
-    async fn sweep(&self, now: u64) -> Result<Swept, StoreError>;
-    /// Up to `limit` secrets whose content key may not be wrapped to `current_kid` yet
-    /// (`wrap_kid` differs or is unknown), in key_id order after `after`.
-    async fn rewrap_candidates(
-        &self,
-        current_kid: &str,
-        after: &str,
-        limit: u32,
-    ) -> Result<Vec<StoredSecret>, StoreError>;
-    /// Writes a batch of rewrapped envelopes in one transaction; returns how many rows
-    /// still held their old envelope and were updated.
-    async fn apply_rewrap(&self, batch: &[Rewrapped]) -> Result<u64, StoreError>;
-    /// Appends an audit record on its own (denials).
-    async fn audit(&self, entry: AuditEntry) -> Result<(), StoreError>;
-    /// The whole audit trail in order.
-    async fn audit_records(&self) -> Result<Vec<AuditRecord>, StoreError>;
-    /// A round trip to the backend, for readiness.
-    async fn ping(&self) -> Result<(), StoreError>;
-}
-
-/// Opens the backend `database_url` names: `sqlite://PATH` (created if missing) or
-/// `postgres://…` / `postgresql://…`. Migrations run on open.
-pub async fn open(database_url: &str) -> Result<Arc<dyn Store>, StoreError> {
-    if let Some(path) = database_url
-        .strip_prefix("sqlite://")
-        .or_else(|| database_url.strip_prefix("sqlite:"))
-    {
-        return Ok(Arc::new(SqliteStore::open(std::path::Path::new(path)).await?));
-    }
-    if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
-        return Ok(Arc::new(PostgresStore::connect(database_url).await?));
-    }
-    Err(StoreError::UnsupportedUrl)
 }

@@ -251,7 +251,8 @@ async fn main() -> anyhow::Result<()> {
             pem_out,
         } => {
             let pool = connect(&module, &cli.token, pin).await?;
-            let key = hsm::rsa_public_key(&pool, &label).await?;
+            let components = hsm::rsa_public_key(&pool, &label).await?;
+            let key = contract::jwk::RsaPublicKey::from_components(components.modulus(), components.exponent())?;
             let jwk = serde_json::to_string_pretty(&key.to_jwk(&alg, &use_))?;
             std::fs::write(&jwk_out, jwk + "\n").with_context(|| format!("writing {}", jwk_out.display()))?;
             std::fs::write(&pem_out, key.spki_pem()?).with_context(|| format!("writing {}", pem_out.display()))?;
@@ -288,7 +289,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let pool = connect(&module, &cli.token, pin).await?;
             let key = hsm::TokenTlsKey::load(pool, &label).await?;
-            let pem = hsm::certificates::ca_certificate(&key, &common_name, days)?;
+            let pem = hsm_admin::certificates::ca_certificate(&key, &common_name, days)?;
             write_file(&out, &pem)?;
             println!(
                 "wrote CA certificate {common_name:?} for key {label:?} to {}",
@@ -311,18 +312,18 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("reading a PUBLIC KEY PEM from {}", public_key.display()))?;
             let subject = hsm::PublicKeyInfo::from_spki_der(spki.as_ref())
                 .with_context(|| format!("{} is neither a P-256 nor an RSA public key", public_key.display()))?;
-            let request = hsm::certificates::CertificateRequest {
+            let request = hsm_admin::certificates::CertificateRequest {
                 common_name: common_name.clone(),
                 names,
                 purpose: match purpose {
-                    Purpose::Server => hsm::certificates::Purpose::Server,
-                    Purpose::Client => hsm::certificates::Purpose::Client,
+                    Purpose::Server => hsm_admin::certificates::Purpose::Server,
+                    Purpose::Client => hsm_admin::certificates::Purpose::Client,
                 },
                 days,
             };
             let pool = connect(&module, &cli.token, pin).await?;
             let ca = hsm::TokenTlsKey::load(pool, &ca_label).await?;
-            let pem = hsm::certificates::issue_certificate(&ca, &ca_common_name, &subject, &request)?;
+            let pem = hsm_admin::certificates::issue_certificate(&ca, &ca_common_name, &subject, &request)?;
             write_file(&out, &pem)?;
             println!("issued {common_name:?} ({}) to {}", subject.key_type(), out.display());
         }
@@ -334,7 +335,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let pool = connect(&module, &cli.token, pin).await?;
             let key = hsm::TokenTlsKey::load(pool, &label).await?;
-            let pem = hsm::certificates::certificate_signing_request(&key, &common_name, names)?;
+            let pem = hsm_admin::certificates::certificate_signing_request(&key, &common_name, names)?;
             write_file(&out, &pem)?;
             println!("wrote a signing request for {label:?} to {}", out.display());
         }

@@ -7,17 +7,17 @@ use vault::audit::{AuditEntry, AuditEvent, verify_chain};
 use vault::storage::{PutOutcome, ReadGrant, Rewrapped, Store, StoredSecret, Swept};
 
 /// A store plus whatever keeps it alive (a temporary directory).
-type Fixture = (Option<tempfile::TempDir>, Arc<dyn Store>);
+type Fixture = (Option<tempfile::TempDir>, Arc<Store>);
 
 async fn sqlite() -> Result<Fixture> {
     let dir = tempfile::tempdir()?;
     let url = format!("sqlite://{}", dir.path().join("suite.db").display());
-    Ok((Some(dir), vault::storage::open(&url).await?))
+    Ok((Some(dir), Arc::new(Store::open(&url).await?)))
 }
 
 async fn postgres() -> Result<Fixture> {
     let url = e2e::pg::fresh_database().await?;
-    Ok((None, vault::storage::open(&url).await?))
+    Ok((None, Arc::new(Store::open(&url).await?)))
 }
 
 /// Instantiates every case for both backends.
@@ -53,7 +53,7 @@ fn secret(key_id: &str, envelope: &str, reads_left: Option<u32>) -> StoredSecret
     }
 }
 
-async fn put_is_idempotent_for_the_same_secret_and_conflicts_otherwise(store: Arc<dyn Store>) -> Result<()> {
+async fn put_is_idempotent_for_the_same_secret_and_conflicts_otherwise(store: Arc<Store>) -> Result<()> {
     assert_eq!(store.put(&secret("k1", "e1", None), None).await?, PutOutcome::Created);
     assert_eq!(
         store.put(&secret("k1", "e1", None), None).await?,
@@ -69,14 +69,14 @@ async fn put_is_idempotent_for_the_same_secret_and_conflicts_otherwise(store: Ar
     Ok(())
 }
 
-async fn concurrent_reads_are_granted_exactly_reads_left_times(store: Arc<dyn Store>) -> Result<()> {
+async fn concurrent_reads_are_granted_exactly_reads_left_times(store: Arc<Store>) -> Result<()> {
     store.put(&secret("k", "e", Some(3)), None).await?;
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..20 {
         let store = store.clone();
         tasks.spawn(async move {
             store
-                .consume_read("k", 10, AuditEntry::new(AuditEvent::Read, "k"))
+                .consume_read("k", AuditEntry::new(10, AuditEvent::Read, "k"))
                 .await
         });
     }
@@ -96,17 +96,17 @@ async fn concurrent_reads_are_granted_exactly_reads_left_times(store: Arc<dyn St
     Ok(())
 }
 
-async fn sweep_purges_expired_secrets_and_stale_revocations_with_audit(store: Arc<dyn Store>) -> Result<()> {
+async fn sweep_purges_expired_secrets_and_stale_revocations_with_audit(store: Arc<Store>) -> Result<()> {
     let mut short = secret("short", "e", None);
     short.expires_at = 100;
     store.put(&short, None).await?;
     store.put(&secret("long", "e", None), None).await?;
     store
-        .revoke("j1", 100, AuditEntry::new(AuditEvent::Revoked, "short"))
+        .revoke("j1", 100, AuditEntry::new(10, AuditEvent::Revoked, "short"))
         .await?;
     assert_eq!(
         store
-            .consume_read("short", 100, AuditEntry::new(AuditEvent::Read, "short"))
+            .consume_read("short", AuditEntry::new(100, AuditEvent::Read, "short"))
             .await?,
         ReadGrant::Gone
     );
@@ -125,18 +125,26 @@ async fn sweep_purges_expired_secrets_and_stale_revocations_with_audit(store: Ar
     Ok(())
 }
 
-async fn destroy_and_revoke_are_idempotent_and_audited(store: Arc<dyn Store>) -> Result<()> {
+async fn destroy_and_revoke_are_idempotent_and_audited(store: Arc<Store>) -> Result<()> {
     store.put(&secret("k", "e", None), None).await?;
-    assert!(store.destroy("k", AuditEntry::new(AuditEvent::Destroyed, "k")).await?);
-    assert!(!store.destroy("k", AuditEntry::new(AuditEvent::Destroyed, "k")).await?);
     assert!(
         store
-            .revoke("j", 4_000_000_000, AuditEntry::new(AuditEvent::Revoked, "k"))
+            .destroy("k", AuditEntry::new(10, AuditEvent::Destroyed, "k"))
             .await?
     );
     assert!(
         !store
-            .revoke("j", 4_000_000_000, AuditEntry::new(AuditEvent::Revoked, "k"))
+            .destroy("k", AuditEntry::new(10, AuditEvent::Destroyed, "k"))
+            .await?
+    );
+    assert!(
+        store
+            .revoke("j", 4_000_000_000, AuditEntry::new(10, AuditEvent::Revoked, "k"))
+            .await?
+    );
+    assert!(
+        !store
+            .revoke("j", 4_000_000_000, AuditEntry::new(10, AuditEvent::Revoked, "k"))
             .await?
     );
     assert!(store.is_revoked("j").await?);
@@ -157,7 +165,7 @@ async fn destroy_and_revoke_are_idempotent_and_audited(store: Arc<dyn Store>) ->
     Ok(())
 }
 
-async fn the_audit_chain_verifies_after_concurrent_writes(store: Arc<dyn Store>) -> Result<()> {
+async fn the_audit_chain_verifies_after_concurrent_writes(store: Arc<Store>) -> Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..40 {
         let store = store.clone();
@@ -165,7 +173,7 @@ async fn the_audit_chain_verifies_after_concurrent_writes(store: Arc<dyn Store>)
             let key_id = format!("k{i}");
             store.put(&secret(&key_id, "e", None), None).await?;
             store
-                .audit(AuditEntry::new(AuditEvent::Denied, &key_id).outcome("invalid_token"))
+                .audit(AuditEntry::new(10, AuditEvent::Denied, &key_id).outcome("invalid_token"))
                 .await?;
             anyhow::Ok(())
         });
@@ -177,7 +185,7 @@ async fn the_audit_chain_verifies_after_concurrent_writes(store: Arc<dyn Store>)
     Ok(())
 }
 
-async fn rewrap_updates_only_rows_that_did_not_change_meanwhile(store: Arc<dyn Store>) -> Result<()> {
+async fn rewrap_updates_only_rows_that_did_not_change_meanwhile(store: Arc<Store>) -> Result<()> {
     for key_id in ["a", "b", "c"] {
         store.put(&secret(key_id, &format!("old-{key_id}"), None), None).await?;
     }
@@ -212,7 +220,7 @@ async fn stores_opening_one_fresh_database_at_once_all_migrate_it(url: &str) -> 
     let mut opening = tokio::task::JoinSet::new();
     for _ in 0..8 {
         let url = url.to_owned();
-        opening.spawn(async move { vault::storage::open(&url).await });
+        opening.spawn(async move { Store::open(&url).await });
     }
     let mut stores = Vec::new();
     while let Some(opened) = opening.join_next().await {

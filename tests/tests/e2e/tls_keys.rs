@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use e2e::{System, dev_dir, dev_tls_key, hsm_admin, openssl, start_vault};
+use e2e::openssl::{openssl, openssl_rsa_key};
+use e2e::tokens::dev_tls_key;
+use e2e::{Launch, System, dev_dir, hsm_admin};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, SubjectPublicKeyInfoDer};
 use rustls::sign::SigningKey;
@@ -34,7 +36,7 @@ async fn https_get(addr: SocketAddr, path: &str, identity: Identity) -> Result<H
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || {
         let identity = identity.as_ref().map(|(cert, key)| (cert.as_path(), Arc::clone(key)));
-        let mut config = contract::tls::client_config(&ca, identity)?;
+        let mut config = service_kit::tls::client_config(&ca, identity)?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let name = ServerName::try_from("127.0.0.1")?;
         let mut connection = rustls::ClientConnection::new(Arc::new(config), name)?;
@@ -175,12 +177,10 @@ async fn vault_serves_tls_with_an_rsa_2048_key_generated_in_its_token() -> Resul
             &path(&cert),
         ],
     )?;
-    let vault = start_vault(
-        dir.path(),
-        &dir.path().join("vault.db"),
-        &["--tls-cert", &path(&cert), "--tls-key-label", "vault-rsa-tls"],
-    )
-    .await?;
+    let vault = Launch::vault(dir.path())
+        .args(&["--tls-cert", &path(&cert), "--tls-key-label", "vault-rsa-tls"])
+        .start()
+        .await?;
 
     let handshake = https_get(vault.addr("public"), "/healthz", None).await?;
     assert!(
@@ -207,7 +207,8 @@ fn private_keys_in(bytes: &[u8]) -> Vec<&'static str> {
         found.push("PEM private key");
     }
     for start in 0..bytes.len() {
-        let Some(der) = der_element(&bytes[start..]) else {
+        // A SEQUENCE long enough to be a key.
+        let Some(der) = hsm::der::element(&bytes[start..], 0x30).filter(|der| der.len() >= 50) else {
             continue;
         };
         if EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, der).is_ok() || RsaKeyPair::from_pkcs8(der).is_ok()
@@ -221,20 +222,6 @@ fn private_keys_in(bytes: &[u8]) -> Vec<&'static str> {
     }
     found.dedup();
     found
-}
-
-/// The DER SEQUENCE starting at `input[0]`, if its length fits (long enough to be a key).
-fn der_element(input: &[u8]) -> Option<&[u8]> {
-    if input.first() != Some(&0x30) {
-        return None;
-    }
-    let (len, header) = match *input.get(1)? {
-        0x81 => (usize::from(*input.get(2)?), 3),
-        0x82 => (usize::from(u16::from_be_bytes([*input.get(2)?, *input.get(3)?])), 4),
-        l if (0x30..0x80).contains(&l) => (usize::from(l), 2),
-        _ => return None,
-    };
-    input.get(..header + len)
 }
 
 fn files_under(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
@@ -255,7 +242,7 @@ fn provisioning_leaves_no_private_key_in_any_file_under_dev() -> Result<()> {
     // The scanner first proves it finds each form of planted key, embedded in other bytes.
     let dir = tempfile::tempdir()?;
     let rsa_pem = dir.path().join("rsa.pem");
-    e2e::openssl_rsa_key(&rsa_pem)?;
+    openssl_rsa_key(&rsa_pem)?;
     let rsa = rsa_pem.to_string_lossy().into_owned();
     let planted = [
         ("PEM private key", std::fs::read(&rsa_pem)?),

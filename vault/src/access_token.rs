@@ -4,16 +4,16 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
-use contract::claims::{AccessClaims, READ_SCOPE};
+use contract::claims::{AccessClaims, JwsAlgorithm, READ_SCOPE};
 use contract::jwk::RsaPublicKey;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 
 use crate::jwks::{JwksError, JwksSource};
 
-/// Why a token was refused. Every variant is a 401; the variant is logged, the client
-/// only learns that the token is invalid.
+/// Why an access token was refused. Every variant is a 401; the variant is logged, the
+/// client only learns that the token is invalid (or missing, or revoked).
 #[derive(Debug, thiserror::Error)]
-pub enum TokenError {
+pub enum AccessTokenError {
     /// No `Authorization: Bearer` header.
     #[error("no bearer token")]
     Missing,
@@ -52,9 +52,9 @@ pub enum VerifierSetupError {
         #[source]
         source: JwksError,
     },
-    /// An algorithm name that is not RS256 or PS256.
-    #[error("unsupported token algorithm {0:?} (supported: RS256, PS256)")]
-    Algorithm(String),
+    /// No algorithm is accepted: every token would be refused.
+    #[error("no token algorithm is accepted")]
+    NoAlgorithm,
     /// A key in the set is unusable.
     #[error("manager key {kid:?}")]
     Key {
@@ -86,7 +86,7 @@ pub enum RefreshError {
 /// Verifies manager's access tokens against manager's published keys, which it
 /// re-fetches periodically and when a token names an unknown `kid` — at most once per
 /// `min_refresh`, so forged `kid`s cannot make vault hammer manager.
-pub struct TokenVerifier {
+pub struct Verifier {
     source: JwksSource,
     keys: RwLock<HashMap<String, DecodingKey>>,
     validation: Validation,
@@ -98,7 +98,7 @@ pub struct TokenVerifier {
 #[derive(Debug, Clone)]
 pub struct Expectations {
     /// Accepted `alg` values.
-    pub algorithms: Vec<String>,
+    pub algorithms: Vec<JwsAlgorithm>,
     /// Required `iss`.
     pub issuer: String,
     /// Required `aud`.
@@ -107,7 +107,7 @@ pub struct Expectations {
     pub leeway_seconds: u64,
 }
 
-impl TokenVerifier {
+impl Verifier {
     /// A verifier with keys from `source`. A file must be readable now; a URL that does
     /// not answer yet is retried on the refresh schedule (tokens get 401 meanwhile).
     pub async fn new(
@@ -115,18 +115,15 @@ impl TokenVerifier {
         expect: &Expectations,
         min_refresh: Duration,
     ) -> Result<Self, VerifierSetupError> {
-        let algorithms = expect
+        let algorithms: Vec<Algorithm> = expect
             .algorithms
             .iter()
-            .map(|name| match name.trim() {
-                "RS256" => Ok(Algorithm::RS256),
-                "PS256" => Ok(Algorithm::PS256),
-                other => Err(VerifierSetupError::Algorithm(other.to_owned())),
+            .map(|algorithm| match algorithm {
+                JwsAlgorithm::Rs256 => Algorithm::RS256,
+                JwsAlgorithm::Ps256 => Algorithm::PS256,
             })
-            .collect::<Result<Vec<_>, _>>()?;
-        let first = *algorithms
-            .first()
-            .ok_or_else(|| VerifierSetupError::Algorithm(String::new()))?;
+            .collect();
+        let first = *algorithms.first().ok_or(VerifierSetupError::NoAlgorithm)?;
         let mut validation = Validation::new(first);
         validation.algorithms = algorithms;
         validation.set_issuer(&[&expect.issuer]);
@@ -216,25 +213,39 @@ impl TokenVerifier {
     }
 
     /// Checks signature, algorithm, `kid`, `iss`, `aud`, `exp`, `nbf` and scope.
-    pub async fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
-        let header = decode_header(token).map_err(TokenError::Malformed)?;
+    pub async fn verify(&self, token: &str) -> Result<AccessClaims, AccessTokenError> {
+        let header = decode_header(token).map_err(AccessTokenError::Malformed)?;
         if !self.validation.algorithms.contains(&header.alg) {
-            return Err(TokenError::AlgorithmNotAccepted(header.alg));
+            return Err(AccessTokenError::AlgorithmNotAccepted(header.alg));
         }
-        let kid = header.kid.as_deref().ok_or(TokenError::UnknownKey(None))?;
+        let kid = header.kid.as_deref().ok_or(AccessTokenError::UnknownKey(None))?;
         let key = match self.key(kid) {
             Some(key) => Some(key),
             // A kid we have not seen may be a fresh rotation: look again, rate-limited.
             None if self.refresh_rate_limited().await => self.key(kid),
             None => None,
         }
-        .ok_or_else(|| TokenError::UnknownKey(Some(kid.to_owned())))?;
+        .ok_or_else(|| AccessTokenError::UnknownKey(Some(kid.to_owned())))?;
         let claims = decode::<AccessClaims>(token, &key, &self.validation)
-            .map_err(TokenError::Rejected)?
+            .map_err(AccessTokenError::Rejected)?
             .claims;
         if !claims.scope.split(' ').any(|s| s == READ_SCOPE) {
-            return Err(TokenError::Scope);
+            return Err(AccessTokenError::Scope);
         }
         Ok(claims)
     }
+}
+
+/// The access token of an `Authorization: Bearer <token>` header (scheme case-insensitive).
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Result<&str, AccessTokenError> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or(AccessTokenError::Missing)?
+        .to_str()
+        .map_err(|_| AccessTokenError::Unreadable)?;
+    let (scheme, token) = value.split_once(' ').ok_or(AccessTokenError::Missing)?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(AccessTokenError::Missing);
+    }
+    Ok(token.trim())
 }

@@ -146,7 +146,7 @@ async fn a_rewrap_killed_halfway_completes_when_run_again() -> Result<()> {
 
     // One secret per batch with a pause, killed (SIGKILL) after the first commits.
     let mut child = tokio::process::Command::new(e2e::binary("vault-admin")?)
-        .env("SOFTHSM2_CONF", e2e::private_softhsm(system.dir.path())?)
+        .env("SOFTHSM2_CONF", e2e::tokens::private_softhsm(system.dir.path())?)
         .arg("--config")
         .arg(e2e::dev_dir()?.join("vault.toml"))
         .arg("--database-url")

@@ -1,6 +1,7 @@
-//! rustls configurations both services build: server, mutual-TLS server pinned to one
-//! client name, and client. Certificates come from PEM files; private keys are never files
-//! here but a [`SigningKey`] (the services pass one whose key lives in their token).
+//! rustls configurations the services (and their tests) build: server, mutual-TLS server
+//! pinned to one client name, and client. Certificates come from PEM files; private keys are
+//! never files here but a [`SigningKey`] (the services pass one whose key lives in their
+//! token).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

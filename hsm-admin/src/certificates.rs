@@ -14,8 +14,7 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
-use crate::error::Error;
-use crate::tls_key::{PublicKeyInfo, TlsKeyType, TokenTlsKey};
+use hsm::{Error, PublicKeyInfo, TlsKeyType, TokenTlsKey};
 
 /// Why a certificate could not be issued.
 #[derive(Debug, thiserror::Error)]
@@ -106,7 +105,9 @@ pub fn issue_certificate(
     validity(&mut params, request.days)?;
     let signer = CertSigner::new(ca_key);
     let issuer = Issuer::new(ca_params(ca_common_name), &signer);
-    let certificate = params.signed_by(subject, &issuer).map_err(|e| signer.error(e))?;
+    let certificate = params
+        .signed_by(&PublicKey(subject), &issuer)
+        .map_err(|e| signer.error(e))?;
     Ok(certificate.pem())
 }
 
@@ -124,13 +125,16 @@ pub fn certificate_signing_request(
     request.pem().map_err(CertificateError::Invalid)
 }
 
-impl PublicKeyData for PublicKeyInfo {
+/// rcgen's view of a public key held in a token.
+struct PublicKey<'a>(&'a PublicKeyInfo);
+
+impl PublicKeyData for PublicKey<'_> {
     fn der_bytes(&self) -> &[u8] {
-        self.subject_public_key()
+        self.0.subject_public_key()
     }
 
     fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
-        match self.key_type() {
+        match self.0.key_type() {
             TlsKeyType::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
             TlsKeyType::Rsa => &rcgen::PKCS_RSA_SHA256,
         }
@@ -162,11 +166,11 @@ impl<'a> CertSigner<'a> {
 
 impl PublicKeyData for CertSigner<'_> {
     fn der_bytes(&self) -> &[u8] {
-        self.key.public_key_info().der_bytes()
+        self.key.public_key_info().subject_public_key()
     }
 
     fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
-        self.key.public_key_info().algorithm()
+        PublicKey(self.key.public_key_info()).algorithm()
     }
 }
 
@@ -187,8 +191,10 @@ impl rcgen::SigningKey for CertSigner<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{hsm_test_config, module, openssl_output};
-    use crate::{TokenPool, generate_tls_key_pair};
+    use anyhow::Result;
+    use e2e::openssl::openssl_output;
+    use e2e::tokens::dev_pool;
+    use hsm::generate_tls_key_pair;
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 
@@ -212,19 +218,18 @@ mod tests {
 
     /// What `openssl req -verify` says of the request in `path` (OpenSSL 3.0 exits 0 either
     /// way; the verdict is in the message).
-    fn openssl_req_verdict(path: &std::path::Path, form: &str) -> String {
+    fn openssl_req_verdict(path: &std::path::Path, form: &str) -> Result<String> {
         let path = path.to_string_lossy();
-        let (stdout, stderr, _) = openssl_output(&["req", "-verify", "-noout", "-inform", form, "-in", &path]);
-        stderr + &String::from_utf8_lossy(&stdout)
+        let (stdout, stderr, _) = openssl_output(&["req", "-verify", "-noout", "-inform", form, "-in", &path])?;
+        Ok(stderr + &String::from_utf8_lossy(&stdout))
     }
 
     /// A CA key (P-256) and a server key of each type, all in the `hsm-test` token; the
     /// certificates are then checked by webpki, an independent verifier, as a TLS client
     /// would check them.
     #[tokio::test]
-    async fn certificates_issued_by_a_token_ca_verify_with_webpki() -> crate::Result<()> {
-        let _login = crate::test_support::login_shared().await;
-        let pool = TokenPool::connect(&module()?, hsm_test_config()?).await?;
+    async fn certificates_issued_by_a_token_ca_verify_with_webpki() -> Result<()> {
+        let pool = dev_pool("hsm-test").await?;
         let tag = std::process::id();
         let ca_label = format!("ca-{tag}");
         generate_tls_key_pair(&pool, &ca_label, &[9], TlsKeyType::EcdsaP256).await?;
@@ -261,7 +266,7 @@ mod tests {
                 parsed.subject_public_key_info().as_ref(),
                 leaf.public_key_info().spki_der()
             );
-            crate::destroy_key_pair(&pool, &label).await?;
+            hsm::destroy_key_pair(&pool, &label).await?;
         }
 
         // Another CA's key with the same name cannot have issued them.
@@ -279,15 +284,15 @@ mod tests {
         let cert = webpki::EndEntityCert::try_from(&der).expect("parses");
         let verified = verify_chain(&cert, &anchor, webpki::KeyUsage::server_auth());
         assert!(verified.is_err(), "signed by a key that is not the CA's");
-        crate::destroy_key_pair(&pool, &forged).await?;
-        crate::destroy_key_pair(&pool, &ca_label).await
+        hsm::destroy_key_pair(&pool, &forged).await?;
+        hsm::destroy_key_pair(&pool, &ca_label).await?;
+        Ok(())
     }
 
     /// OpenSSL, an independent implementation, checks the request's self-signature.
     #[tokio::test]
-    async fn signing_requests_from_token_keys_verify_with_openssl() -> crate::Result<()> {
-        let _login = crate::test_support::login_shared().await;
-        let pool = TokenPool::connect(&module()?, hsm_test_config()?).await?;
+    async fn signing_requests_from_token_keys_verify_with_openssl() -> Result<()> {
+        let pool = dev_pool("hsm-test").await?;
         let dir = std::env::temp_dir().join(format!("csr-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         for key_type in [TlsKeyType::EcdsaP256, TlsKeyType::Rsa] {
@@ -297,7 +302,7 @@ mod tests {
             let pem = certificate_signing_request(&key, "vault.example", vec!["vault.example".into()]).expect("CSR");
             let path = dir.join(format!("{key_type}.csr"));
             std::fs::write(&path, &pem).expect("write CSR");
-            let said = openssl_req_verdict(&path, "PEM");
+            let said = openssl_req_verdict(&path, "PEM")?;
             assert!(said.contains("verify OK"), "{key_type}: {said}");
             // The DER's last byte is the signature's last byte (RSA, or ECDSA's s).
             let mut corrupted = rustls::pki_types::CertificateSigningRequestDer::from_pem_slice(pem.as_bytes())
@@ -306,21 +311,20 @@ mod tests {
                 .to_vec();
             *corrupted.last_mut().expect("not empty") ^= 0x01;
             std::fs::write(&path, &corrupted).expect("write CSR");
-            let said = openssl_req_verdict(&path, "DER");
+            let said = openssl_req_verdict(&path, "DER")?;
             assert!(
                 said.contains("verify failure") && !said.contains("verify OK"),
                 "{key_type}: a corrupted CSR must not verify: {said}"
             );
-            crate::destroy_key_pair(&pool, &label).await?;
+            hsm::destroy_key_pair(&pool, &label).await?;
         }
         std::fs::remove_dir_all(&dir).ok();
         Ok(())
     }
 
     #[tokio::test]
-    async fn a_name_that_is_neither_dns_nor_ip_is_refused_before_signing() -> crate::Result<()> {
-        let _login = crate::test_support::login_shared().await;
-        let pool = TokenPool::connect(&module()?, hsm_test_config()?).await?;
+    async fn a_name_that_is_neither_dns_nor_ip_is_refused_before_signing() -> Result<()> {
+        let pool = dev_pool("hsm-test").await?;
         let label = format!("ca-bad-{}", std::process::id());
         generate_tls_key_pair(&pool, &label, &[9], TlsKeyType::EcdsaP256).await?;
         let key = TokenTlsKey::load(pool.clone(), &label).await?;
@@ -332,6 +336,7 @@ mod tests {
         };
         let result = issue_certificate(&key, "CA", key.public_key_info(), &request);
         assert!(matches!(result, Err(CertificateError::Invalid(_))), "{result:?}");
-        crate::destroy_key_pair(&pool, &label).await
+        hsm::destroy_key_pair(&pool, &label).await?;
+        Ok(())
     }
 }

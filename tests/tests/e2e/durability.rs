@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use anyhow::{Result, ensure};
-use e2e::{System, error_code, https_client, read_at, start_vault};
+use contract::error_code::ErrorCode;
+use e2e::{Launch, System, error_code};
 use reqwest::StatusCode;
 use sqlx::Connection;
 use tokio::task::JoinSet;
@@ -11,7 +12,7 @@ use tokio::task::JoinSet;
 #[tokio::test]
 async fn every_acknowledged_store_survives_sigkill_of_vault() -> Result<()> {
     let mut system = System::start().await?;
-    let shared = Arc::new(system.http.clone());
+    let shared = Arc::new(system.http().clone());
     let manager_url = system.manager_url("/api/keys");
     let mut tasks = JoinSet::new();
     for i in 0..60 {
@@ -39,16 +40,12 @@ async fn every_acknowledged_store_survives_sigkill_of_vault() -> Result<()> {
     // SIGKILL straight after the last acknowledgement: no graceful shutdown, no checkpoint.
     system.vault.kill().await?;
 
-    let restarted = start_vault(system.dir.path(), &system.database(), &[]).await?;
-    let http = https_client(None)?;
+    let restarted = Launch::vault(system.dir.path()).start().await?;
     for (secret, stored) in &acknowledged {
-        let (status, body) = read_at(
-            &http,
-            restarted.addr("public"),
-            &stored.key_id,
-            Some(&format!("Bearer {}", stored.access_token)),
-        )
-        .await?;
+        let (status, body) = system
+            .client
+            .read(restarted.addr("public"), &stored.key_id, &stored.access_token)
+            .await?;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["decrypted_key"].as_str(), Some(secret.as_str()));
     }
@@ -81,7 +78,7 @@ async fn envelopes_swapped_between_rows_do_not_open() -> Result<()> {
     for stored in [&a, &b] {
         let (status, body) = system.read(&stored.key_id, &stored.access_token).await?;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
-        assert_eq!(error_code(&body)?, "integrity_error");
+        assert_eq!(error_code(&body)?, ErrorCode::IntegrityError);
         let text = body.to_string();
         assert!(!text.contains("secret of row"), "no plaintext may leak: {text}");
     }
@@ -117,7 +114,7 @@ async fn an_envelope_whose_header_was_rebound_to_another_row_fails_the_gcm_check
 
     let (status, body) = system.read(&a.key_id, &a.access_token).await?;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
-    assert_eq!(error_code(&body)?, "integrity_error");
+    assert_eq!(error_code(&body)?, ErrorCode::IntegrityError);
     let (status, _) = system.read(&b.key_id, &b.access_token).await?;
     assert_eq!(status, StatusCode::OK, "the untouched row still opens");
     Ok(())

@@ -4,22 +4,18 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use anyhow::Result;
-use e2e::service_command;
+use e2e::Launch;
 
-/// Runs a service that must fail; returns its stderr.
+/// Runs a service that must fail (with a database of its own: tests run in parallel and
+/// must never share, or race to migrate, the development database); returns its stderr.
 async fn fails_with(name: &str, args: &[&str]) -> Result<String> {
     let dir = tempfile::tempdir()?;
-    let mut command = service_command(name, dir.path())?;
-    command
-        .args(args)
-        .args(["--listen", "127.0.0.1:0"].iter().filter(|_| name == "manager"));
-    if name == "vault" {
-        // A database of its own: tests run in parallel and must never share (or race to
-        // migrate) the development database.
-        let database = format!("sqlite://{}", dir.path().join("vault.db").display());
-        command.args(["--listen-public", "127.0.0.1:0", "--listen-internal", "127.0.0.1:0"]);
-        command.args(["--database-url", &database]);
-    }
+    let launch = match name {
+        "vault" => Launch::vault(dir.path()),
+        // No vault: every failure here comes first.
+        _ => Launch::manager(dir.path(), "127.0.0.1:9".parse()?),
+    };
+    let mut command = launch.args(args).command()?;
     command.kill_on_drop(true);
     let output = tokio::time::timeout(Duration::from_secs(30), command.output()).await??;
     assert!(!output.status.success(), "{name} {args:?} should have failed");

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use e2e::{error_code, https_client, start_manager, start_vault};
+use contract::error_code::ErrorCode;
+use e2e::{Launch, error_code, https_client};
 use reqwest::{Response, StatusCode};
 use serde_json::json;
 
@@ -25,7 +26,7 @@ async fn limited(response: Response) -> Result<Duration> {
         .parse()?;
     ensure!((1..=2).contains(&retry_after), "Retry-After {retry_after}");
     let body: serde_json::Value = response.json().await?;
-    ensure!(error_code(&body)? == "rate_limited", "{body}");
+    ensure!(error_code(&body)? == ErrorCode::RateLimited, "{body}");
     Ok(Duration::from_secs(retry_after))
 }
 
@@ -50,8 +51,11 @@ async fn until_limited<F: Future<Output = reqwest::Result<Response>>>(
 #[tokio::test]
 async fn past_its_burst_a_client_gets_429_with_retry_after_and_health_stays_reachable() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let vault = start_vault(dir.path(), &dir.path().join("v.db"), &LIMIT).await?;
-    let manager = start_manager(dir.path(), vault.addr("internal"), &LIMIT).await?;
+    let vault = Launch::vault(dir.path()).args(&LIMIT).start().await?;
+    let manager = Launch::manager(dir.path(), vault.addr("internal"))
+        .args(&LIMIT)
+        .start()
+        .await?;
     let http = https_client(None)?;
     let store = || {
         http.post(format!("https://{}/api/keys", manager.addr("api")))

@@ -4,12 +4,14 @@
 use std::sync::Arc;
 
 use anyhow::Result;
-use e2e::{System, error_code, https_client, start_manager};
+use contract::error_code::ErrorCode;
+use e2e::tokens::dev_tls_key;
+use e2e::{Launch, System, error_code, https_client};
 use reqwest::StatusCode;
 use serde_json::json;
 
 async fn manager_client_key() -> Result<Arc<dyn rustls::sign::SigningKey>> {
-    Ok(Arc::new(e2e::dev_tls_key("manager", "manager-client-tls").await?))
+    Ok(Arc::new(dev_tls_key("manager", "manager-client-tls").await?))
 }
 
 fn envelope_request() -> serde_json::Value {
@@ -30,7 +32,7 @@ async fn the_internal_listener_refuses_clients_without_managers_certificate() ->
     );
 
     // A certificate from the same CA, but vault's server certificate: wrong name and EKU.
-    let vault_key = e2e::dev_tls_key("vault", "vault-tls").await?;
+    let vault_key = dev_tls_key("vault", "vault-tls").await?;
     let impostor = https_client(Some((&tls.join("vault-server.pem"), Arc::new(vault_key))))?;
     let refused = impostor.put(&url).json(&envelope_request()).send().await;
     assert!(
@@ -42,7 +44,7 @@ async fn the_internal_listener_refuses_clients_without_managers_certificate() ->
     let manager = https_client(Some((&tls.join("manager-client.pem"), manager_client_key().await?)))?;
     let (status, body) = e2e::answer(manager.put(&url).json(&envelope_request()).send().await?).await?;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert_eq!(error_code(&body)?, "invalid_envelope");
+    assert_eq!(error_code(&body)?, ErrorCode::InvalidEnvelope);
     Ok(())
 }
 
@@ -62,7 +64,10 @@ async fn manager_answers_503_and_no_token_when_vault_is_unreachable() -> Result<
     let dir = tempfile::tempdir()?;
     // A port that was free a moment ago and has no listener now.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-    let manager = start_manager(dir.path(), closed, &["--vault-timeout-ms", "2000"]).await?;
+    let manager = Launch::manager(dir.path(), closed)
+        .args(&["--vault-timeout-ms", "2000"])
+        .start()
+        .await?;
     let http = https_client(None)?;
     let response = http
         .post(format!("https://{}/api/keys", manager.addr("api")))
@@ -71,7 +76,7 @@ async fn manager_answers_503_and_no_token_when_vault_is_unreachable() -> Result<
         .await?;
     let (status, body) = e2e::answer(response).await?;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    assert_eq!(error_code(&body)?, "vault_unavailable");
+    assert_eq!(error_code(&body)?, ErrorCode::VaultUnavailable);
     assert!(body.get("access_token").is_none() && body.get("key_id").is_none());
     let ready = http
         .get(format!("https://{}/readyz", manager.addr("api")))

@@ -29,7 +29,7 @@ async fn jwks_kids(system: &System) -> Result<Vec<String>> {
 /// How many times manager served its JWKS, from its own /metrics.
 async fn jwks_fetches(system: &System) -> Result<u64> {
     let metrics = system
-        .http
+        .http()
         .get(system.manager_url("/metrics"))
         .send()
         .await?

@@ -5,6 +5,7 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use contract::error_code::ErrorCode;
 use e2e::{System, error_code, read_at};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -45,7 +46,7 @@ fn rs256(key: &aws_lc_rs::rsa::KeyPair) -> impl Fn(&[u8]) -> Vec<u8> + '_ {
 async fn assert_refused_with_401(system: &System, key_id: &str, token: &str, what: &str) -> Result<()> {
     let (status, body) = system.read(key_id, token).await?;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {body}");
-    assert_eq!(error_code(&body)?, "invalid_token", "{what}");
+    assert_eq!(error_code(&body)?, ErrorCode::InvalidToken, "{what}");
     assert!(body.get("decrypted_key").is_none());
     Ok(())
 }
@@ -57,7 +58,7 @@ async fn a_token_for_one_key_is_refused_on_another_key_with_403() -> Result<()> 
     let second = system.store("alice", "second").await?;
     let (status, body) = system.read(&second.key_id, &first.access_token).await?;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-    assert_eq!(error_code(&body)?, "token_not_valid_for_key");
+    assert_eq!(error_code(&body)?, ErrorCode::TokenNotValidForKey);
     Ok(())
 }
 
@@ -145,15 +146,15 @@ async fn missing_or_garbage_authorization_is_refused_with_401_and_a_bearer_chall
     let stored = system.store("alice", "s").await?;
     let vault = system.vault.addr("public");
     for (authorization, code) in [
-        (None, "missing_token"),
-        (Some("Basic YWxpY2U6cHc="), "missing_token"),
-        (Some("Bearer"), "missing_token"),
-        (Some("Bearer not.a.jwt"), "invalid_token"),
-        (Some("Bearer ¿garbage?"), "invalid_token"),
-        (Some("Bearer eyJhbGciOiJSUzI1NiJ9.e30.AAAA"), "invalid_token"),
+        (None, ErrorCode::MissingToken),
+        (Some("Basic YWxpY2U6cHc="), ErrorCode::MissingToken),
+        (Some("Bearer"), ErrorCode::MissingToken),
+        (Some("Bearer not.a.jwt"), ErrorCode::InvalidToken),
+        (Some("Bearer ¿garbage?"), ErrorCode::InvalidToken),
+        (Some("Bearer eyJhbGciOiJSUzI1NiJ9.e30.AAAA"), ErrorCode::InvalidToken),
     ] {
         let response = {
-            let mut request = system.http.get(format!("https://{vault}/api/keys/{}", stored.key_id));
+            let mut request = system.http().get(format!("https://{vault}/api/keys/{}", stored.key_id));
             if let Some(value) = authorization {
                 request = request.header("authorization", value);
             }
@@ -170,7 +171,7 @@ async fn missing_or_garbage_authorization_is_refused_with_401_and_a_bearer_chall
         assert_eq!(error_code(&body)?, code, "{authorization:?}");
     }
     let (status, _) = read_at(
-        &system.http,
+        system.http(),
         vault,
         &stored.key_id,
         Some(&format!("Bearer {}", stored.access_token)),

@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use e2e::{TokenServer, error_code, https_client, read_at, start_manager_isolated, start_vault_isolated};
+use contract::error_code::ErrorCode;
+use e2e::{Client, Launch, TokenServer, error_code, https_client};
 use reqwest::StatusCode;
-use serde_json::json;
 
 #[tokio::test]
 async fn store_and_read_work_with_both_tokens_behind_p11_kit_servers_and_ps256() -> Result<()> {
@@ -14,36 +14,22 @@ async fn store_and_read_work_with_both_tokens_behind_p11_kit_servers_and_ps256()
     let vault_tokens = TokenServer::start(dir.path(), "vault").await?;
     let manager_tokens = TokenServer::start(dir.path(), "manager").await?;
     // PS256 goes through CKM_RSA_PKCS_PSS over a software digest, which p11-kit 0.24 forwards.
-    let vault = start_vault_isolated(
-        dir.path(),
-        &dir.path().join("v.db"),
-        &vault_tokens,
-        &["--token-algorithms", "PS256"],
-    )
-    .await?;
-    let manager = start_manager_isolated(
-        dir.path(),
-        vault.addr("internal"),
-        &manager_tokens,
-        &["--signing-algorithm", "PS256"],
-    )
-    .await?;
-    let http = https_client(None)?;
-    let response = http
-        .post(format!("https://{}/api/keys", manager.addr("api")))
-        .json(&json!({"user_id": "sam", "key_data": "behind p11-kit"}))
-        .send()
+    let vault = Launch::vault(dir.path())
+        .token_server(&vault_tokens)
+        .args(&["--token-algorithms", "PS256"])
+        .start()
         .await?;
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let stored: contract::wire::StoreKeyResponse = response.json().await?;
+    let manager = Launch::manager(dir.path(), vault.addr("internal"))
+        .token_server(&manager_tokens)
+        .args(&["--signing-algorithm", "PS256"])
+        .start()
+        .await?;
+    let client = Client::new(manager.addr("api"))?;
+    let stored = client.store("sam", "behind p11-kit").await?;
     assert_eq!(e2e::compact_part(&stored.access_token, 0)?["alg"], "PS256");
-    let (status, body) = read_at(
-        &http,
-        vault.addr("public"),
-        &stored.key_id,
-        Some(&format!("Bearer {}", stored.access_token)),
-    )
-    .await?;
+    let (status, body) = client
+        .read(vault.addr("public"), &stored.key_id, &stored.access_token)
+        .await?;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["decrypted_key"], "behind p11-kit");
     Ok(())
@@ -53,24 +39,19 @@ async fn store_and_read_work_with_both_tokens_behind_p11_kit_servers_and_ps256()
 async fn a_token_server_outage_gives_503s_then_vault_recovers_without_a_restart() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let mut vault_tokens = TokenServer::start(dir.path(), "vault").await?;
-    let vault = start_vault_isolated(dir.path(), &dir.path().join("v.db"), &vault_tokens, &[]).await?;
-    let manager = e2e::start_manager(dir.path(), vault.addr("internal"), &[]).await?;
-    let http = https_client(None)?;
-    let response = http
-        .post(format!("https://{}/api/keys", manager.addr("api")))
-        .json(&json!({"user_id": "tia", "key_data": "survives an outage"}))
-        .send()
-        .await?;
-    let stored: contract::wire::StoreKeyResponse = response.json().await?;
-    let bearer = format!("Bearer {}", stored.access_token);
-    let read = || read_at(&http, vault.addr("public"), &stored.key_id, Some(&bearer));
+    let vault = Launch::vault(dir.path()).token_server(&vault_tokens).start().await?;
+    let manager = Launch::manager(dir.path(), vault.addr("internal")).start().await?;
+    let client = Client::new(manager.addr("api"))?;
+    let http = &client.http;
+    let stored = client.store("tia", "survives an outage").await?;
+    let read = || client.read(vault.addr("public"), &stored.key_id, &stored.access_token);
     assert_eq!(read().await?.0, StatusCode::OK);
 
     vault_tokens.kill()?;
     for _ in 0..5 {
         let (status, body) = read().await?;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-        assert_eq!(error_code(&body)?, "hsm_unavailable");
+        assert_eq!(error_code(&body)?, ErrorCode::HsmUnavailable);
     }
     let ready = http
         .get(format!("https://{}/readyz", vault.addr("public")))
@@ -103,20 +84,11 @@ async fn a_token_server_outage_gives_503s_then_vault_recovers_without_a_restart(
 /// Runs vault through `p11-kit-client.so` against `server_address`; it must fail at start-up
 /// within seconds. Returns stderr and its last line.
 async fn vault_start_up_fails(dir: &std::path::Path, server_address: &str, args: &[&str]) -> Result<(String, String)> {
-    let mut command = e2e::service_command("vault", dir)?;
+    let mut command = Launch::vault(dir).args(args).command()?;
     command
         .env("P11_KIT_SERVER_ADDRESS", server_address)
-        .args([
-            "--pkcs11-module",
-            e2e::P11_KIT_CLIENT,
-            "--listen-public",
-            "127.0.0.1:0",
-            "--listen-internal",
-            "127.0.0.1:0",
-        ])
-        .arg("--database-url")
-        .arg(format!("sqlite://{}", dir.join("v.db").display()))
-        .args(args)
+        .arg("--pkcs11-module")
+        .arg(e2e::tokens::p11kit_client()?)
         .kill_on_drop(true);
     let output = tokio::time::timeout(Duration::from_secs(30), command.output()).await??;
     assert!(!output.status.success(), "vault {args:?} should have failed");

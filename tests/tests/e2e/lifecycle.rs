@@ -4,19 +4,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
-use e2e::{System, answer, error_code};
+use contract::error_code::ErrorCode;
+use e2e::{System, error_code};
 use reqwest::StatusCode;
 use serde_json::json;
 use sqlx::{Connection, Row};
 use tokio::task::JoinSet;
-
-async fn store_with(system: &System, body: serde_json::Value) -> Result<contract::wire::StoreKeyResponse> {
-    let (status, body) = system.post_keys(&body).await?;
-    if status != StatusCode::CREATED {
-        bail!("store answered {status}: {body}");
-    }
-    Ok(serde_json::from_value(body)?)
-}
 
 async fn database(system: &System) -> Result<sqlx::SqliteConnection> {
     Ok(sqlx::SqliteConnection::connect(&format!("sqlite://{}", system.database().display())).await?)
@@ -44,30 +37,6 @@ async fn audit_events(system: &System) -> Result<Vec<(String, Option<String>, St
         .collect())
 }
 
-async fn revoke(system: &System, token: &str) -> Result<e2e::Answer> {
-    answer(
-        system
-            .http
-            .post(system.vault_url("/api/tokens/revoke"))
-            .bearer_auth(token)
-            .send()
-            .await?,
-    )
-    .await
-}
-
-async fn destroy(system: &System, key_id: &str, token: &str) -> Result<e2e::Answer> {
-    answer(
-        system
-            .http
-            .delete(system.vault_url(&format!("/api/keys/{key_id}")))
-            .bearer_auth(token)
-            .send()
-            .await?,
-    )
-    .await
-}
-
 fn audit_verify(system: &System) -> Result<std::process::Output> {
     Ok(std::process::Command::new(e2e::binary("vault-admin")?)
         .arg("--database-url")
@@ -79,11 +48,9 @@ fn audit_verify(system: &System) -> Result<std::process::Output> {
 #[tokio::test]
 async fn a_one_second_secret_is_refused_after_expiry_and_purged_by_the_sweep() -> Result<()> {
     let system = System::start_with(&["--leeway-seconds", "0", "--sweep-interval-seconds", "1"], &[]).await?;
-    let stored = store_with(
-        &system,
-        json!({"user_id": "ann", "key_data": "brief", "ttl_seconds": 1}),
-    )
-    .await?;
+    let stored = system
+        .store_json(&json!({"user_id": "ann", "key_data": "brief", "ttl_seconds": 1}))
+        .await?;
     // No "readable while alive" check: with whole-second timestamps a 1-second secret may
     // expire a few milliseconds after it is stored.
     let expires = std::time::Instant::now() + Duration::from_secs(2);
@@ -118,7 +85,9 @@ async fn a_one_second_secret_is_refused_after_expiry_and_purged_by_the_sweep() -
 #[tokio::test]
 async fn max_reads_3_under_40_concurrent_reads_gives_exactly_3_successes_and_destroys_the_row() -> Result<()> {
     let system = Arc::new(System::start().await?);
-    let stored = store_with(&system, json!({"user_id": "bea", "key_data": "thrice", "max_reads": 3})).await?;
+    let stored = system
+        .store_json(&json!({"user_id": "bea", "key_data": "thrice", "max_reads": 3}))
+        .await?;
     let mut tasks = JoinSet::new();
     for _ in 0..40 {
         let (system, stored) = (system.clone(), stored.clone());
@@ -149,7 +118,9 @@ async fn max_reads_3_under_40_concurrent_reads_gives_exactly_3_successes_and_des
 #[tokio::test]
 async fn a_one_time_secret_reads_once() -> Result<()> {
     let system = System::start().await?;
-    let stored = store_with(&system, json!({"user_id": "cat", "key_data": "once", "max_reads": 1})).await?;
+    let stored = system
+        .store_json(&json!({"user_id": "cat", "key_data": "once", "max_reads": 1}))
+        .await?;
     assert_eq!(
         system.read(&stored.key_id, &stored.access_token).await?.0,
         StatusCode::OK
@@ -162,7 +133,7 @@ async fn a_one_time_secret_reads_once() -> Result<()> {
         .post_keys(&json!({"user_id": "cat", "key_data": "x", "max_reads": 0}))
         .await?;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(error_code(&body)?, "invalid_max_reads");
+    assert_eq!(error_code(&body)?, ErrorCode::InvalidMaxReads);
     Ok(())
 }
 
@@ -172,19 +143,19 @@ async fn a_revoked_token_is_refused_and_revoking_again_is_harmless() -> Result<(
     let stored = system.store("dan", "revocable").await?;
     let other = system.store("dan", "unrelated").await?;
     for _ in 0..2 {
-        let (status, body) = revoke(&system, &stored.access_token).await?;
+        let (status, body) = system.revoke(&stored.access_token).await?;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["revoked"], true);
     }
     let (status, body) = system.read(&stored.key_id, &stored.access_token).await?;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
-    assert_eq!(error_code(&body)?, "revoked_token");
+    assert_eq!(error_code(&body)?, ErrorCode::RevokedToken);
     assert_eq!(
         system.read(&other.key_id, &other.access_token).await?.0,
         StatusCode::OK,
         "other tokens unaffected"
     );
-    let (status, _) = revoke(&system, "garbage").await?;
+    let (status, _) = system.revoke("garbage").await?;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     Ok(())
 }
@@ -194,14 +165,14 @@ async fn delete_destroys_the_secret_idempotently() -> Result<()> {
     let system = System::start().await?;
     let stored = system.store("eve", "short-lived").await?;
     let other = system.store("eve", "kept").await?;
-    let (status, body) = destroy(&system, &stored.key_id, &other.access_token).await?;
+    let (status, body) = system.destroy(&stored.key_id, &other.access_token).await?;
     assert_eq!(
         status,
         StatusCode::FORBIDDEN,
         "a token for another key cannot delete: {body}"
     );
     for _ in 0..2 {
-        let (status, body) = destroy(&system, &stored.key_id, &stored.access_token).await?;
+        let (status, body) = system.destroy(&stored.key_id, &stored.access_token).await?;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["destroyed"], true);
     }
@@ -227,7 +198,7 @@ async fn the_audit_trail_records_events_in_order_and_verify_names_a_tampered_rec
         system.read(&stored.key_id, "not-a-token").await?.0,
         StatusCode::UNAUTHORIZED
     );
-    assert_eq!(revoke(&system, &stored.access_token).await?.0, StatusCode::OK);
+    assert_eq!(system.revoke(&stored.access_token).await?.0, StatusCode::OK);
     assert_eq!(
         system.read(&stored.key_id, &stored.access_token).await?.0,
         StatusCode::UNAUTHORIZED

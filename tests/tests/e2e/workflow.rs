@@ -88,7 +88,7 @@ async fn both_services_report_ready_and_healthy() -> Result<()> {
         system.vault_url("/healthz"),
         system.vault_url("/readyz"),
     ] {
-        let response = system.http.get(&url).send().await?;
+        let response = system.http().get(&url).send().await?;
         assert_eq!(response.status(), StatusCode::OK, "{url}");
     }
     Ok(())
@@ -123,7 +123,7 @@ async fn metrics_count_requests_by_route_template_without_key_ids() -> Result<()
     system.read(&stored.key_id, &stored.access_token).await?;
     system.read(&stored.key_id, "bogus").await?;
     let vault = system
-        .http
+        .http()
         .get(system.vault_url("/metrics"))
         .send()
         .await?
@@ -139,7 +139,7 @@ async fn metrics_count_requests_by_route_template_without_key_ids() -> Result<()
     );
     assert!(!vault.contains(&stored.key_id), "metrics must not carry key ids");
     let manager = system
-        .http
+        .http()
         .get(system.manager_url("/metrics"))
         .send()
         .await?

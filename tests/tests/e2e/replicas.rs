@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
+use contract::error_code::ErrorCode;
 use e2e::{Replicas, answer, error_code};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -17,7 +18,8 @@ async fn two_replicas() -> Result<Replicas> {
 async fn a_secret_stored_through_replica_1_reads_back_at_replica_2() -> Result<()> {
     let replicas = two_replicas().await?;
     let stored = replicas
-        .store(&json!({"user_id": "mia", "key_data": "shared by replicas"}))
+        .client
+        .store_json(&json!({"user_id": "mia", "key_data": "shared by replicas"}))
         .await?;
     let (status, body) = replicas.read(1, &stored.key_id, &stored.access_token).await?;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -29,7 +31,8 @@ async fn a_secret_stored_through_replica_1_reads_back_at_replica_2() -> Result<(
 async fn max_reads_5_under_60_concurrent_reads_across_both_replicas_gives_exactly_5() -> Result<()> {
     let replicas = Arc::new(two_replicas().await?);
     let stored = replicas
-        .store(&json!({"user_id": "ned", "key_data": "five times", "max_reads": 5}))
+        .client
+        .store_json(&json!({"user_id": "ned", "key_data": "five times", "max_reads": 5}))
         .await?;
     let mut tasks = JoinSet::new();
     for i in 0..60 {
@@ -53,22 +56,18 @@ async fn max_reads_5_under_60_concurrent_reads_across_both_replicas_gives_exactl
 async fn a_token_revoked_at_replica_1_is_refused_at_replica_2() -> Result<()> {
     let replicas = two_replicas().await?;
     let stored = replicas
-        .store(&json!({"user_id": "oli", "key_data": "revocable"}))
+        .client
+        .store_json(&json!({"user_id": "oli", "key_data": "revocable"}))
         .await?;
     assert_eq!(
         replicas.read(1, &stored.key_id, &stored.access_token).await?.0,
         StatusCode::OK
     );
-    let revoke = replicas
-        .http
-        .post(format!("https://{}/api/tokens/revoke", replicas.vault(0)))
-        .bearer_auth(&stored.access_token)
-        .send()
-        .await?;
-    assert_eq!(revoke.status(), StatusCode::OK);
+    let (status, body) = replicas.client.revoke(replicas.vault(0), &stored.access_token).await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = replicas.read(1, &stored.key_id, &stored.access_token).await?;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
-    assert_eq!(error_code(&body)?, "revoked_token");
+    assert_eq!(error_code(&body)?, ErrorCode::RevokedToken);
     Ok(())
 }
 
@@ -80,7 +79,8 @@ async fn the_audit_chain_verifies_after_concurrent_writes_from_both_replicas() -
         let replicas = replicas.clone();
         tasks.spawn(async move {
             let stored = replicas
-                .store(&json!({"user_id": "pat", "key_data": format!("s{i}")}))
+                .client
+                .store_json(&json!({"user_id": "pat", "key_data": format!("s{i}")}))
                 .await?;
             replicas.read(i % 2, &stored.key_id, &stored.access_token).await?;
             replicas.read((i + 1) % 2, &stored.key_id, "forged").await?;
@@ -112,7 +112,7 @@ async fn every_acknowledged_store_reads_back_after_sigkill_of_a_replica_mid_load
     let url = format!("https://{}/api/keys", replicas.manager.addr("api"));
     let mut workers = JoinSet::new();
     for w in 0..4 {
-        let (http, url) = (replicas.http.clone(), url.clone());
+        let (http, url) = (replicas.client.http.clone(), url.clone());
         let (acknowledged, failed, stop) = (acknowledged.clone(), failed.clone(), stop.clone());
         workers.spawn(async move {
             for i in 0..10_000 {
@@ -177,7 +177,8 @@ async fn a_postgres_outage_gives_503s_and_service_resumes_by_itself() -> Result<
     let cluster = e2e::pg::PgCluster::start()?;
     let replicas = Replicas::start(1, cluster.url("postgres"), &[]).await?;
     let stored = replicas
-        .store(&json!({"user_id": "rae", "key_data": "outlasting"}))
+        .client
+        .store_json(&json!({"user_id": "rae", "key_data": "outlasting"}))
         .await?;
     let ready = format!("https://{}/readyz", replicas.vault(0));
 
@@ -185,16 +186,17 @@ async fn a_postgres_outage_gives_503s_and_service_resumes_by_itself() -> Result<
     for _ in 0..2 {
         let (status, body) = replicas.read(0, &stored.key_id, &stored.access_token).await?;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-        assert_eq!(error_code(&body)?, "storage_unavailable");
+        assert_eq!(error_code(&body)?, ErrorCode::StorageUnavailable);
         let (status, body) = replicas
+            .client
             .post_keys(&json!({"user_id": "rae", "key_data": "during outage"}))
             .await?;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
         assert!(body.get("access_token").is_none());
     }
-    let (status, body) = answer(replicas.http.get(&ready).send().await?).await?;
+    let (status, body) = answer(replicas.client.http.get(&ready).send().await?).await?;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    assert_eq!(error_code(&body)?, "storage_unavailable");
+    assert_eq!(error_code(&body)?, ErrorCode::StorageUnavailable);
 
     cluster.restart()?;
     let mut status = StatusCode::SERVICE_UNAVAILABLE;
@@ -206,9 +208,10 @@ async fn a_postgres_outage_gives_503s_and_service_resumes_by_itself() -> Result<
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(status, StatusCode::OK, "vault resumes without a restart");
-    assert_eq!(replicas.http.get(&ready).send().await?.status(), StatusCode::OK);
+    assert_eq!(replicas.client.http.get(&ready).send().await?.status(), StatusCode::OK);
     replicas
-        .store(&json!({"user_id": "rae", "key_data": "after outage"}))
+        .client
+        .store_json(&json!({"user_id": "rae", "key_data": "after outage"}))
         .await?;
     Ok(())
 }

@@ -14,10 +14,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use e2e::memscan::{pkcs1_integers, scan};
-use e2e::{TokenServer, https_client, openssl, read_at, start_manager_isolated, start_vault_isolated};
+use e2e::memscan::{rsa_secrets, scan};
+use e2e::openssl::{openssl, openssl_rsa_key};
+use e2e::{Client, Launch, TokenServer};
 use reqwest::StatusCode;
-use serde_json::json;
 
 /// A software RSA key: its PEM and PKCS#1 DER files and the byte strings that betray it
 /// (d, p, q big- and little-endian, PKCS#1 and PKCS#8 DER).
@@ -32,7 +32,7 @@ fn software_key(dir: &Path, name: &str) -> Result<SoftwareKey> {
     let pkcs1 = dir.join(format!("{name}.pkcs1.der"));
     let pkcs8 = dir.join(format!("{name}.pkcs8.der"));
     let (pem_s, pkcs1_s, pkcs8_s) = (pem.to_string_lossy(), pkcs1.to_string_lossy(), pkcs8.to_string_lossy());
-    e2e::openssl_rsa_key(&pem)?;
+    openssl_rsa_key(&pem)?;
     openssl(&[
         "rsa",
         "-in",
@@ -53,15 +53,7 @@ fn software_key(dir: &Path, name: &str) -> Result<SoftwareKey> {
         pkcs8_der != pkcs1_der && pkcs8_der.len() > pkcs1_der.len(),
         "PKCS#8 wraps PKCS#1"
     );
-    let ints = pkcs1_integers(&pkcs1_der)?;
-    ensure!(ints.len() == 9, "not an RSAPrivateKey");
-    let mut patterns = Vec::new();
-    for (label, value) in [("d", &ints[3]), ("p", &ints[4]), ("q", &ints[5])] {
-        let mut little = value.clone();
-        little.reverse();
-        patterns.push((format!("{name}.{label} big-endian"), value.clone()));
-        patterns.push((format!("{name}.{label} little-endian"), little));
-    }
+    let mut patterns = rsa_secrets(name, &pkcs1_der)?;
     patterns.push((format!("{name} PKCS#1 DER"), pkcs1_der));
     patterns.push((format!("{name} PKCS#8 DER"), pkcs8_der));
     Ok(SoftwareKey {
@@ -221,7 +213,6 @@ async fn service_memory_holds_no_private_key_material_while_the_scanner_finds_it
     let manager_port = e2e::free_port()?;
     let jwks = format!("https://127.0.0.1:{manager_port}/.well-known/jwks.json");
     let listen = format!("127.0.0.1:{manager_port}");
-    let database = dir.path().join("v.db");
     // Each service checks at start-up that every certificate carries its key's public half,
     // so a successful handshake below was signed by the imported key.
     let vault_args = [
@@ -248,35 +239,28 @@ async fn service_memory_holds_no_private_key_material_while_the_scanner_finds_it
         "--client-key-label",
         "scan-manager-client-tls",
     ];
-    let vault = if in_process {
-        e2e::start_vault(dir.path(), &database, &vault_args).await?
-    } else {
-        start_vault_isolated(dir.path(), &database, &vault_tokens, &vault_args).await?
-    };
+    let mut vault = Launch::vault(dir.path()).args(&vault_args);
+    let manager = |vault_internal| Launch::manager(dir.path(), vault_internal).args(&manager_args);
+    if !in_process {
+        vault = vault.token_server(&vault_tokens);
+    }
+    let vault = vault.start().await?;
     let manager = if in_process {
-        e2e::start_manager(dir.path(), vault.addr("internal"), &manager_args).await?
+        manager(vault.addr("internal"))
     } else {
-        start_manager_isolated(dir.path(), vault.addr("internal"), &manager_tokens, &manager_args).await?
-    };
-    let http = https_client(None)?;
+        manager(vault.addr("internal")).token_server(&manager_tokens)
+    }
+    .start()
+    .await?;
+    let http = e2e::https_client(None)?;
     e2e::wait_ready(&http, &format!("https://{}/readyz", vault.addr("public"))).await?;
     for i in 0..20 {
         // A new client each round: new handshakes, each signed by the TLS keys in the tokens.
-        let http = https_client(None)?;
-        let response = http
-            .post(format!("https://{}/api/keys", manager.addr("api")))
-            .json(&json!({"user_id": "uma", "key_data": format!("scanned {i}")}))
-            .send()
+        let client = Client::new(manager.addr("api"))?;
+        let stored = client.store("uma", &format!("scanned {i}")).await?;
+        let (status, _) = client
+            .read(vault.addr("public"), &stored.key_id, &stored.access_token)
             .await?;
-        ensure!(response.status() == StatusCode::CREATED, "store {}", response.status());
-        let stored: contract::wire::StoreKeyResponse = response.json().await?;
-        let (status, _) = read_at(
-            &http,
-            vault.addr("public"),
-            &stored.key_id,
-            Some(&format!("Bearer {}", stored.access_token)),
-        )
-        .await?;
         ensure!(status == StatusCode::OK, "read {status}");
     }
     // The imported keys were the ones in use: vault sealed to its newest generation, manager

@@ -1,0 +1,245 @@
+//! A rotated key's generations in a token — `label`, `label.1`, `label.2`, … — as last read.
+//! The newest is current (manager signs new access tokens with it; manager seals new secrets
+//! to vault's); every generation keeps verifying or opening until it is retired. manager's
+//! signing keys and vault's wrapping keys are both such rings, and both admin tools rotate,
+//! list and retire them the same way.
+
+use std::fmt;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use contract::jwk::{KeyError, RsaPublicKey};
+
+use crate::report::error_chain;
+
+/// One generation of a rotated key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generation {
+    /// CKA_LABEL in the token.
+    pub label: String,
+    /// 0 for the base label, N for `<base>.N`.
+    pub number: u64,
+    /// Its public half.
+    pub public: RsaPublicKey,
+    /// The RFC 7638 thumbprint of `public`: the `kid` tokens and envelopes name it by.
+    pub kid: String,
+}
+
+/// Every generation of one key as read at one moment, oldest first; never empty.
+#[derive(Debug, Clone)]
+pub struct KeySet {
+    base: String,
+    older: Vec<Generation>,
+    current: Generation,
+}
+
+impl KeySet {
+    /// The newest generation.
+    pub fn current(&self) -> &Generation {
+        &self.current
+    }
+
+    /// The generation named by `kid`, if the token holds it.
+    pub fn get(&self, kid: &str) -> Option<&Generation> {
+        self.iter().find(|generation| generation.kid == kid)
+    }
+
+    /// Every generation, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &Generation> {
+        self.older.iter().chain(std::iter::once(&self.current))
+    }
+
+    /// The generation with `kid`, if it may be destroyed: it exists and is not current.
+    pub fn retirable(&self, kid: &str) -> Result<&Generation, RetireRefused> {
+        let generation = self.get(kid).ok_or_else(|| RetireRefused::Unknown {
+            base: self.base.clone(),
+            kid: kid.to_owned(),
+        })?;
+        if generation.kid == self.current.kid {
+            return Err(RetireRefused::Current {
+                kid: kid.to_owned(),
+                label: generation.label.clone(),
+            });
+        }
+        Ok(generation)
+    }
+}
+
+/// One line per generation — number, label, kid — the current one marked: what the admin
+/// tools' list commands print.
+impl fmt::Display for KeySet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for generation in self.iter() {
+            let mark = if generation.kid == self.current.kid {
+                " (current)"
+            } else {
+                ""
+            };
+            writeln!(
+                f,
+                "{}\t{}\t{}{mark}",
+                generation.number, generation.label, generation.kid
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a key's generations could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyRingError {
+    /// The token did not answer.
+    #[error("cannot read keys {base:?} from the token")]
+    Hsm {
+        /// The base label.
+        base: String,
+        /// The token's error.
+        #[source]
+        source: hsm::Error,
+    },
+    /// No key with the label exists.
+    #[error("no key labelled {0:?} (or {0:?}.N) in the token")]
+    NoKey(String),
+    /// A generation's public half is not a key this system accepts.
+    #[error("key {label:?} in the token")]
+    Key {
+        /// Its label.
+        label: String,
+        /// Why it is refused.
+        #[source]
+        source: KeyError,
+    },
+}
+
+/// Why a generation may not be retired.
+#[derive(Debug, thiserror::Error)]
+pub enum RetireRefused {
+    /// No generation has this kid.
+    #[error("no key {base:?} (or {base:?}.N) has kid {kid}")]
+    Unknown {
+        /// The base label.
+        base: String,
+        /// The kid asked for.
+        kid: String,
+    },
+    /// It is the newest generation, still in use.
+    #[error("{kid} is the current key ({label}); rotate first, then retire it")]
+    Current {
+        /// The kid asked for.
+        kid: String,
+        /// Its label.
+        label: String,
+    },
+}
+
+/// Reads every generation of `base` from the token.
+pub async fn read(pool: &hsm::TokenPool, base: &str) -> Result<KeySet, KeyRingError> {
+    let labelled = hsm::rsa_public_keys_labelled(pool, base)
+        .await
+        .map_err(|source| KeyRingError::Hsm {
+            base: base.to_owned(),
+            source,
+        })?;
+    let mut generations = labelled
+        .into_iter()
+        .map(|key| {
+            let public = RsaPublicKey::from_components(key.key.modulus(), key.key.exponent()).map_err(|source| {
+                KeyRingError::Key {
+                    label: key.label.clone(),
+                    source,
+                }
+            })?;
+            Ok(Generation {
+                kid: public.thumbprint(),
+                label: key.label,
+                number: key.generation,
+                public,
+            })
+        })
+        .collect::<Result<Vec<_>, KeyRingError>>()?;
+    let current = generations.pop().ok_or_else(|| KeyRingError::NoKey(base.to_owned()))?;
+    Ok(KeySet {
+        base: base.to_owned(),
+        older: generations,
+        current,
+    })
+}
+
+/// Generates the next generation of `base` (generation 0 if there is none) with `usage`,
+/// and returns it. Services pick it up at their next refresh.
+pub async fn rotate(pool: &hsm::TokenPool, base: &str, usage: hsm::KeyUsage) -> Result<Generation, KeyRingError> {
+    let hsm_error = |source| KeyRingError::Hsm {
+        base: base.to_owned(),
+        source,
+    };
+    let next = hsm::rsa_public_keys_labelled(pool, base)
+        .await
+        .map_err(hsm_error)?
+        .last()
+        .map_or(0, |key| key.generation + 1);
+    let spec = hsm::RsaKeySpec {
+        label: hsm::generation_label(base, next),
+        id: next.to_be_bytes().to_vec(),
+        bits: 2048,
+        usage,
+    };
+    hsm::generate_rsa_key_pair(pool, spec).await.map_err(hsm_error)?;
+    let set = read(pool, base).await?;
+    Ok(set.current().clone())
+}
+
+/// A key's generations as last read from the token; [`KeyRing::refresh`] reads them again,
+/// so a rotation or retirement done with an admin tool takes effect without a restart.
+pub struct KeyRing {
+    pool: hsm::TokenPool,
+    base: String,
+    keys: RwLock<Arc<KeySet>>,
+}
+
+impl KeyRing {
+    /// Reads the generations of `base`; fails when the token has none.
+    pub async fn load(pool: hsm::TokenPool, base: &str) -> Result<Self, KeyRingError> {
+        let keys = read(&pool, base).await?;
+        Ok(Self {
+            pool,
+            base: base.to_owned(),
+            keys: RwLock::new(Arc::new(keys)),
+        })
+    }
+
+    /// Reads the token again; on failure the previous generations stay in use.
+    pub async fn refresh(&self) -> Result<(), KeyRingError> {
+        let keys = read(&self.pool, &self.base).await?;
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
+        Ok(())
+    }
+
+    /// The generations as last read.
+    pub fn keys(&self) -> Arc<KeySet> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The token the keys live in.
+    pub fn pool(&self) -> &hsm::TokenPool {
+        &self.pool
+    }
+
+    /// Refreshes every `interval`, forever, logging a change of the current generation;
+    /// `what` names the key in those lines ("signing key").
+    pub async fn refresh_forever(self: Arc<Self>, interval: Duration, what: &'static str) {
+        loop {
+            tokio::time::sleep(interval).await;
+            let before = self.keys().current().kid.clone();
+            match self.refresh().await {
+                Ok(()) => {
+                    let keys = self.keys();
+                    let current = keys.current();
+                    if current.kid != before {
+                        tracing::info!(kid = %current.kid, label = %current.label, "{what} changed");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %error_chain(&e), "cannot refresh the {what}s"),
+            }
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! The repository's development layout, as the tests find it: `.dev/` (provisioned by
+//! `softhsm-setup/setup.sh`), the workspace binaries and the project's scripts.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, anyhow, bail};
+
+/// Debian's SoftHSM2 module.
+pub const SOFTHSM: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+/// The repository's `.dev/` directory; fails clearly when provisioning has not run.
+pub fn dev_dir() -> Result<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.dev");
+    if !dir.join("softhsm2.conf").is_file() {
+        bail!(
+            "{} is not provisioned: run `make test` (or softhsm-setup/setup.sh) first",
+            dir.display()
+        );
+    }
+    Ok(dir.canonicalize()?)
+}
+
+/// A script of `softhsm-setup/`.
+pub fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../softhsm-setup")
+        .join(name)
+}
+
+/// Path of a workspace binary in the same `target/<profile>/` as the running executable
+/// (tests run from `target/<profile>/deps/`, `loadgen` from `target/<profile>/`).
+pub fn binary(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let mut dir = exe
+        .parent()
+        .ok_or_else(|| anyhow!("unexpected executable path {}", exe.display()))?;
+    if dir.ends_with("deps") {
+        dir = dir
+            .parent()
+            .ok_or_else(|| anyhow!("unexpected executable path {}", exe.display()))?;
+    }
+    let path = dir.join(name);
+    if !path.is_file() {
+        bail!(
+            "{} is missing: build it with `cargo build --workspace --bins` (make test does)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// A loopback port that was free a moment ago (for the one case where a service must
+/// know another's address before that one starts).
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}

@@ -1,0 +1,104 @@
+//! Starting `vault` and `manager` the way each test needs them: the dev configuration,
+//! the test's private token copy (in process, or behind a token server), a database, free
+//! ports, and any extra arguments — later arguments override earlier ones.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use tokio::process::Command;
+
+use crate::dev::{binary, dev_dir};
+use crate::process::Service;
+use crate::tokens::{TokenServer, p11kit_client, private_softhsm};
+
+/// How to start one service.
+pub struct Launch {
+    name: &'static str,
+    dir: PathBuf,
+    token_server: Option<String>,
+    database_url: Option<String>,
+    args: Vec<OsString>,
+}
+
+impl Launch {
+    /// vault on free ports, with its SQLite database at `dir/vault.db`.
+    pub fn vault(dir: &Path) -> Self {
+        let database = format!("sqlite://{}", dir.join("vault.db").display());
+        Self {
+            name: "vault",
+            dir: dir.to_owned(),
+            token_server: None,
+            database_url: Some(database),
+            args: ["--listen-public", "127.0.0.1:0", "--listen-internal", "127.0.0.1:0"]
+                .map(OsString::from)
+                .to_vec(),
+        }
+    }
+
+    /// manager on a free port, storing into vault's internal listener at `vault_internal`.
+    pub fn manager(dir: &Path, vault_internal: SocketAddr) -> Self {
+        Self {
+            name: "manager",
+            dir: dir.to_owned(),
+            token_server: None,
+            database_url: None,
+            args: vec![
+                "--listen".into(),
+                "127.0.0.1:0".into(),
+                "--vault-url".into(),
+                format!("https://{vault_internal}").into(),
+            ],
+        }
+    }
+
+    /// vault's storage (`sqlite://…` or `postgres://…`).
+    pub fn database(mut self, url: &str) -> Self {
+        self.database_url = Some(url.to_owned());
+        self
+    }
+
+    /// The token behind `server` (isolation mode) instead of SoftHSM in the process.
+    pub fn token_server(mut self, server: &TokenServer) -> Self {
+        self.token_server = Some(server.address());
+        self
+    }
+
+    /// More arguments, after (and so overriding) the ones above.
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(OsString::from));
+        self
+    }
+
+    /// The command, for tests that run it to completion (start-up failures).
+    pub fn command(&self) -> Result<Command> {
+        let mut command = Command::new(binary(self.name)?);
+        command
+            .env("SOFTHSM2_CONF", private_softhsm(&self.dir)?)
+            .env("RUST_LOG", "info")
+            .arg("--config")
+            .arg(dev_dir()?.join(format!("{}.toml", self.name)));
+        if let Some(address) = &self.token_server {
+            command
+                .env("P11_KIT_SERVER_ADDRESS", address)
+                .arg("--pkcs11-module")
+                .arg(p11kit_client()?);
+        }
+        if let Some(url) = &self.database_url {
+            command.args(["--database-url", url]);
+        }
+        command.args(&self.args);
+        Ok(command)
+    }
+
+    /// Starts the service and waits for its listeners.
+    pub async fn start(self) -> Result<Service> {
+        let listeners: &[&str] = match self.name {
+            "vault" => &["public", "internal"],
+            _ => &["api"],
+        };
+        let log = self.dir.join(format!("{}-{}.log", self.name, uuid::Uuid::new_v4()));
+        Service::spawn(self.command()?, log, listeners).await
+    }
+}

@@ -1,0 +1,196 @@
+//! The SoftHSM2 tokens the tests use: private copies of `.dev/tokens` for the services,
+//! `p11-kit server`s in front of them (isolation mode), the `.dev/` tokens opened in this
+//! process, and `hsm-admin`.
+//!
+//! Each test's services get **their own copy** of the token directory: SoftHSM rewrites a
+//! token's file on every C_Login, and processes logging in to one token at the same instant
+//! read it torn (measured: a third of 12 simultaneous starts saw the token missing or
+//! CKR_GENERAL_ERROR). The copies hold the same keys and PINs, so kids and certificates are
+//! those of `.dev/`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::dev::{SOFTHSM, binary, dev_dir, script};
+
+/// Held while this process copies `.dev/tokens` or logs in to them: a login rewrites the
+/// token file, and a copy taken meanwhile would be torn.
+static DEV_TOKEN_FILES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Copies `.dev/tokens` into `dir/tokens` (once) and returns a SoftHSM configuration
+/// pointing at the copy.
+pub fn private_softhsm(dir: &Path) -> Result<PathBuf> {
+    let conf = dir.join("softhsm2.conf");
+    if !conf.exists() {
+        let _files = DEV_TOKEN_FILES.lock().unwrap_or_else(|p| p.into_inner());
+        copy_dir(&dev_dir()?.join("tokens"), &dir.join("tokens"))?;
+        let tokens = dir.join("tokens");
+        std::fs::write(
+            &conf,
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                tokens.display()
+            ),
+        )?;
+    }
+    Ok(conf)
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
+/// The PKCS#11 module services load in isolation mode, `p11-kit-client.so`, found once by
+/// `softhsm-setup/p11-kit.sh` for this machine's architecture.
+pub fn p11kit_client() -> Result<PathBuf> {
+    static FOUND: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    let found = FOUND.get_or_init(|| {
+        let output = Command::new("bash")
+            .arg(script("p11-kit.sh"))
+            .arg("client-module")
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !output.status.success() {
+            return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+        }
+        Ok(PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()))
+    });
+    found.clone().map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// A `p11-kit server` serving one token of the test's private SoftHSM copy from its own
+/// process group (started by `softhsm-setup/p11-kit.sh`), the way a network HSM looks to
+/// the services. Killed with its per-connection processes when dropped.
+pub struct TokenServer {
+    pgid: u32,
+    socket: PathBuf,
+    conf: PathBuf,
+    token: String,
+}
+
+impl TokenServer {
+    /// Starts serving `token` on `dir/<token>.sock`.
+    pub async fn start(dir: &Path, token: &str) -> Result<Self> {
+        let mut server = Self {
+            pgid: 0,
+            socket: dir.join(format!("{token}.sock")),
+            conf: private_softhsm(dir)?,
+            token: token.to_owned(),
+        };
+        server.spawn().await?;
+        Ok(server)
+    }
+
+    async fn spawn(&mut self) -> Result<()> {
+        let output = tokio::process::Command::new("bash")
+            .arg(script("p11-kit.sh"))
+            .arg("serve")
+            .arg(&self.socket)
+            .arg(&self.token)
+            .env("SOFTHSM2_CONF", &self.conf)
+            .env("PKCS11_PROVIDER", SOFTHSM)
+            .output()
+            .await
+            .context("running softhsm-setup/p11-kit.sh (setup.sh installs p11-kit)")?;
+        if !output.status.success() {
+            bail!("{}", String::from_utf8_lossy(&output.stderr));
+        }
+        self.pgid = String::from_utf8_lossy(&output.stdout).trim().parse()?;
+        Ok(())
+    }
+
+    /// `P11_KIT_SERVER_ADDRESS` for clients.
+    pub fn address(&self) -> String {
+        format!("unix:path={}", self.socket.display())
+    }
+
+    /// SIGKILL the server and every per-connection process it started.
+    pub fn kill(&self) -> Result<()> {
+        Command::new("kill")
+            .args(["-9", "--", &format!("-{}", self.pgid)])
+            .status()?;
+        Ok(())
+    }
+
+    /// Starts it again on the same socket.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.spawn().await
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        let _ = self.kill();
+    }
+}
+
+/// A pool on the `.dev/` token `token`, opened by this test process itself (SoftHSM in
+/// process; `SOFTHSM2_CONF` from `.cargo/config.toml` or the Makefile) and shared by the
+/// tests of this process — to present manager's client certificate, to compare a
+/// certificate with its token key, or to make keys in the `hsm-test` token.
+pub async fn dev_pool(token: &str) -> Result<hsm::TokenPool> {
+    static POOLS: tokio::sync::Mutex<Vec<(String, hsm::TokenPool)>> = tokio::sync::Mutex::const_new(Vec::new());
+    let mut pools = POOLS.lock().await;
+    if let Some((_, pool)) = pools.iter().find(|(name, _)| name == token) {
+        return Ok(pool.clone());
+    }
+    let config = hsm::TokenConfig {
+        token_label: token.to_owned(),
+        pin: hsm::read_pin_file(&dev_dir()?.join(format!("pins/{token}.pin")))?,
+        sessions: 2,
+        slot_discovery_timeout: Duration::from_secs(10),
+        operation_timeout: Duration::from_secs(30),
+    };
+    let runtime = tokio::runtime::Handle::current();
+    let pool = tokio::task::spawn_blocking(move || {
+        let _files = DEV_TOKEN_FILES.lock().unwrap_or_else(|p| p.into_inner());
+        runtime.block_on(hsm::TokenPool::connect(&dev_module()?, config))
+    })
+    .await??;
+    pools.push((token.to_owned(), pool.clone()));
+    Ok(pool)
+}
+
+/// The TLS key `label` in the `.dev/` token `token` (see [`dev_pool`]).
+pub async fn dev_tls_key(token: &str, label: &str) -> Result<hsm::TokenTlsKey> {
+    Ok(hsm::TokenTlsKey::load(dev_pool(token).await?, label).await?)
+}
+
+/// SoftHSM, loaded once per test process (initialising it twice in parallel crashes it).
+fn dev_module() -> hsm::Result<hsm::Module> {
+    static MODULE: OnceLock<hsm::Module> = OnceLock::new();
+    if let Some(module) = MODULE.get() {
+        return Ok(module.clone());
+    }
+    let module = hsm::Module::load(Path::new(SOFTHSM))?;
+    Ok(MODULE.get_or_init(|| module).clone())
+}
+
+/// Runs `hsm-admin` against the token copies in `dir` (see [`private_softhsm`]) with the
+/// `.dev/` PIN of `token`; insists on success and returns its stdout.
+pub fn hsm_admin(dir: &Path, token: &str, args: &[&str]) -> Result<String> {
+    let output = Command::new(binary("hsm-admin")?)
+        .env("SOFTHSM2_CONF", private_softhsm(dir)?)
+        .args(["--token", token, "--pin-file"])
+        .arg(dev_dir()?.join(format!("pins/{token}.pin")))
+        .args(args)
+        .output()?;
+    if !output.status.success() {
+        bail!("hsm-admin {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}

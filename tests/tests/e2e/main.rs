@@ -1,0 +1,18 @@
+//! The end-to-end tests, one binary (one link of the whole stack): the real `manager` and
+//! `vault` binaries against real SoftHSM2 tokens over real TLS, one module per capability.
+
+mod bad_input;
+mod durability;
+mod isolation;
+mod lifecycle;
+mod memory_scan;
+mod rate_limit;
+mod replicas;
+mod rotation;
+mod startup;
+mod storage;
+mod tls_keys;
+mod tokens;
+mod transport;
+mod workflow;
+mod wrapping_rotation;

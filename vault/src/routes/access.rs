@@ -1,0 +1,97 @@
+//! Who may call the public API: extractors that admit a request only with a valid access
+//! token, and the one path by which every refusal reaches the audit trail.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::rejection::RawPathParamsRejection;
+use axum::extract::{ConnectInfo, FromRequestParts, Path, RawPathParams, Request, State};
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::Response;
+use contract::claims::AccessClaims;
+use service_kit::clock::unix_now;
+use service_kit::report::error_chain;
+
+use crate::access_token::{AccessTokenError, bearer_token};
+use crate::audit::{AuditEntry, AuditEvent};
+use crate::error::{ApiError, Refused};
+use crate::state::AppState;
+
+/// A request carrying a valid access token (signature, algorithm, issuer, audience, time,
+/// scope), revoked or not: what revoking needs.
+pub struct Verified(pub AccessClaims);
+
+impl FromRequestParts<Arc<AppState>> for Verified {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, ApiError> {
+        let claims = state.verifier.verify(bearer_token(&parts.headers)?).await?;
+        Ok(Verified(claims))
+    }
+}
+
+/// A request for the secret `key_id` (the path's) carrying a valid, unrevoked access token
+/// for exactly that secret. Checked in this order: token (401), not revoked (401), names
+/// this key (403); whether the token's subject owns the secret is the handler's to check,
+/// after it has looked the secret up (404 first).
+pub struct Authorized {
+    /// The secret the path names.
+    pub key_id: String,
+    /// The token's claims.
+    pub claims: AccessClaims,
+}
+
+impl FromRequestParts<Arc<AppState>> for Authorized {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, ApiError> {
+        let Path(key_id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::InvalidKeyId)?;
+        let Verified(claims) = Verified::from_request_parts(parts, state).await?;
+        if state.store.is_revoked(&claims.jti).await? {
+            return Err(AccessTokenError::Revoked.into());
+        }
+        if claims.key_id != key_id {
+            return Err(ApiError::WrongKey);
+        }
+        Ok(Authorized { key_id, claims })
+    }
+}
+
+/// Middleware for the public API: every refused request (a response marked [`Refused`]) is
+/// appended to the audit trail as `denied`, with the reason, the path's key_id and the
+/// client, before the answer leaves vault. A failed audit write is logged; the request is
+/// refused either way.
+pub async fn audit_refusals(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    params: Result<RawPathParams, RawPathParamsRejection>,
+    request: Request,
+    next: Next,
+) -> Response {
+    // A key_id that is not UTF-8 is refused by `Authorized` and audited without one.
+    let key_id = params.ok().and_then(|params| {
+        params
+            .iter()
+            .find(|(name, _)| *name == "key_id")
+            .map(|(_, value)| value.to_owned())
+    });
+    let response = next.run(request).await;
+    if let Some(Refused(code)) = response.extensions().get::<Refused>() {
+        let entry = AuditEntry {
+            at: unix_now(),
+            event: AuditEvent::Denied,
+            key_id,
+            user_id: None,
+            jti: None,
+            client: Some(peer.ip().to_string()),
+            outcome: code.as_str().to_owned(),
+        };
+        if let Err(e) = state.store.audit(entry).await {
+            tracing::error!(error = %error_chain(&e), "could not audit a denial");
+        }
+    }
+    response
+}

@@ -1,0 +1,136 @@
+//! What differs between the two databases, and only that: connecting (SQLite's durability
+//! settings and its race on a fresh file), migrating, and the write lock that serialises
+//! audit appends. The queries themselves are shared (`queries.rs`).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{Any, AnyPool, ConnectOptions, Executor, Transaction};
+
+use super::StoreError;
+
+/// Key of the transaction-scoped advisory lock that serialises audit appends across
+/// every vault replica on PostgreSQL (the chain needs one writer at a time).
+const AUDIT_LOCK: i64 = 0x7661_756c_7441_7564;
+
+/// How long a SQLite statement waits for another connection's lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The database behind a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Backend {
+    /// One file, WAL mode, `synchronous=FULL`: a commit is on disk before a write returns.
+    Sqlite,
+    /// Shared by any number of replicas; a commit is durable under the server's default
+    /// `synchronous_commit = on`.
+    Postgres,
+}
+
+impl Backend {
+    /// Connects to the SQLite file at `path` (created if missing) and migrates it.
+    pub(super) async fn open_sqlite(path: &Path) -> Result<AnyPool, StoreError> {
+        let url = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .to_url_lossy();
+        let options = AnyConnectOptions::from_url(&url)?;
+        let pool = connect_sqlite(options).await?;
+        // sqlx's migration lock is a no-op on SQLite, so two processes opening one fresh
+        // file would both apply the same migration. Holding the write lock for the whole
+        // run makes the second wait and then find everything applied (each migration
+        // becomes a savepoint inside this transaction).
+        let mut migrating = pool.begin_with("BEGIN IMMEDIATE").await?;
+        // `run_direct` (public, doc-hidden) is sqlx's own way around `run`'s "Acquire is not
+        // general enough" error for a connection borrowed from a transaction in a Send future.
+        sqlx::migrate!("./migrations/sqlite")
+            .run_direct(None, &mut *migrating, false)
+            .await?;
+        migrating.commit().await?;
+        Ok(pool)
+    }
+
+    /// Connects to PostgreSQL at `url` and migrates (under sqlx's advisory lock, so replicas
+    /// starting together migrate once). While the server is unreachable a request waits at
+    /// most 3 s for a connection, then fails (503); the pool reconnects by itself.
+    pub(super) async fn open_postgres(url: &str) -> Result<AnyPool, StoreError> {
+        let pool = AnyPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(3))
+            .connect(url)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(pool)
+    }
+
+    /// A write transaction holding the lock that serialises audit appends until it ends:
+    /// SQLite's write lock (`BEGIN IMMEDIATE`), PostgreSQL's advisory lock.
+    pub(super) async fn begin_write(self, pool: &AnyPool) -> Result<Transaction<'static, Any>, StoreError> {
+        match self {
+            Backend::Sqlite => Ok(pool.begin_with("BEGIN IMMEDIATE").await?),
+            Backend::Postgres => {
+                let mut tx = pool.begin().await?;
+                // `SELECT 1 FROM`: the function returns `void`, a type the Any driver cannot read.
+                sqlx::query("SELECT 1 FROM pg_advisory_xact_lock($1)")
+                    .bind(AUDIT_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(tx)
+            }
+        }
+    }
+}
+
+/// Connects, retrying `SQLITE_BUSY` for up to [`BUSY_TIMEOUT`]: switching a fresh file into
+/// WAL takes an exclusive lock that SQLite's busy handler does not wait for, so a second
+/// process opening the same new file at that instant is refused once instead of waiting.
+/// The durability settings are pragmas on every connection: through the Any driver SQLite
+/// takes only what its URL says.
+async fn connect_sqlite(options: AnyConnectOptions) -> Result<AnyPool, sqlx::Error> {
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    loop {
+        let connected = AnyPoolOptions::new()
+            .max_connections(4)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute(
+                        "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+                         PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+                    )
+                    .await
+                    .map(drop)
+                })
+            })
+            .connect_with(options.clone())
+            .await;
+        match connected {
+            Err(sqlx::Error::Database(e)) if is_busy(e.code().as_deref()) && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            connected => return connected,
+        }
+    }
+}
+
+/// `SQLITE_BUSY` and its extended codes (`SQLITE_BUSY_RECOVERY`, …), whose low byte is 5.
+fn is_busy(extended_code: Option<&str>) -> bool {
+    extended_code
+        .and_then(|code| code.parse::<i32>().ok())
+        .is_some_and(|code| code & 0xff == 5)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_busy;
+
+    #[test]
+    fn busy_is_recognised_in_its_extended_forms_only() {
+        assert!(is_busy(Some("5")));
+        assert!(is_busy(Some("261"))); // SQLITE_BUSY_RECOVERY
+        assert!(is_busy(Some("517"))); // SQLITE_BUSY_SNAPSHOT
+        assert!(!is_busy(Some("6"))); // SQLITE_LOCKED
+        assert!(!is_busy(Some("2067"))); // SQLITE_CONSTRAINT_UNIQUE
+        assert!(!is_busy(None));
+    }
+}
