@@ -57,5 +57,5 @@ pub use provision::{
     Generated, KeyUsage, RsaKeySpec, RsaPrivateComponents, destroy_key_pair, generate_rsa_key_pair, import_rsa_key_pair,
 };
 pub use sign::{RsaScheme, Signer};
-pub use tls_key::{PublicKeyInfo, TlsKeyType, TokenTlsKey, generate_tls_key_pair, tls_public_key};
+pub use tls_key::{PublicKeyInfo, TlsKeyType, TokenTlsKey, UnknownTlsKeyType, generate_tls_key_pair, tls_public_key};
 pub use token_init::{TokenInit, initialize_token};

@@ -56,16 +56,19 @@ impl fmt::Display for TlsKeyType {
     }
 }
 
+/// A TLS key type this crate does not generate.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown TLS key type {0:?} (expected ecdsa-p256 or rsa-2048)")]
+pub struct UnknownTlsKeyType(pub String);
+
 impl FromStr for TlsKeyType {
-    type Err = String;
+    type Err = UnknownTlsKeyType;
 
     fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
         match s {
             "ecdsa-p256" => Ok(TlsKeyType::EcdsaP256),
             "rsa-2048" => Ok(TlsKeyType::Rsa),
-            other => Err(format!(
-                "unknown TLS key type {other:?} (expected ecdsa-p256 or rsa-2048)"
-            )),
+            other => Err(UnknownTlsKeyType(other.to_owned())),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! Nothing here knows what a secret is: sealing, signing claims and storage belong to the
 //! services.
 
+pub mod admin;
 pub mod clock;
 pub mod config;
 pub mod health;

@@ -87,6 +87,11 @@ impl System {
         &self.client.http
     }
 
+    /// The body of `GET url` as text (`/metrics`).
+    pub async fn text(&self, url: &str) -> Result<String> {
+        Ok(self.http().get(url).send().await?.text().await?)
+    }
+
     /// manager's published JWK Set.
     pub async fn manager_jwks(&self) -> Result<Value> {
         let response = self

@@ -41,9 +41,10 @@ pub enum OpenError {
 
 impl From<hsm::Error> for OpenError {
     fn from(error: hsm::Error) -> Self {
-        match error {
-            hsm::Error::DecryptionFailed(_) => OpenError::ContentKey(error),
-            other => OpenError::Token(other),
+        if error.is_unavailable() {
+            OpenError::Token(error)
+        } else {
+            OpenError::ContentKey(error)
         }
     }
 }

@@ -41,16 +41,10 @@ enum Command {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let result = async {
-        let cli: Cli = service_kit::config::parse_layered_ignoring_unknown(SERVICE)?;
-        let env_pin = std::env::var(SERVICE.pin_env_var()).ok().map(SecretString::from);
-        run(cli, env_pin).await
-    }
-    .await;
-    service_kit::report::exit_status("manager-admin", result)
+    service_kit::admin::main(SERVICE, "manager-admin", run).await
 }
 
-async fn run(cli: Cli, env_pin: Option<SecretString>) -> anyhow::Result<()> {
+async fn run(cli: Cli, env_pin: Option<SecretString>) -> anyhow::Result<bool> {
     let pool = cli.token.for_admin().connect(SERVICE, env_pin).await?;
     let base = cli.signing.signing_key_label.as_str();
     match cli.command {
@@ -70,7 +64,7 @@ async fn run(cli: Cli, env_pin: Option<SecretString>) -> anyhow::Result<()> {
             println!("destroyed {} (kid {kid})", retiring.label);
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The end-to-end tests, one binary (one link of the whole stack): the real `manager` and
 //! `vault` binaries against real SoftHSM2 tokens over real TLS, one module per capability.
 
+mod access_tokens;
 mod bad_input;
 mod durability;
 mod isolation;
@@ -12,7 +13,6 @@ mod rotation;
 mod startup;
 mod storage;
 mod tls_keys;
-mod tokens;
 mod transport;
 mod workflow;
 mod wrapping_rotation;

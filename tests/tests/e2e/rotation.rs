@@ -28,13 +28,7 @@ async fn jwks_kids(system: &System) -> Result<Vec<String>> {
 
 /// How many times manager served its JWKS, from its own /metrics.
 async fn jwks_fetches(system: &System) -> Result<u64> {
-    let metrics = system
-        .http()
-        .get(system.manager_url("/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let metrics = system.text(&system.manager_url("/metrics")).await?;
     Ok(metrics
         .lines()
         .filter(|l| l.starts_with("http_requests_total{method=\"GET\",route=\"/.well-known/jwks.json\""))

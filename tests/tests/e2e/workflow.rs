@@ -122,13 +122,7 @@ async fn metrics_count_requests_by_route_template_without_key_ids() -> Result<()
     let stored = system.store("grace", "metered").await?;
     system.read(&stored.key_id, &stored.access_token).await?;
     system.read(&stored.key_id, "bogus").await?;
-    let vault = system
-        .http()
-        .get(system.vault_url("/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let vault = system.text(&system.vault_url("/metrics")).await?;
     assert!(
         vault.contains(r#"http_requests_total{method="GET",route="/api/keys/{key_id}",status="200"} 1"#),
         "{vault}"
@@ -138,13 +132,7 @@ async fn metrics_count_requests_by_route_template_without_key_ids() -> Result<()
         "{vault}"
     );
     assert!(!vault.contains(&stored.key_id), "metrics must not carry key ids");
-    let manager = system
-        .http()
-        .get(system.manager_url("/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let manager = system.text(&system.manager_url("/metrics")).await?;
     assert!(
         manager.contains(r#"http_requests_total{method="POST",route="/api/keys",status="201"} 1"#),
         "{manager}"

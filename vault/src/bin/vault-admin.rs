@@ -60,17 +60,7 @@ enum Command {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let result = async {
-        let cli: Cli = service_kit::config::parse_layered_ignoring_unknown(SERVICE)?;
-        let env_pin = std::env::var(SERVICE.pin_env_var()).ok().map(SecretString::from);
-        run(cli, env_pin).await
-    }
-    .await;
-    match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => service_kit::report::exit_status("vault-admin", Err(e)),
-    }
+    service_kit::admin::main(SERVICE, "vault-admin", run).await
 }
 
 /// The database, which must exist already (an admin command never creates one).
