@@ -35,9 +35,11 @@ pub mod der;
 mod error;
 mod export;
 mod keys;
+mod module;
 mod pin;
 mod pool;
 mod provision;
+mod public_key;
 mod sign;
 mod tls_key;
 mod token_init;
@@ -51,11 +53,13 @@ pub use export::{
     LabeledPublicKey, MIN_RSA_BITS, RsaPublicComponents, generation_label, key_generation, rsa_public_key,
     rsa_public_keys_labelled,
 };
+pub use module::Module;
 pub use pin::read_pin_file;
-pub use pool::{Module, TokenConfig, TokenPool};
+pub use pool::{TokenConfig, TokenPool};
 pub use provision::{
     Generated, KeyUsage, RsaKeySpec, RsaPrivateComponents, destroy_key_pair, generate_rsa_key_pair, import_rsa_key_pair,
 };
+pub use public_key::{PublicKeyInfo, TlsKeyType, UnknownTlsKeyType, tls_public_key};
 pub use sign::{RsaScheme, Signer};
-pub use tls_key::{PublicKeyInfo, TlsKeyType, TokenTlsKey, UnknownTlsKeyType, generate_tls_key_pair, tls_public_key};
+pub use tls_key::{TokenTlsKey, generate_tls_key_pair};
 pub use token_init::{TokenInit, initialize_token};

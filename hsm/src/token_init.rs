@@ -4,7 +4,7 @@ use cryptoki::session::UserType;
 use secrecy::SecretString;
 
 use crate::error::{Error, Operation, Result};
-use crate::pool::Module;
+use crate::module::Module;
 
 /// What [`initialize_token`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
