@@ -11,7 +11,6 @@ ADMIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/hsm-admin"
 export SOFTHSM2_CONF="$ROOT/.dev/softhsm2.conf"
 SECONDS_EACH="${1:-5}"
 SOFTHSM=/usr/lib/softhsm/libsofthsm2.so
-CLIENT="$(p11kit_client_module)"
 RUN="$(mktemp -d)"
 server=""
 cleanup() { [ -n "$server" ] && kill -- "-$server" 2>/dev/null; rm -rf "$RUN"; }
@@ -40,6 +39,7 @@ for label in bench-ecdsa bench-rsa; do
 done
 
 echo "-- through p11-kit server (isolation mode) --"
+CLIENT="$(p11kit_client_module)" || { echo "bench: p11-kit-client.so not found (install p11-kit-modules)" >&2; exit 1; }
 PKCS11_PROVIDER="$SOFTHSM" p11kit_serve "$RUN/hsm-test.sock" hsm-test
 server="$p11kit_pid"
 export P11_KIT_SERVER_ADDRESS="unix:path=$RUN/hsm-test.sock"

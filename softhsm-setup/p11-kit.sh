@@ -5,7 +5,8 @@
 #                                   load in isolation mode)
 #   p11-kit.sh serve SOCKET TOKEN   serves TOKEN of $SOFTHSM2_CONF (provider $PKCS11_PROVIDER,
 #                                   SoftHSM2 by default) on the unix socket SOCKET from a process
-#                                   group of its own; prints the group's id once the socket exists
+#                                   group of its own; prints the group's id once the socket exists.
+#                                   The server's messages go to $P11KIT_LOG (default /dev/null).
 # Stop a server with `kill -- -PID`: p11-kit forks a p11-kit-remote per client connection, and
 # killing only the server leaves those serving.
 
@@ -26,11 +27,13 @@ p11kit_client_module() {
 
 # Starts `p11-kit server` for token $2 on socket $1 in the background of the calling shell (so
 # that it may `wait` for it) and sets p11kit_pid to its process group, once the socket exists.
+# The server's messages go to $P11KIT_LOG, or to the caller's stderr when it is unset.
 p11kit_serve() {
   local socket="$1" token="$2" provider="${PKCS11_PROVIDER:-/usr/lib/softhsm/libsofthsm2.so}"
+  local log="${P11KIT_LOG:-/dev/stderr}"
   rm -f "$socket"
   # setsid: the server and its per-connection children form one process group.
-  setsid p11-kit server -f -n "$socket" --provider "$provider" "pkcs11:token=$token" </dev/null >/dev/null 2>&1 &
+  setsid p11-kit server -f -n "$socket" --provider "$provider" "pkcs11:token=$token" </dev/null >/dev/null 2>>"$log" &
   p11kit_pid=$!
   # Up to 30 s: a loaded 2-core machine can be slow to start a process.
   for _ in $(seq 1 600); do
@@ -54,7 +57,8 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
       ;;
     serve)
       [ $# -eq 3 ] || { echo "usage: $0 serve SOCKET TOKEN" >&2; exit 2; }
-      p11kit_serve "$2" "$3"
+      # Not our stderr: whoever reads it until it closes would wait for the server to end.
+      P11KIT_LOG="${P11KIT_LOG:-/dev/null}" p11kit_serve "$2" "$3"
       echo "$p11kit_pid"
       ;;
     *)

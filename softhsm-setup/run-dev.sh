@@ -44,7 +44,8 @@ manager_env=()
 if [ "$ISOLATION" = 1 ]; then
   token_server vault
   token_server manager
-  module_args=(--pkcs11-module "$(p11kit_client_module)")
+  client="$(p11kit_client_module)" || { echo "run: p11-kit-client.so not found (install p11-kit-modules)" >&2; exit 1; }
+  module_args=(--pkcs11-module "$client")
   vault_env=(env "P11_KIT_SERVER_ADDRESS=unix:path=$RUN/vault.sock")
   manager_env=(env "P11_KIT_SERVER_ADDRESS=unix:path=$RUN/manager.sock")
 fi

@@ -31,8 +31,9 @@ pub struct TokenConfig {
 
 /// A pool of sessions on one token, logged in once.
 ///
-/// Cloning is cheap. Every call runs on tokio's blocking pool and at most
-/// `sessions` calls run at once. `Session` is `Send` but not `Sync`, so each session is
+/// Cloning is cheap. At most `sessions` calls run at once: async calls on tokio's blocking
+/// pool, synchronous ones (rustls' handshake signatures) on the calling thread.
+/// `Session` is `Send` but not `Sync`, so each session is
 /// used by one worker at a time: it is checked out for the call and checked back in.
 /// After a session- or token-fatal error (session closed, device removed, token gone,
 /// not logged in) the pool drops every session, finds the token again by label, logs
@@ -104,7 +105,7 @@ impl TokenPool {
     /// thread instead of waiting out a token round trip. Elsewhere (a current-thread runtime,
     /// a plain thread: the admin tools) it runs directly.
     pub(crate) fn run_sync<T>(&self, operation: Operation, op: impl Fn(&Session) -> Result<T>) -> Result<T> {
-        let call = || self.inner.run_blocking(&op);
+        let call = || self.inner.run_blocking(Access::Read, &op);
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
                 tokio::task::block_in_place(|| {
@@ -122,10 +123,29 @@ impl TokenPool {
         }
     }
 
+    /// Like [`Self::run`], for an `op` that creates or destroys token objects (key
+    /// generation, import, destruction): alone, with no other operation of this module
+    /// running (see `ModuleState::objects` for why).
+    pub(crate) async fn run_writing<T, F>(&self, operation: Operation, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(&Session) -> Result<T> + Send + 'static,
+    {
+        self.run_as(Access::Write, operation, op).await
+    }
+
     /// Runs `op` with a logged-in session on a blocking worker.
     ///
     /// `op` may run twice: once more after the pool recovered from a session-fatal error.
     pub(crate) async fn run<T, F>(&self, operation: Operation, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(&Session) -> Result<T> + Send + 'static,
+    {
+        self.run_as(Access::Read, operation, op).await
+    }
+
+    async fn run_as<T, F>(&self, access: Access, operation: Operation, op: F) -> Result<T>
     where
         T: Send + 'static,
         F: Fn(&Session) -> Result<T> + Send + 'static,
@@ -140,7 +160,7 @@ impl TokenPool {
             // The permit moves into the worker so that a call that outlives its timeout
             // still counts against the bound until it really returns.
             tokio::task::spawn_blocking(move || {
-                let result = inner.run_blocking(&op);
+                let result = inner.run_blocking(access, &op);
                 drop(permit);
                 result
             })
@@ -153,12 +173,24 @@ impl TokenPool {
     }
 }
 
+/// Whether an operation only uses the token's objects or creates or destroys one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Read,
+    Write,
+}
+
 impl Inner {
-    fn run_blocking<T>(&self, op: &impl Fn(&Session) -> Result<T>) -> Result<T> {
+    fn run_blocking<T>(&self, access: Access, op: &impl Fn(&Session) -> Result<T>) -> Result<T> {
         let mut reinitialized = false;
         loop {
             let result = {
-                let _shared = self.module.shared.gate.read().unwrap_or_else(|p| p.into_inner());
+                let shared = &self.module.shared;
+                let _gate = shared.gate.read().unwrap_or_else(|p| p.into_inner());
+                let _reading =
+                    (access == Access::Read).then(|| shared.objects.read().unwrap_or_else(|p| p.into_inner()));
+                let _writing =
+                    (access == Access::Write).then(|| shared.objects.write().unwrap_or_else(|p| p.into_inner()));
                 self.run_with_session(op)
             };
             match result {

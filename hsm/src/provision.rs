@@ -50,7 +50,7 @@ pub async fn generate_rsa_key_pair(pool: &TokenPool, spec: RsaKeySpec) -> Result
             reason: "RSA keys must have at least 2048 bits",
         });
     }
-    pool.run(Operation::GenerateKeyPair, move |session| {
+    pool.run_writing(Operation::GenerateKeyPair, move |session| {
         if key_exists(session, KeyClass::Private, &spec.label)? {
             return Ok(Generated::AlreadyPresent);
         }
@@ -111,7 +111,7 @@ pub async fn generate_rsa_key_pair(pool: &TokenPool, spec: RsaKeySpec) -> Result
 /// so that retiring a key is idempotent.
 pub async fn destroy_key_pair(pool: &TokenPool, label: &str) -> Result<()> {
     let label = label.to_owned();
-    pool.run(Operation::DestroyKeyPair, move |session| {
+    pool.run_writing(Operation::DestroyKeyPair, move |session| {
         for class in [KeyClass::Private, KeyClass::Public] {
             match find_key(session, class, &label) {
                 Ok(handle) => session
@@ -202,7 +202,7 @@ impl Drop for RsaPrivateComponents {
 /// material existed outside the token once.
 pub async fn import_rsa_key_pair(pool: &TokenPool, spec: RsaKeySpec, key: RsaPrivateComponents) -> Result<Generated> {
     use cryptoki::object::{KeyType, ObjectClass};
-    pool.run(Operation::ImportKeyPair, move |session| {
+    pool.run_writing(Operation::ImportKeyPair, move |session| {
         if key_exists(session, KeyClass::Private, &spec.label)? {
             return Ok(Generated::AlreadyPresent);
         }

@@ -34,12 +34,10 @@ pub(crate) fn hsm_test_config() -> Result<TokenConfig> {
 }
 
 /// PKCS#11 login state is per process and token: one session logging out logs every
-/// session of the process out, and SoftHSM rewrites the token's file on every C_Login, so a
-/// login while another test generates a key can make that generation fail
-/// (CKR_GENERAL_ERROR, CKR_TEMPLATE_INCONSISTENT: 2 runs in 6 before logins were kept
-/// apart). A test logs in only while holding this exclusively ([`connect`]) and holds it
-/// shared while it uses the token; the test that logs out on purpose holds it exclusively
-/// throughout.
+/// session of the process out, and SoftHSM rewrites the token's file on every C_Login. A
+/// test logs in only while holding this exclusively ([`connect`]) and holds it shared while
+/// it uses the token, so that no login lands in another test's operation; the test that
+/// logs out on purpose holds it exclusively throughout.
 pub(crate) static LOGIN_STATE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 /// Held for as long as a test uses the `hsm-test` token.

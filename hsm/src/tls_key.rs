@@ -44,7 +44,7 @@ pub async fn generate_tls_key_pair(
 /// exists: sensitive, never extractable, sign-only.
 async fn generate_ec_p256_key_pair(pool: &TokenPool, label: &str, id: &[u8]) -> Result<Generated> {
     let (label, id) = (label.to_owned(), id.to_vec());
-    pool.run(Operation::GenerateKeyPair, move |session| {
+    pool.run_writing(Operation::GenerateKeyPair, move |session| {
         if key_exists(session, KeyClass::Private, &label)? {
             return Ok(Generated::AlreadyPresent);
         }

@@ -58,11 +58,6 @@ impl Issuer {
         }
     }
 
-    /// The algorithm every token is signed with.
-    pub fn algorithm(&self) -> JwsAlgorithm {
-        self.algorithm
-    }
-
     /// The signing keys.
     pub fn keys(&self) -> &Arc<KeyRing> {
         &self.keys

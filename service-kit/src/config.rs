@@ -95,6 +95,13 @@ impl Service {
         if command.get_arguments().any(|arg| arg.get_id() == TOKEN_LABEL) {
             command = command.mut_arg(TOKEN_LABEL, |arg| arg.default_value(self.name).required(false));
         }
+        if command.get_arguments().any(|arg| arg.get_id() == PIN_FILE) {
+            let help = format!(
+                "File with the token's user PIN, mode 0600; or the PIN itself in {} (never on the command line)",
+                self.pin_env_var()
+            );
+            command = command.mut_arg(PIN_FILE, |arg| arg.help(help));
+        }
         command
     }
 }
@@ -104,6 +111,9 @@ const CONFIG: &str = "config";
 
 /// The option that defaults to the service's name.
 const TOKEN_LABEL: &str = "token_label";
+
+/// The option whose help names the service's PIN variable.
+const PIN_FILE: &str = "pin_file";
 
 /// Parses `T` from the command line and environment, with the TOML file named by
 /// `--config` (or `<ENV_PREFIX>_CONFIG`) supplying defaults. File keys are the field

@@ -183,9 +183,25 @@ pub async fn rotate(pool: &hsm::TokenPool, base: &str, usage: hsm::KeyUsage) -> 
         bits: 2048,
         usage,
     };
+    let label = spec.label.clone();
     hsm::generate_rsa_key_pair(pool, spec).await.map_err(hsm_error)?;
-    let set = read(pool, base).await?;
-    Ok(set.current().clone())
+    // The generation made here, even if another rotation landed meanwhile.
+    read(pool, base)
+        .await?
+        .iter()
+        .find(|generation| generation.label == label)
+        .cloned()
+        .ok_or(KeyRingError::NoKey(label))
+}
+
+/// What the admin tools' list commands print: one line per generation (see [`KeySet`]'s
+/// `Display`), nothing when the token holds none.
+pub async fn list(pool: &hsm::TokenPool, base: &str) -> Result<String, KeyRingError> {
+    match read(pool, base).await {
+        Ok(keys) => Ok(keys.to_string()),
+        Err(KeyRingError::NoKey(_)) => Ok(String::new()),
+        Err(other) => Err(other),
+    }
 }
 
 /// A key's generations as last read from the token; [`KeyRing::refresh`] reads them again,

@@ -1,6 +1,6 @@
 //! Per-client request limits (the contract's "429 limited"): a bucket of request credit per
-//! client address, refilled at a steady rate, in front of the API routes only, so that health checks, metrics and the JWKS
-//! stay reachable while a client is being throttled.
+//! client address, refilled at a steady rate, in front of the API routes only, so that health
+//! checks, metrics and the JWKS stay reachable while a client is being throttled.
 //!
 //! The client is the TCP peer. IPv6 clients are keyed by their /64, since one host
 //! usually owns a whole /64 and could otherwise rotate addresses. Behind a proxy every

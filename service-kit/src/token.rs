@@ -18,8 +18,8 @@ pub struct TokenOptions {
     /// Label of the service's token; defaults to the service's name.
     #[arg(long)]
     pub token_label: String,
-    /// File with the token's user PIN, mode 0600. Alternatively the PIN itself in
-    /// MANAGER_PKCS11_PIN / VAULT_PKCS11_PIN; never on the command line.
+    /// File with the token's user PIN, mode 0600; or the PIN itself in the service's
+    /// `<PREFIX>_PKCS11_PIN` (its help names it); never on the command line.
     #[arg(long)]
     pub pin_file: Option<PathBuf>,
     /// PKCS#11 sessions (and concurrent token operations).

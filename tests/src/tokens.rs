@@ -76,7 +76,8 @@ pub fn p11kit_client() -> Result<PathBuf> {
 /// process group (started by `softhsm-setup/p11-kit.sh`), the way a network HSM looks to
 /// the services. Killed with its per-connection processes when dropped.
 pub struct TokenServer {
-    pgid: u32,
+    /// The server's process group, once it runs (never 0: `kill -- -0` is our own group).
+    pgid: Option<u32>,
     socket: PathBuf,
     conf: PathBuf,
     token: String,
@@ -86,7 +87,7 @@ impl TokenServer {
     /// Starts serving `token` on `dir/<token>.sock`.
     pub async fn start(dir: &Path, token: &str) -> Result<Self> {
         let mut server = Self {
-            pgid: 0,
+            pgid: None,
             socket: dir.join(format!("{token}.sock")),
             conf: private_softhsm(dir)?,
             token: token.to_owned(),
@@ -103,13 +104,16 @@ impl TokenServer {
             .arg(&self.token)
             .env("SOFTHSM2_CONF", &self.conf)
             .env("PKCS11_PROVIDER", SOFTHSM)
+            .env("P11KIT_LOG", self.socket.with_extension("log"))
             .output()
             .await
             .context("running softhsm-setup/p11-kit.sh (setup.sh installs p11-kit)")?;
         if !output.status.success() {
             bail!("{}", String::from_utf8_lossy(&output.stderr));
         }
-        self.pgid = String::from_utf8_lossy(&output.stdout).trim().parse()?;
+        let pgid: u32 = String::from_utf8_lossy(&output.stdout).trim().parse()?;
+        anyhow::ensure!(pgid > 1, "p11-kit.sh printed process group {pgid}");
+        self.pgid = Some(pgid);
         Ok(())
     }
 
@@ -120,9 +124,9 @@ impl TokenServer {
 
     /// SIGKILL the server and every per-connection process it started.
     pub fn kill(&self) -> Result<()> {
-        Command::new("kill")
-            .args(["-9", "--", &format!("-{}", self.pgid)])
-            .status()?;
+        if let Some(pgid) = self.pgid {
+            Command::new("kill").args(["-9", "--", &format!("-{pgid}")]).status()?;
+        }
         Ok(())
     }
 

@@ -50,11 +50,10 @@ impl fmt::Display for AuditEvent {
     }
 }
 
-/// An event to append; storage assigns `seq` and the hashes.
+/// An event to append; storage assigns `seq`, the time (when it appends, under the lock
+/// that orders the chain, so times never decrease along it) and the hashes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {
-    /// When, in seconds since the Unix epoch.
-    pub at: u64,
     /// What happened.
     pub event: AuditEvent,
     /// The secret concerned, if any.
@@ -70,10 +69,9 @@ pub struct AuditEntry {
 }
 
 impl AuditEntry {
-    /// An entry for `event` on `key_id` at `at` with outcome `ok`.
-    pub fn new(at: u64, event: AuditEvent, key_id: &str) -> Self {
+    /// An entry for `event` on `key_id` with outcome `ok`.
+    pub fn new(event: AuditEvent, key_id: &str) -> Self {
         Self {
-            at,
             event,
             key_id: Some(key_id.to_owned()),
             user_id: None,
@@ -134,12 +132,12 @@ pub struct AuditRecord {
 }
 
 impl AuditRecord {
-    /// Builds the record that follows `prev` (`None` for the first).
-    pub fn next(prev: Option<(i64, &str)>, entry: &AuditEntry) -> Self {
+    /// Builds the record that follows `prev` (`None` for the first), appended at `at`.
+    pub fn next(prev: Option<(i64, &str)>, at: i64, entry: &AuditEntry) -> Self {
         let (seq, prev_hash) = prev.map_or((1, GENESIS.to_owned()), |(seq, hash)| (seq + 1, hash.to_owned()));
         let mut record = Self {
             seq,
-            at: i64::try_from(entry.at).unwrap_or(i64::MAX),
+            at,
             event: entry.event.as_str().to_owned(),
             key_id: entry.key_id.clone(),
             user_id: entry.user_id.clone(),
@@ -218,11 +216,11 @@ mod tests {
     fn chain(n: usize) -> Vec<AuditRecord> {
         let mut records: Vec<AuditRecord> = Vec::new();
         for i in 0..n {
-            let entry = AuditEntry::new(1_000 + i as u64, AuditEvent::Read, &format!("k{i}"))
+            let entry = AuditEntry::new(AuditEvent::Read, &format!("k{i}"))
                 .user("alice")
                 .jti("j");
             let prev = records.last().map(|r| (r.seq, r.hash.as_str()));
-            records.push(AuditRecord::next(prev, &entry));
+            records.push(AuditRecord::next(prev, 1_000 + i as i64, &entry));
         }
         records
     }

@@ -50,9 +50,13 @@ impl From<hsm::Error> for OpenError {
 }
 
 /// The kid of the wrapping key `secret`'s content key is wrapped to now: the one `rewrap`
-/// recorded, else the one the envelope was sealed to.
-pub fn wrapped_to<'a>(secret: &'a StoredSecret, envelope: &'a Envelope) -> &'a str {
-    secret.wrap_kid.as_deref().unwrap_or(&envelope.header().kid)
+/// recorded, else the one its envelope (parsed as `envelope`) was sealed to; `None` when
+/// neither is known.
+pub fn wrapped_to<'a>(secret: &'a StoredSecret, envelope: Option<&'a Envelope>) -> Option<&'a str> {
+    secret
+        .wrap_kid
+        .as_deref()
+        .or_else(|| envelope.map(|envelope| envelope.header().kid.as_str()))
 }
 
 /// vault's wrapping keys, opening envelopes with them.
@@ -95,7 +99,7 @@ impl Opener {
         secret: &StoredSecret,
         envelope: &Envelope,
     ) -> Result<Zeroizing<Vec<u8>>, OpenError> {
-        let kid = wrapped_to(secret, envelope);
+        let kid = wrapped_to(secret, Some(envelope)).unwrap_or_default();
         let label = self
             .keys
             .keys()

@@ -37,6 +37,15 @@ pub enum RewrapError {
         #[source]
         source: OpenError,
     },
+    /// An unwrapped content key could not be wrapped to the newest key.
+    #[error("secret {key_id}: cannot wrap its content key to the newest wrapping key")]
+    Wrap {
+        /// The row.
+        key_id: String,
+        /// Why (a content key that is not 32 bytes, or the crypto library).
+        #[source]
+        source: EnvelopeError,
+    },
     /// The newest wrapping key cannot be wrapped to.
     #[error("the newest wrapping key is unusable")]
     Recipient(#[source] EnvelopeError),
@@ -98,7 +107,7 @@ async fn rewrapped(
         source,
     };
     let envelope = Envelope::parse(&secret.envelope).map_err(malformed)?;
-    if wrapped_to(secret, &envelope) == current {
+    if wrapped_to(secret, Some(&envelope)) == Some(current) {
         return Ok(secret.envelope.clone());
     }
     let cek = opener
@@ -110,12 +119,15 @@ async fn rewrapped(
         })?;
     let wrapped = recipient
         .wrap_content_key(envelope.key_wrap(), &cek)
-        .map_err(malformed)?;
+        .map_err(|source| RewrapError::Wrap {
+            key_id: secret.key_id.clone(),
+            source,
+        })?;
     Ok(envelope.with_encrypted_key(&wrapped))
 }
 
-/// How many stored secrets still have their content key wrapped to `kid`. Rows whose
-/// envelope cannot be parsed count as not wrapped to it.
+/// How many stored secrets still have their content key wrapped to `kid`. A row whose
+/// envelope cannot be parsed counts only if `rewrap` recorded `kid` for it.
 pub async fn secrets_wrapped_to(store: &Store, current: &str, kid: &str) -> Result<u64, StoreError> {
     let (mut after, mut count) = (String::new(), 0);
     loop {
@@ -123,7 +135,8 @@ pub async fn secrets_wrapped_to(store: &Store, current: &str, kid: &str) -> Resu
         let Some(last) = batch.last() else { return Ok(count) };
         after = last.key_id.clone();
         for secret in &batch {
-            if Envelope::parse(&secret.envelope).is_ok_and(|envelope| wrapped_to(secret, &envelope) == kid) {
+            let envelope = Envelope::parse(&secret.envelope).ok();
+            if wrapped_to(secret, envelope.as_ref()) == Some(kid) {
                 count += 1;
             }
         }

@@ -57,7 +57,7 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
     .context("internal listener TLS")?;
     // Storage last: a start-up that fails on the token or TLS never creates or migrates a database.
     let database_url = &config.storage.database_url;
-    let store = Store::open(database_url)
+    let store = Store::open(database_url, service_kit::clock::unix_now)
         .await
         .with_context(|| format!("cannot open database {}", redact_url(database_url)))?;
 

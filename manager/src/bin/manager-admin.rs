@@ -48,7 +48,7 @@ async fn run(cli: Cli, env_pin: Option<SecretString>) -> anyhow::Result<bool> {
     let pool = cli.token.for_admin().connect(SERVICE, env_pin).await?;
     let base = cli.signing.signing_key_label.as_str();
     match cli.command {
-        Command::ListSigningKeys => print!("{}", keyring::read(&pool, base).await?),
+        Command::ListSigningKeys => print!("{}", keyring::list(&pool, base).await?),
         Command::RotateSigningKey => {
             let generated = keyring::rotate(&pool, base, hsm::KeyUsage::Sign).await?;
             println!("generated {} kid {}", generated.label, generated.kid);

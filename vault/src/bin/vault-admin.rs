@@ -68,7 +68,7 @@ async fn open_store(storage: &StorageOptions) -> anyhow::Result<Store> {
     if let Some(path) = storage.database_url.strip_prefix("sqlite://") {
         ensure!(std::path::Path::new(path).is_file(), "no database at {path}");
     }
-    Ok(Store::open(&storage.database_url).await?)
+    Ok(Store::open(&storage.database_url, service_kit::clock::unix_now).await?)
 }
 
 /// Ok(false): the command ran and found a problem (exit 1).
@@ -92,7 +92,7 @@ async fn run(cli: Cli, env_pin: Option<SecretString>) -> anyhow::Result<bool> {
             }
         }
         Command::ListWrappingKeys => {
-            print!("{}", keyring::read(&connect().await?, base).await?);
+            print!("{}", keyring::list(&connect().await?, base).await?);
             Ok(true)
         }
         Command::RotateWrappingKey => {

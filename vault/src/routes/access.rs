@@ -10,7 +10,6 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
 use contract::claims::AccessClaims;
-use service_kit::clock::unix_now;
 use service_kit::report::error_chain;
 
 use crate::access_token::{AccessTokenError, bearer_token};
@@ -81,7 +80,6 @@ pub async fn audit_refusals(
     let response = next.run(request).await;
     if let Some(Refused(code)) = response.extensions().get::<Refused>() {
         let entry = AuditEntry {
-            at: unix_now(),
             event: AuditEvent::Denied,
             key_id,
             user_id: None,

@@ -46,11 +46,12 @@ async fn read_key(
     }
     let plaintext = state.opener.open(&secret).await?;
     let text = std::str::from_utf8(&plaintext).map_err(|_| ApiError::NotText)?;
-    let read = AuditEntry::new(now, AuditEvent::Read, &key_id)
+    let read = AuditEntry::new(AuditEvent::Read, &key_id)
         .user(&claims.sub)
         .jti(&claims.jti)
         .client(Some(peer.ip().to_string()));
-    match state.store.consume_read(&key_id, read).await? {
+    // The clock again: the token's unwrap may have taken until the secret expired.
+    match state.store.consume_read(&key_id, unix_now(), read).await? {
         ReadGrant::Granted => {}
         ReadGrant::Exhausted => return Err(ApiError::ReadLimitReached),
         ReadGrant::Gone => return Err(ApiError::NotFound),
@@ -77,7 +78,7 @@ async fn destroy_key(
     {
         return Err(ApiError::NotOwner);
     }
-    let audit = AuditEntry::new(unix_now(), AuditEvent::Destroyed, &key_id)
+    let audit = AuditEntry::new(AuditEvent::Destroyed, &key_id)
         .user(&claims.sub)
         .jti(&claims.jti)
         .client(Some(peer.ip().to_string()));
@@ -94,7 +95,7 @@ async fn revoke_token(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Verified(claims): Verified,
 ) -> Result<Json<RevokeResponse>, ApiError> {
-    let audit = AuditEntry::new(unix_now(), AuditEvent::Revoked, &claims.key_id)
+    let audit = AuditEntry::new(AuditEvent::Revoked, &claims.key_id)
         .user(&claims.sub)
         .jti(&claims.jti)
         .client(Some(peer.ip().to_string()));

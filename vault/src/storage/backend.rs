@@ -6,8 +6,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{Any, AnyPool, ConnectOptions, Executor, Transaction};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{Any, AnyPool, Connection, Executor, Transaction};
 
 use super::StoreError;
 
@@ -29,26 +29,47 @@ pub(super) enum Backend {
 }
 
 impl Backend {
-    /// Connects to the SQLite file at `path` (created if missing) and migrates it.
+    /// Opens the SQLite file at `path` (created if missing), migrates it, and connects the
+    /// pool the queries run on.
     pub(super) async fn open_sqlite(path: &Path) -> Result<AnyPool, StoreError> {
-        let url = SqliteConnectOptions::new()
+        // One plain connection first, with every setting explicit and its errors returned as
+        // they are: it creates the file, switches it into WAL (a setting the file keeps) and
+        // migrates it.
+        let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
-            .to_url_lossy();
-        let options = AnyConnectOptions::from_url(&url)?;
-        let pool = connect_sqlite(options).await?;
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let mut first = connect_sqlite(&options).await?;
         // sqlx's migration lock is a no-op on SQLite, so two processes opening one fresh
         // file would both apply the same migration. Holding the write lock for the whole
         // run makes the second wait and then find everything applied (each migration
         // becomes a savepoint inside this transaction).
-        let mut migrating = pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut migrating = first.begin_with("BEGIN IMMEDIATE").await?;
         // `run_direct` (public, doc-hidden) is sqlx's own way around `run`'s "Acquire is not
         // general enough" error for a connection borrowed from a transaction in a Send future.
         sqlx::migrate!("./migrations/sqlite")
             .run_direct(None, &mut *migrating, false)
             .await?;
         migrating.commit().await?;
-        Ok(pool)
+        first.close().await?;
+        // Through the Any driver SQLite takes only what its URL says (the file and the open
+        // mode), so the per-connection settings are pragmas on each new connection; an error
+        // there makes the pool retry the connection, up to its acquire timeout.
+        let url = sqlite_url(path);
+        Ok(AnyPoolOptions::new()
+            .max_connections(4)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA busy_timeout = 10000; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+                        .await
+                        .map(drop)
+                })
+            })
+            .connect_with(url.parse::<AnyConnectOptions>()?)
+            .await?)
     }
 
     /// Connects to PostgreSQL at `url` and migrates (under sqlx's advisory lock, so replicas
@@ -85,32 +106,33 @@ impl Backend {
 /// Connects, retrying `SQLITE_BUSY` for up to [`BUSY_TIMEOUT`]: switching a fresh file into
 /// WAL takes an exclusive lock that SQLite's busy handler does not wait for, so a second
 /// process opening the same new file at that instant is refused once instead of waiting.
-/// The durability settings are pragmas on every connection: through the Any driver SQLite
-/// takes only what its URL says.
-async fn connect_sqlite(options: AnyConnectOptions) -> Result<AnyPool, sqlx::Error> {
+async fn connect_sqlite(options: &SqliteConnectOptions) -> Result<SqliteConnection, sqlx::Error> {
     let deadline = Instant::now() + BUSY_TIMEOUT;
     loop {
-        let connected = AnyPoolOptions::new()
-            .max_connections(4)
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute(
-                        "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
-                         PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
-                    )
-                    .await
-                    .map(drop)
-                })
-            })
-            .connect_with(options.clone())
-            .await;
-        match connected {
+        match SqliteConnection::connect_with(options).await {
             Err(sqlx::Error::Database(e)) if is_busy(e.code().as_deref()) && Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             connected => return connected,
         }
     }
+}
+
+/// The Any driver's URL for the SQLite file at `path`, opened read-write (it exists by
+/// now). Every byte but the unreserved ones is percent-encoded, `/` included, so that the URL
+/// is one opaque segment: nothing in it is normalised away (`..`) or read as a host, and the
+/// SQLite driver decodes it back to `path` exactly.
+fn sqlite_url(path: &Path) -> String {
+    let mut url = String::from("sqlite:");
+    for &byte in path.as_os_str().as_encoded_bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            url.push(char::from(byte));
+        } else {
+            url.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    url.push_str("?mode=rw");
+    url
 }
 
 /// `SQLITE_BUSY` and its extended codes (`SQLITE_BUSY_RECOVERY`, …), whose low byte is 5.
@@ -122,7 +144,26 @@ fn is_busy(extended_code: Option<&str>) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::is_busy;
+    use std::str::FromStr;
+
+    use super::*;
+
+    /// The path comes back exactly, whatever it holds: spaces, brackets, colons, percent
+    /// signs, dot segments, non-ASCII.
+    #[test]
+    fn the_any_url_names_exactly_the_file() {
+        for path in [
+            "/var/lib/secret-store/vault.db",
+            "vault.db",
+            "data/../vault.db",
+            "/tmp/a b/[1]:x/%41%/../é.db",
+        ] {
+            let url = sqlite_url(Path::new(path));
+            let parsed = SqliteConnectOptions::from_str(&url).expect("parses");
+            assert_eq!(parsed.get_filename(), Path::new(path), "{url}");
+            assert!(url.parse::<AnyConnectOptions>().is_ok(), "{url}");
+        }
+    }
 
     #[test]
     fn busy_is_recognised_in_its_extended_forms_only() {

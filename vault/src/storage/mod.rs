@@ -11,16 +11,21 @@ use sqlx::AnyPool;
 
 use backend::Backend;
 
+/// The wall clock audit records are stamped with: seconds since the Unix epoch.
+pub type Clock = fn() -> u64;
+
 /// vault's storage: envelopes, revocations and the audit trail.
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    clock: Clock,
 }
 
 impl Store {
     /// Opens the backend `database_url` names: `sqlite://PATH` (created if missing) or
-    /// `postgres://…` / `postgresql://…`. Migrations run on open.
-    pub async fn open(database_url: &str) -> Result<Self, StoreError> {
+    /// `postgres://…` / `postgresql://…`. Migrations run on open. Audit records are stamped
+    /// with `clock` as they are appended.
+    pub async fn open(database_url: &str, clock: Clock) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         if let Some(path) = database_url
             .strip_prefix("sqlite://")
@@ -30,6 +35,7 @@ impl Store {
             return Ok(Self {
                 pool,
                 backend: Backend::Sqlite,
+                clock,
             });
         }
         if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
@@ -37,6 +43,7 @@ impl Store {
             return Ok(Self {
                 pool,
                 backend: Backend::Postgres,
+                clock,
             });
         }
         Err(StoreError::UnsupportedUrl)

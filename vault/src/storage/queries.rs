@@ -5,6 +5,8 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Row, Transaction};
 
+use contract::error_code::ErrorCode;
+
 use crate::audit::{AuditEntry, AuditEvent, AuditRecord};
 
 use super::{PutOutcome, ReadGrant, Rewrapped, Store, StoreError, StoredSecret, Swept};
@@ -20,8 +22,9 @@ fn to_u64(value: i64, what: &'static str) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| StoreError::Corrupt(what))
 }
 
-/// Appends `entry` after the current last record, inside the caller's write transaction.
-async fn append_audit(conn: &mut AnyConnection, entry: &AuditEntry) -> Result<(), StoreError> {
+/// Appends `entry` at `at` after the current last record, inside the caller's write
+/// transaction.
+async fn append_audit(conn: &mut AnyConnection, at: i64, entry: &AuditEntry) -> Result<(), StoreError> {
     let last = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
         .fetch_optional(&mut *conn)
         .await?;
@@ -29,7 +32,7 @@ async fn append_audit(conn: &mut AnyConnection, entry: &AuditEntry) -> Result<()
         Some(row) => Some((row.try_get::<i64, _>("seq")?, row.try_get::<String, _>("hash")?)),
         None => None,
     };
-    let record = AuditRecord::next(last.as_ref().map(|(seq, hash)| (*seq, hash.as_str())), entry);
+    let record = AuditRecord::next(last.as_ref().map(|(seq, hash)| (*seq, hash.as_str())), at, entry);
     sqlx::query(
         "INSERT INTO audit (seq, at, event, key_id, user_id, jti, client, outcome, prev_hash, hash)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -84,6 +87,12 @@ impl Store {
         self.backend.begin_write(&self.pool).await
     }
 
+    /// The time to stamp audit records with; read under the write lock, so that times never
+    /// decrease along the chain.
+    fn now(&self) -> Result<i64, StoreError> {
+        to_i64((self.clock)(), "now")
+    }
+
     /// Stores `secret` unless its key_id exists; idempotent for an identical secret.
     /// Audits `stored` (at `created_at`, from `client`) when the row is created.
     pub async fn put(&self, secret: &StoredSecret, client: Option<String>) -> Result<PutOutcome, StoreError> {
@@ -103,10 +112,10 @@ impl Store {
         .await?
         .rows_affected();
         if inserted == 1 {
-            let entry = AuditEntry::new(secret.created_at, AuditEvent::Stored, &secret.key_id)
+            let entry = AuditEntry::new(AuditEvent::Stored, &secret.key_id)
                 .user(&secret.user_id)
                 .client(client);
-            append_audit(&mut tx, &entry).await?;
+            append_audit(&mut tx, self.now()?, &entry).await?;
             tx.commit().await?;
             return Ok(PutOutcome::Created);
         }
@@ -137,11 +146,10 @@ impl Store {
         row.map(|row| secret_from_row(&row)).transpose()
     }
 
-    /// Atomically counts one read, at `audit.at`, of a secret live then and appends `audit`;
-    /// destroys the secret when that was its last read. Exactly `reads_left` calls get
-    /// `Granted`.
-    pub async fn consume_read(&self, key_id: &str, audit: AuditEntry) -> Result<ReadGrant, StoreError> {
-        let now = to_i64(audit.at, "now")?;
+    /// Atomically counts one read of a secret live at `now` and appends `audit`; destroys
+    /// the secret when that was its last read. Exactly `reads_left` calls get `Granted`.
+    pub async fn consume_read(&self, key_id: &str, now: u64, audit: AuditEntry) -> Result<ReadGrant, StoreError> {
+        let now = to_i64(now, "now")?;
         let mut tx = self.begin_write().await?;
         // The decrement is conditional, so under any concurrency exactly `reads_left`
         // updates match; a row with NULL (unlimited) matches and stays NULL.
@@ -168,7 +176,8 @@ impl Store {
             });
         };
         let left: Option<i64> = row.try_get("reads_left")?;
-        append_audit(&mut tx, &audit).await?;
+        let at = self.now()?;
+        append_audit(&mut tx, at, &audit).await?;
         if left == Some(0) {
             sqlx::query("DELETE FROM secrets WHERE key_id = $1")
                 .bind(key_id)
@@ -176,10 +185,10 @@ impl Store {
                 .await?;
             let destroyed = AuditEntry {
                 event: AuditEvent::Destroyed,
-                outcome: "read_limit_reached".into(),
+                outcome: ErrorCode::ReadLimitReached.as_str().to_owned(),
                 ..audit
             };
-            append_audit(&mut tx, &destroyed).await?;
+            append_audit(&mut tx, at, &destroyed).await?;
         }
         tx.commit().await?;
         Ok(ReadGrant::Granted)
@@ -198,7 +207,7 @@ impl Store {
         } else {
             audit.outcome("already_gone")
         };
-        append_audit(&mut tx, &audit).await?;
+        append_audit(&mut tx, self.now()?, &audit).await?;
         tx.commit().await?;
         Ok(deleted == 1)
     }
@@ -219,7 +228,7 @@ impl Store {
         } else {
             audit.outcome("already_revoked")
         };
-        append_audit(&mut tx, &audit).await?;
+        append_audit(&mut tx, self.now()?, &audit).await?;
         tx.commit().await?;
         Ok(inserted == 1)
     }
@@ -242,11 +251,12 @@ impl Store {
             .bind(at)
             .fetch_all(&mut *tx)
             .await?;
+        let stamped = self.now()?;
         for row in &expired {
             let key_id: String = row.try_get("key_id")?;
             let user_id: String = row.try_get("user_id")?;
-            let entry = AuditEntry::new(now, AuditEvent::Expired, &key_id).user(&user_id);
-            append_audit(&mut tx, &entry).await?;
+            let entry = AuditEntry::new(AuditEvent::Expired, &key_id).user(&user_id);
+            append_audit(&mut tx, stamped, &entry).await?;
         }
         let revocations = sqlx::query("DELETE FROM revoked_tokens WHERE expires_at <= $1")
             .bind(at)
@@ -303,7 +313,7 @@ impl Store {
     /// Appends an audit record on its own (denials).
     pub async fn audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        append_audit(&mut tx, &entry).await?;
+        append_audit(&mut tx, self.now()?, &entry).await?;
         tx.commit().await?;
         Ok(())
     }
