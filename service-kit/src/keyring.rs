@@ -85,6 +85,15 @@ impl fmt::Display for KeySet {
     }
 }
 
+/// The admin tools' retire commands' argument.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RetireArgs {
+    /// The key's kid (RFC 7638 thumbprint), as the list command prints it; it may begin with
+    /// `-` (base64url).
+    #[arg(long, allow_hyphen_values = true)]
+    pub kid: String,
+}
+
 /// Why a key's generations could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyRingError {
@@ -257,5 +266,24 @@ impl KeyRing {
                 Err(e) => tracing::warn!(error = %error_chain(&e), "cannot refresh the {what}s"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::RetireArgs;
+
+    #[derive(Parser)]
+    struct Retire {
+        #[command(flatten)]
+        args: RetireArgs,
+    }
+
+    #[test]
+    fn a_kid_beginning_with_a_hyphen_is_a_value_not_a_flag() {
+        let parsed = Retire::try_parse_from(["retire", "--kid", "-pSlvJo7T2q"]).expect("parses");
+        assert_eq!(parsed.args.kid, "-pSlvJo7T2q");
     }
 }
