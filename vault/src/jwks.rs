@@ -35,6 +35,21 @@ pub enum JwksError {
     Empty,
 }
 
+/// Why a JWKS source could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum JwksSourceError {
+    /// `manager_jwks` is a plain-HTTP URL: the keys that decide which tokens are genuine
+    /// must come over TLS.
+    #[error("manager_jwks must use https, not http")]
+    PlainHttp,
+    /// The CA for the URL's server is unusable.
+    #[error("manager_jwks_ca")]
+    Tls(#[from] service_kit::tls::TlsError),
+    /// The HTTP client could not be built.
+    #[error("cannot build the JWKS client")]
+    Client(#[from] reqwest::Error),
+}
+
 /// A source of manager's JWKS.
 pub enum JwksSource {
     /// A JWK or JWK Set file, re-read on each refresh.
@@ -50,7 +65,7 @@ pub enum JwksSource {
 
 impl JwksSource {
     /// `location` is an `https://` URL or a file path; `ca` verifies the URL's server.
-    pub fn new(location: &str, ca: &std::path::Path) -> Result<Self, anyhow::Error> {
+    pub fn new(location: &str, ca: &std::path::Path) -> Result<Self, JwksSourceError> {
         if location.starts_with("https://") {
             let tls = service_kit::tls::client_config(ca, None)?;
             let client = reqwest::Client::builder()
@@ -61,11 +76,9 @@ impl JwksSource {
                 url: location.to_owned(),
                 client,
             })
+        } else if location.starts_with("http://") {
+            Err(JwksSourceError::PlainHttp)
         } else {
-            anyhow::ensure!(
-                !location.starts_with("http://"),
-                "manager_jwks must use https, not http"
-            );
             Ok(JwksSource::File(PathBuf::from(location)))
         }
     }
