@@ -83,19 +83,15 @@ impl Service {
                 .value_parser(clap::value_parser!(PathBuf))
                 .help("TOML file with defaults for every option (keys are the option names with underscores)"),
         );
-        let ids: Vec<String> = command
-            .get_arguments()
-            .map(|arg| arg.get_id().to_string())
-            .filter(|id| id != "help" && id != "version")
-            .collect();
-        for id in ids {
-            let env = self.env_var(&id);
+        let ids = option_ids(&command);
+        for id in &ids {
+            let env = self.env_var(id);
             command = command.mut_arg(id, |arg| arg.env(env));
         }
-        if command.get_arguments().any(|arg| arg.get_id() == TOKEN_LABEL) {
+        if ids.contains(TOKEN_LABEL) {
             command = command.mut_arg(TOKEN_LABEL, |arg| arg.default_value(self.name).required(false));
         }
-        if command.get_arguments().any(|arg| arg.get_id() == PIN_FILE) {
+        if ids.contains(PIN_FILE) {
             let help = format!(
                 "File with the token's user PIN, mode 0600; or the PIN itself in {} (never on the command line)",
                 self.pin_env_var()
@@ -104,6 +100,15 @@ impl Service {
         }
         command
     }
+}
+
+/// The ids of `command`'s options (clap's own `--help` and `--version` left out).
+fn option_ids(command: &clap::Command) -> HashSet<String> {
+    command
+        .get_arguments()
+        .map(|arg| arg.get_id().to_string())
+        .filter(|id| id != "help" && id != "version")
+        .collect()
 }
 
 /// The option naming the configuration file; the parser adds it to every service.
@@ -122,30 +127,20 @@ const PIN_FILE: &str = "pin_file";
 ///
 /// Exits with clap's usage message on bad command-line input, like `T::parse()`.
 pub fn parse_layered<T: Parser>(service: Service) -> Result<T, ConfigError> {
-    let config_env = std::env::var_os(service.env_var(CONFIG));
-    exit_on_usage(layered(
-        service,
-        std::env::args_os().collect(),
-        config_env,
-        UnknownKeys::Refuse,
-    ))
+    from_process(service, UnknownKeys::Refuse)
 }
 
 /// Like [`parse_layered`], but keys of the file that `T` has no option for are skipped:
 /// for admin tools that read a service's configuration file for the few options they need.
 pub fn parse_layered_ignoring_unknown<T: Parser>(service: Service) -> Result<T, ConfigError> {
-    let config_env = std::env::var_os(service.env_var(CONFIG));
-    exit_on_usage(layered(
-        service,
-        std::env::args_os().collect(),
-        config_env,
-        UnknownKeys::Skip,
-    ))
+    from_process(service, UnknownKeys::Skip)
 }
 
-/// clap's errors (and `--help`, `--version`) end the process with clap's message and code.
-fn exit_on_usage<T>(parsed: Result<T, ConfigError>) -> Result<T, ConfigError> {
-    match parsed {
+/// The process's arguments and config-file variable, layered; clap's errors (and `--help`,
+/// `--version`) end the process with clap's message and code.
+fn from_process<T: Parser>(service: Service, unknown: UnknownKeys) -> Result<T, ConfigError> {
+    let config_env = std::env::var_os(service.env_var(CONFIG));
+    match layered(service, std::env::args_os().collect(), config_env, unknown) {
         Err(ConfigError::Arguments(e)) => e.exit(),
         other => other,
     }
@@ -200,11 +195,7 @@ fn layered<T: Parser>(
 pub fn check_documented<T: clap::CommandFactory>(example: &str) -> Result<(), String> {
     let table: toml::Table = toml::from_str(example).map_err(|e| format!("example does not parse: {e}"))?;
     let documented: HashSet<String> = table.keys().cloned().collect();
-    let options: HashSet<String> = T::command()
-        .get_arguments()
-        .map(|arg| arg.get_id().to_string())
-        .filter(|id| id != "help" && id != "version")
-        .collect();
+    let options = option_ids(&T::command());
     let mut undocumented: Vec<_> = options.difference(&documented).collect();
     let mut unknown: Vec<_> = documented.difference(&options).collect();
     undocumented.sort();

@@ -16,6 +16,8 @@ use crate::tokens::{TokenServer, p11kit_client, private_softhsm};
 /// How to start one service.
 pub struct Launch {
     name: &'static str,
+    /// The listeners it reports once it serves.
+    listeners: &'static [&'static str],
     dir: PathBuf,
     token_server: Option<String>,
     database_url: Option<String>,
@@ -28,6 +30,7 @@ impl Launch {
         let database = format!("sqlite://{}", dir.join("vault.db").display());
         Self {
             name: "vault",
+            listeners: &["public", "internal"],
             dir: dir.to_owned(),
             token_server: None,
             database_url: Some(database),
@@ -41,6 +44,7 @@ impl Launch {
     pub fn manager(dir: &Path, vault_internal: SocketAddr) -> Self {
         Self {
             name: "manager",
+            listeners: &["api"],
             dir: dir.to_owned(),
             token_server: None,
             database_url: None,
@@ -94,11 +98,7 @@ impl Launch {
 
     /// Starts the service and waits for its listeners.
     pub async fn start(self) -> Result<Service> {
-        let listeners: &[&str] = match self.name {
-            "vault" => &["public", "internal"],
-            _ => &["api"],
-        };
         let log = self.dir.join(format!("{}-{}.log", self.name, uuid::Uuid::new_v4()));
-        Service::spawn(self.command()?, log, listeners).await
+        Service::spawn(self.command()?, log, self.listeners).await
     }
 }

@@ -77,7 +77,11 @@ impl Opener {
 
     /// The newest key as a JWK: what manager seals to.
     pub fn current_jwk(&self) -> Jwk {
-        self.keys.keys().current().public.to_jwk("RSA-OAEP", "enc")
+        self.keys
+            .keys()
+            .current()
+            .public
+            .to_jwk(KeyWrap::RsaOaep.jose_name(), "enc")
     }
 
     /// Checks an incoming envelope before it is stored: well-formed, bound to this row,

@@ -59,14 +59,16 @@ impl Backend {
         // mode), so the per-connection settings are pragmas on each new connection; an error
         // there makes the pool retry the connection, up to its acquire timeout.
         let url = sqlite_url(path);
+        let pragmas = format!(
+            "PRAGMA busy_timeout = {}; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+            BUSY_TIMEOUT.as_millis()
+        );
         Ok(AnyPoolOptions::new()
             .max_connections(4)
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute("PRAGMA busy_timeout = 10000; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
-                        .await
-                        .map(drop)
-                })
+            .after_connect(move |conn, _| {
+                let pragmas = pragmas.clone();
+                // Our own text, no input: safe to run as it is.
+                Box::pin(async move { conn.execute(sqlx::AssertSqlSafe(pragmas)).await.map(drop) })
             })
             .connect_with(url.parse::<AnyConnectOptions>()?)
             .await?)
