@@ -292,3 +292,35 @@ async fn reads_fail_closed_with_503_when_the_audit_trail_cannot_be_written() -> 
     assert_eq!(status, StatusCode::OK, "{body}");
     Ok(())
 }
+
+#[tokio::test]
+async fn every_refusal_is_audited_as_denied_a_key_id_that_is_not_utf8_and_a_revoke_storage_refused_included()
+-> Result<()> {
+    let system = System::start().await?;
+    let stored = system.store("hal", "refused twice").await?;
+    // `%FF` decodes to a byte that is no UTF-8: refused in the JSON shape, before any token check.
+    let (status, body) = system.read("%FF", &stored.access_token).await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_code(&body)?, ErrorCode::InvalidKeyId);
+    // The database refuses the revocation (as a broken table would): 503, and the refusal
+    // is on the trail all the same.
+    let mut db = database(&system).await?;
+    sqlx::query(
+        "CREATE TRIGGER revocations_broken BEFORE INSERT ON revoked_tokens BEGIN SELECT RAISE(ABORT, 'offline'); END",
+    )
+    .execute(&mut db)
+    .await?;
+    let (status, body) = system.revoke(&stored.access_token).await?;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(error_code(&body)?, ErrorCode::StorageUnavailable);
+    sqlx::query("DROP TRIGGER revocations_broken").execute(&mut db).await?;
+    db.close().await?;
+    let events = audit_events(&system).await?;
+    let expected = [
+        ("stored".to_owned(), Some(stored.key_id.clone()), "ok".to_owned()),
+        ("denied".to_owned(), None, "invalid_key_id".to_owned()),
+        ("denied".to_owned(), None, "storage_unavailable".to_owned()),
+    ];
+    assert_eq!(events, expected);
+    Ok(())
+}

@@ -97,3 +97,15 @@ async fn a_certificate_of_another_key_stops_start_up_naming_the_file() -> Result
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn an_unsupported_token_algorithm_stops_start_up_naming_the_option() -> Result<()> {
+    for (name, option) in [("vault", "--token-algorithms"), ("manager", "--signing-algorithm")] {
+        let stderr = fails_with(name, &[option, "HS256"]).await?;
+        assert!(
+            stderr.contains(option) && stderr.contains("unsupported token algorithm \"HS256\""),
+            "{name}: {stderr}"
+        );
+    }
+    Ok(())
+}

@@ -240,3 +240,20 @@ async fn sqlite_stores_opening_one_fresh_database_at_once_all_migrate_it() -> Re
 async fn postgres_stores_opening_one_fresh_database_at_once_all_migrate_it() -> Result<()> {
     stores_opening_one_fresh_database_at_once_all_migrate_it(&e2e::pg::fresh_database().await?).await
 }
+
+/// The file opened is exactly the one the URL names, whatever its path holds: spaces,
+/// brackets, a colon, percent signs and a dot segment (a URL parser would read some of these
+/// as syntax, collapse `..` or decode `%41`).
+#[tokio::test]
+async fn sqlite_opens_exactly_the_file_its_url_names() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let odd = dir.path().join("a b [1]:x %41");
+    std::fs::create_dir_all(odd.join("sub"))?;
+    let path = odd.join("sub/../vault %2F.db");
+    let store = Store::open(&format!("sqlite://{}", path.display()), service_kit::clock::unix_now).await?;
+    store.put(&secret("k", "e", None), None).await?;
+    assert!(odd.join("vault %2F.db").is_file(), "the file is where the path says");
+    let again = Store::open(&format!("sqlite://{}", path.display()), service_kit::clock::unix_now).await?;
+    assert_eq!(again.get("k").await?, Some(secret("k", "e", None)));
+    Ok(())
+}
