@@ -6,6 +6,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::share::HolderShare;
+
 /// The access token's signature algorithm (JWS `alg`, RFC 7518 §3): RSA with SHA-256.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum JwsAlgorithm {
@@ -72,6 +74,11 @@ pub struct AccessClaims {
     pub exp: u64,
     /// Space-separated scopes.
     pub scope: String,
+    /// The holder's share of a version-2 secret (base64url): with vault's token, what opens
+    /// it. Absent from tokens issued before split trust. Never logged: its `Debug` is
+    /// redacted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<HolderShare>,
 }
 
 #[cfg(test)]

@@ -1,9 +1,17 @@
 //! The JWE (RFC 7516, compact serialization) a secret is sealed in for vault.
 //!
-//! `alg` is `RSA-OAEP` or `RSA-OAEP-256` (the content key wrapped to vault's public
-//! key), `enc` is `A256GCM`. The protected header also carries `key_id` and `user_id`;
-//! being the GCM additional data, it binds the ciphertext to its row, so an envelope
-//! copied onto another row fails to open.
+//! `alg` is `RSA-OAEP` or `RSA-OAEP-256` (a 32-byte key wrapped to vault's public key),
+//! `enc` is `A256GCM`. The protected header also carries `key_id` and `user_id`; being the
+//! GCM additional data, it binds the ciphertext to its row, so an envelope copied onto
+//! another row fails to open.
+//!
+//! Two versions exist, and the header says which:
+//! - **version 1** (no `ver`): the wrapped key is the content key. vault's token alone
+//!   opens it. Still read, never written.
+//! - **version 2** (`"ver": 2`): the content key is derived with HKDF from the wrapped key
+//!   and the holder's share ([`HolderShare`]), which only the access token carries; the
+//!   header's `share_check` lets vault refuse a wrong share before it unwraps anything.
+//!   Rewrapping touches only the wrapped key, exactly as for version 1.
 
 use std::fmt;
 use std::str::FromStr;
@@ -19,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::jwk::{Jwk, KeyError, RsaPublicKey};
+use crate::share::HolderShare;
 
 /// Content encryption: the only `enc` this system writes or reads.
 pub const CONTENT_ENCRYPTION: &str = "A256GCM";
@@ -88,6 +97,14 @@ pub enum EnvelopeError {
     /// The unwrapped content key is not 32 bytes.
     #[error("unwrapped content key has {0} bytes, expected 32")]
     ContentKeyLength(usize),
+    /// A `ver` this build does not know, or a header whose fields do not fit its version.
+    #[error("unsupported envelope version")]
+    UnsupportedVersion,
+    /// The presented share is not this envelope's (or there is one where none belongs, or
+    /// none where one is needed): the access token does not fit the secret. Told apart
+    /// from [`EnvelopeError::Integrity`], which means the stored envelope was altered.
+    #[error("the access token's share does not open this envelope")]
+    ShareMismatch,
     /// The GCM tag did not verify: the ciphertext or header was altered.
     #[error("envelope failed its integrity check")]
     Integrity,
@@ -109,6 +126,33 @@ pub struct ProtectedHeader {
     pub key_id: String,
     /// The secret's owner.
     pub user_id: String,
+    /// `2` for a split-trust envelope; absent in version 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ver: Option<u32>,
+    /// Version 2: the holder's share's check value ([`HolderShare::check_value`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share_check: Option<String>,
+}
+
+/// Which envelope format a header describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// The wrapped key is the content key; vault's token alone opens it.
+    V1,
+    /// The content key needs the holder's share too.
+    V2,
+}
+
+impl ProtectedHeader {
+    /// The version this header describes; a header with a version's fields mixed up is
+    /// refused rather than guessed at.
+    pub fn version(&self) -> Result<Version, EnvelopeError> {
+        match (self.ver, &self.share_check) {
+            (None, None) => Ok(Version::V1),
+            (Some(2), Some(_)) => Ok(Version::V2),
+            _ => Err(EnvelopeError::UnsupportedVersion),
+        }
+    }
 }
 
 /// Vault's public wrapping key, as manager knows it.
@@ -166,17 +210,41 @@ pub struct Binding<'a> {
     pub user_id: &'a str,
 }
 
-/// Seals `plaintext` for `recipient` under a fresh random content key and IV.
+/// Seals `plaintext` for `recipient` as a version-2 envelope: a fresh random key is
+/// wrapped to vault, and the content is encrypted under the key HKDF derives from it and
+/// `share`.
 pub fn seal(
+    recipient: &Recipient,
+    wrap: KeyWrap,
+    binding: Binding<'_>,
+    share: &HolderShare,
+    plaintext: &[u8],
+) -> Result<String, EnvelopeError> {
+    seal_version(recipient, wrap, binding, Some(share), plaintext)
+}
+
+/// Sealing as it was before split trust. manager never calls it; it exists so that tests
+/// can prove rows stored before version 2 stay readable.
+pub fn seal_version_1(
     recipient: &Recipient,
     wrap: KeyWrap,
     binding: Binding<'_>,
     plaintext: &[u8],
 ) -> Result<String, EnvelopeError> {
+    seal_version(recipient, wrap, binding, None, plaintext)
+}
+
+fn seal_version(
+    recipient: &Recipient,
+    wrap: KeyWrap,
+    binding: Binding<'_>,
+    share: Option<&HolderShare>,
+    plaintext: &[u8],
+) -> Result<String, EnvelopeError> {
     let rng = SystemRandom::new();
-    let mut cek = Zeroizing::new([0u8; CEK_LEN]);
+    let mut wrapped_key = Zeroizing::new([0u8; CEK_LEN]);
     let mut iv = [0u8; IV_LEN];
-    rng.fill(cek.as_mut()).map_err(|_| EnvelopeError::Crypto)?;
+    rng.fill(wrapped_key.as_mut()).map_err(|_| EnvelopeError::Crypto)?;
     rng.fill(&mut iv).map_err(|_| EnvelopeError::Crypto)?;
 
     let header = ProtectedHeader {
@@ -185,11 +253,17 @@ pub fn seal(
         kid: recipient.kid.clone(),
         key_id: binding.key_id.into(),
         user_id: binding.user_id.into(),
+        ver: share.map(|_| 2),
+        share_check: share.map(HolderShare::check_value),
     };
     let header_json = serde_json::to_vec(&header).map_err(|_| EnvelopeError::Crypto)?;
     let header_b64 = URL_SAFE_NO_PAD.encode(header_json);
 
-    let wrapped = recipient.wrap_content_key(wrap, cek.as_ref())?;
+    let wrapped = recipient.wrap_content_key(wrap, wrapped_key.as_ref())?;
+    let cek = match share {
+        Some(share) => share.content_key(wrapped_key.as_ref()),
+        None => wrapped_key,
+    };
 
     let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, cek.as_ref()).map_err(|_| EnvelopeError::Crypto)?);
     let mut ciphertext = plaintext.to_vec();
@@ -215,6 +289,7 @@ pub fn seal(
 #[derive(Debug, Clone)]
 pub struct Envelope {
     header: ProtectedHeader,
+    version: Version,
     wrap: KeyWrap,
     header_b64: String,
     encrypted_key: Vec<u8>,
@@ -237,6 +312,7 @@ impl Envelope {
             return Err(EnvelopeError::UnsupportedAlgorithm(header.enc));
         }
         let wrap = header.alg.parse()?;
+        let version = header.version()?;
         let iv = decode(iv, "iv is not base64url")?
             .try_into()
             .map_err(|_| EnvelopeError::Malformed("iv is not 12 bytes"))?;
@@ -245,6 +321,7 @@ impl Envelope {
             .map_err(|_| EnvelopeError::Malformed("tag is not 16 bytes"))?;
         Ok(Self {
             header,
+            version,
             wrap,
             header_b64: (*header_b64).to_owned(),
             encrypted_key: decode(encrypted_key, "encrypted key is not base64url")?,
@@ -257,6 +334,23 @@ impl Envelope {
     /// The protected header (authenticated only once [`Envelope::open`] succeeds).
     pub fn header(&self) -> &ProtectedHeader {
         &self.header
+    }
+
+    /// Which format the envelope is in.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// Refuses `share` unless it is the one this envelope needs: the share whose check
+    /// value the header records for version 2, none for version 1 (so a token issued for a
+    /// version-2 secret never opens a version-1 envelope planted in its row).
+    pub fn check_share(&self, share: Option<&HolderShare>) -> Result<(), EnvelopeError> {
+        let fits = match (self.version, share, &self.header.share_check) {
+            (Version::V1, None, _) => true,
+            (Version::V2, Some(share), Some(check)) => share.matches(check),
+            _ => false,
+        };
+        if fits { Ok(()) } else { Err(EnvelopeError::ShareMismatch) }
     }
 
     /// How the content key was wrapped.
@@ -292,12 +386,22 @@ impl Envelope {
         }
     }
 
-    /// Decrypts the content with the unwrapped content key; the header is the GCM
-    /// additional data, so any change to it fails here.
-    pub fn open(&self, cek: &[u8]) -> Result<Zeroizing<Vec<u8>>, EnvelopeError> {
-        if cek.len() != CEK_LEN {
-            return Err(EnvelopeError::ContentKeyLength(cek.len()));
+    /// Decrypts the content with the key unwrapped in vault's token and the holder's
+    /// share (see [`Envelope::check_share`]); the header is the GCM additional data, so any
+    /// change to it fails here.
+    pub fn open(&self, unwrapped: &[u8], share: Option<&HolderShare>) -> Result<Zeroizing<Vec<u8>>, EnvelopeError> {
+        self.check_share(share)?;
+        if unwrapped.len() != CEK_LEN {
+            return Err(EnvelopeError::ContentKeyLength(unwrapped.len()));
         }
+        let derived;
+        let cek = match share {
+            Some(share) => {
+                derived = share.content_key(unwrapped);
+                derived.as_ref()
+            }
+            None => unwrapped,
+        };
         let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, cek).map_err(|_| EnvelopeError::Integrity)?);
         let mut buffer = Zeroizing::new([self.ciphertext.as_slice(), &self.tag].concat());
         let plain_len = key
@@ -319,6 +423,11 @@ mod tests {
     use aws_lc_rs::encoding::AsDer;
     use aws_lc_rs::rsa::{KeyPair, KeySize, OaepPrivateDecryptingKey, PrivateDecryptingKey, PublicKeyComponents};
 
+    const BINDING: Binding<'static> = Binding {
+        key_id: "k1",
+        user_id: "alice",
+    };
+
     fn software_key() -> (Recipient, OaepPrivateDecryptingKey) {
         let pair = KeyPair::generate(KeySize::Rsa2048).expect("keygen");
         let components: PublicKeyComponents<Vec<u8>> = aws_lc_rs::signature::KeyPair::public_key(&pair).into();
@@ -333,7 +442,8 @@ mod tests {
         )
     }
 
-    fn unwrap_cek(private: &OaepPrivateDecryptingKey, envelope: &Envelope) -> Vec<u8> {
+    /// What vault's token does: the RSA-OAEP unwrap.
+    fn unwrap_key(private: &OaepPrivateDecryptingKey, envelope: &Envelope) -> Vec<u8> {
         let mut out = vec![0u8; private.min_output_size()];
         private
             .decrypt(envelope.key_wrap().oaep(), envelope.encrypted_key(), &mut out, None)
@@ -341,44 +451,87 @@ mod tests {
             .to_vec()
     }
 
+    fn share() -> HolderShare {
+        HolderShare::generate().expect("rng")
+    }
+
     #[test]
-    fn seals_and_opens_with_both_oaep_hashes() {
+    fn seals_and_opens_with_both_oaep_hashes_and_the_share() {
         let (recipient, private) = software_key();
+        let share = share();
         for wrap in [KeyWrap::RsaOaep, KeyWrap::RsaOaep256] {
-            let binding = Binding {
-                key_id: "k1",
-                user_id: "alice",
-            };
-            let compact = seal(&recipient, wrap, binding, "héllo wörld".as_bytes()).expect("seal");
+            let compact = seal(&recipient, wrap, BINDING, &share, "héllo wörld".as_bytes()).expect("seal");
             let envelope = Envelope::parse(&compact).expect("parse");
+            assert_eq!(envelope.version(), Version::V2);
             assert_eq!(envelope.header().alg, wrap.jose_name());
             assert_eq!(envelope.header().kid, recipient.kid());
-            envelope.check_binding(binding).expect("binding");
-            let plain = envelope.open(&unwrap_cek(&private, &envelope)).expect("open");
+            envelope.check_binding(BINDING).expect("binding");
+            let plain = envelope
+                .open(&unwrap_key(&private, &envelope), Some(&share))
+                .expect("open");
             assert_eq!(plain.as_slice(), "héllo wörld".as_bytes());
         }
     }
 
     #[test]
-    fn an_edited_header_fails_the_integrity_check() {
+    fn version_1_envelopes_still_open_without_a_share() {
         let (recipient, private) = software_key();
-        let compact = seal(
-            &recipient,
-            KeyWrap::RsaOaep,
-            Binding {
-                key_id: "k1",
-                user_id: "alice",
-            },
-            b"s",
-        )
-        .expect("seal");
+        let compact = seal_version_1(&recipient, KeyWrap::RsaOaep, BINDING, b"old").expect("seal");
+        let envelope = Envelope::parse(&compact).expect("parse");
+        assert_eq!(envelope.version(), Version::V1);
+        let header = URL_SAFE_NO_PAD.decode(compact.split('.').next().expect("header")).expect("b64");
+        let header: serde_json::Value = serde_json::from_slice(&header).expect("json");
+        assert!(header.get("ver").is_none() && header.get("share_check").is_none(), "{header}");
+        let unwrapped = unwrap_key(&private, &envelope);
+        assert_eq!(envelope.open(&unwrapped, None).expect("open").as_slice(), b"old");
+        // A token that carries a share is for a version-2 secret: it does not open a
+        // version-1 envelope put in that secret's row.
+        assert!(matches!(
+            envelope.open(&unwrapped, Some(&share())),
+            Err(EnvelopeError::ShareMismatch)
+        ));
+    }
+
+    #[test]
+    fn vaults_unwrap_alone_does_not_open_a_version_2_envelope() {
+        let (recipient, private) = software_key();
+        let share = share();
+        let compact = seal(&recipient, KeyWrap::RsaOaep, BINDING, &share, b"top secret").expect("seal");
+        let envelope = Envelope::parse(&compact).expect("parse");
+        let unwrapped = unwrap_key(&private, &envelope);
+        // Everything vault holds: the unwrapped key, used as a content key directly...
+        let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &unwrapped).expect("key"));
+        let mut buffer = [envelope.ciphertext.as_slice(), &envelope.tag].concat();
+        assert!(
+            key.open_in_place(
+                Nonce::assume_unique_for_key(envelope.iv),
+                Aad::from(envelope.header_b64.as_bytes()),
+                &mut buffer
+            )
+            .is_err()
+        );
+        // ...or through the envelope without a share, or with a wrong one.
+        for wrong in [None, Some(&self::share())] {
+            assert!(matches!(
+                envelope.open(&unwrapped, wrong),
+                Err(EnvelopeError::ShareMismatch)
+            ));
+        }
+        assert_eq!(
+            envelope.open(&unwrapped, Some(&share)).expect("open").as_slice(),
+            b"top secret"
+        );
+    }
+
+    #[test]
+    fn an_edited_header_fails_the_integrity_check_not_the_share_check() {
+        let (recipient, private) = software_key();
+        let share = share();
+        let compact = seal(&recipient, KeyWrap::RsaOaep, BINDING, &share, b"s").expect("seal");
         let mut parts: Vec<String> = compact.split('.').map(str::to_owned).collect();
         let forged = ProtectedHeader {
-            alg: "RSA-OAEP".into(),
-            enc: "A256GCM".into(),
-            kid: recipient.kid().into(),
             key_id: "k2".into(),
-            user_id: "alice".into(),
+            ..Envelope::parse(&compact).expect("parse").header().clone()
         };
         parts[0] = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).expect("json"));
         let envelope = Envelope::parse(&parts.join(".")).expect("parse");
@@ -388,23 +541,46 @@ mod tests {
                 user_id: "alice",
             })
             .expect("claims k2");
-        let cek = unwrap_cek(&private, &envelope);
-        assert!(matches!(envelope.open(&cek), Err(EnvelopeError::Integrity)));
+        let unwrapped = unwrap_key(&private, &envelope);
+        assert!(matches!(
+            envelope.open(&unwrapped, Some(&share)),
+            Err(EnvelopeError::Integrity)
+        ));
+    }
+
+    #[test]
+    fn headers_with_an_unknown_or_inconsistent_version_are_refused() {
+        let (recipient, _) = software_key();
+        let compact = seal(&recipient, KeyWrap::RsaOaep, BINDING, &share(), b"s").expect("seal");
+        let header = Envelope::parse(&compact).expect("parse").header().clone();
+        let mut rest: Vec<String> = compact.split('.').map(str::to_owned).collect();
+        for edited in [
+            ProtectedHeader {
+                ver: Some(3),
+                ..header.clone()
+            },
+            ProtectedHeader {
+                share_check: None,
+                ..header.clone()
+            },
+            ProtectedHeader {
+                ver: None,
+                ..header.clone()
+            },
+        ] {
+            rest[0] = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&edited).expect("json"));
+            assert!(matches!(
+                Envelope::parse(&rest.join(".")),
+                Err(EnvelopeError::UnsupportedVersion)
+            ));
+        }
     }
 
     #[test]
     fn rejects_wrong_binding_and_malformed_input() {
         let (recipient, _) = software_key();
-        let compact = seal(
-            &recipient,
-            KeyWrap::RsaOaep,
-            Binding {
-                key_id: "k1",
-                user_id: "alice",
-            },
-            b"s",
-        )
-        .expect("seal");
+        let share = share();
+        let compact = seal(&recipient, KeyWrap::RsaOaep, BINDING, &share, b"s").expect("seal");
         let envelope = Envelope::parse(&compact).expect("parse");
         assert!(matches!(
             envelope.check_binding(Binding {
@@ -415,7 +591,7 @@ mod tests {
         ));
         assert!(matches!(Envelope::parse("a.b.c"), Err(EnvelopeError::Malformed(_))));
         assert!(matches!(
-            envelope.open(&[0u8; 16]),
+            envelope.open(&[0u8; 16], Some(&share)),
             Err(EnvelopeError::ContentKeyLength(16))
         ));
     }

@@ -1,5 +1,5 @@
 //! The contract between manager and vault, and with their clients: access-token claims and
-//! algorithm, the JWE envelope a secret is sealed in, request/response bodies, the JSON error
+//! algorithm, the JWE envelope a secret is sealed in and the holder's share it needs, request/response bodies, the JSON error
 //! body and its codes, and JWKs.
 //!
 //! Keeping these in one crate stops the two services from drifting apart.
@@ -8,4 +8,5 @@ pub mod claims;
 pub mod envelope;
 pub mod error_code;
 pub mod jwk;
+pub mod share;
 pub mod wire;

@@ -4,6 +4,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use contract::envelope::EnvelopeError;
 use contract::error_code::ErrorCode;
+use contract::share::RandomFailed;
 use service_kit::json::{JsonBodyError, error_response};
 use service_kit::report::error_chain;
 
@@ -53,6 +54,9 @@ pub enum ApiError {
     /// Sealing failed in the crypto library.
     #[error("sealing failed")]
     Seal(#[from] EnvelopeError),
+    /// The system RNG could not draw the holder's share.
+    #[error("drawing the holder's share")]
+    Share(#[from] RandomFailed),
 }
 
 impl From<VaultError> for ApiError {
@@ -68,7 +72,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let chain = error_chain(&self);
         match &self {
-            ApiError::VaultUnavailable(_) | ApiError::VaultRejected(_) | ApiError::Hsm(_) | ApiError::Seal(_) => {
+            ApiError::VaultUnavailable(_) | ApiError::VaultRejected(_) | ApiError::Hsm(_) | ApiError::Seal(_) | ApiError::Share(_) => {
                 tracing::error!(error = %chain, "request failed")
             }
             _ => tracing::info!(error = %chain, "request refused"),
@@ -109,7 +113,7 @@ impl IntoResponse for ApiError {
                 ErrorCode::HsmUnavailable,
                 "the key store is unavailable; retry later",
             ),
-            ApiError::Seal(_) => error_response(
+            ApiError::Seal(_) | ApiError::Share(_) => error_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 ErrorCode::InternalError,
                 "the secret could not be sealed",

@@ -7,6 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use contract::claims::{AccessClaims, JwsAlgorithm, READ_SCOPE};
 use contract::jwk::JwkSet;
+use contract::share::HolderShare;
 use serde_json::json;
 use service_kit::keyring::KeyRing;
 
@@ -36,6 +37,8 @@ pub struct Grant<'a> {
     pub now: u64,
     /// Lifetime in seconds.
     pub ttl_seconds: u64,
+    /// The holder's share of the secret, which the token carries to its holder.
+    pub share: HolderShare,
 }
 
 /// The token mechanism that makes `algorithm`'s signatures.
@@ -88,6 +91,7 @@ impl Issuer {
             nbf: grant.now,
             exp: grant.now + grant.ttl_seconds,
             scope: READ_SCOPE.to_owned(),
+            share: Some(grant.share),
         };
         let keys = self.keys.keys();
         let key = keys.current();

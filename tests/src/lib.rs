@@ -9,13 +9,15 @@
 //! - [`launch::Launch`] starts one service (token in process or behind a
 //!   [`tokens::TokenServer`], database, arguments); [`System`] and [`Replicas`] start the
 //!   usual combinations.
-//! - [`client::Client`] is a user of the API; [`client::error_code`] reads the error body.
+//! - [`client::Client`] is a user of the API; [`client::error_code`] reads the error body;
+//!   [`jwt`] makes access tokens outside manager, as an attacker would.
 //! - [`tokens`] copies tokens, serves them through p11-kit, opens `.dev/` tokens in
 //!   process and runs `hsm-admin`; [`pg`] brings PostgreSQL; [`memscan`] searches a
 //!   process's memory for key material; [`openssl`] is the independent implementation.
 
 pub mod client;
 pub mod dev;
+pub mod jwt;
 pub mod launch;
 pub mod memscan;
 pub mod openssl;

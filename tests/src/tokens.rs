@@ -130,6 +130,24 @@ impl TokenServer {
         Ok(())
     }
 
+    /// SIGSTOP the server and its per-connection processes: requests to the token wait
+    /// (a slow HSM) until [`TokenServer::resume`].
+    pub fn pause(&self) -> Result<()> {
+        self.signal("-STOP")
+    }
+
+    /// SIGCONT after [`TokenServer::pause`].
+    pub fn resume(&self) -> Result<()> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, signal: &str) -> Result<()> {
+        let pgid = self.pgid.context("the token server is not running")?;
+        let status = Command::new("kill").args([signal, "--", &format!("-{pgid}")]).status()?;
+        anyhow::ensure!(status.success(), "kill {signal} -{pgid} failed");
+        Ok(())
+    }
+
     /// Starts it again on the same socket.
     pub async fn restart(&mut self) -> Result<()> {
         self.spawn().await

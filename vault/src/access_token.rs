@@ -10,8 +10,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 
 use crate::jwks::{JwksError, JwksSource};
 
-/// Why an access token was refused. Every variant is a 401; the variant is logged, the
-/// client only learns that the token is invalid (or missing, or revoked).
+/// Why an access token was refused. Every variant but [`AccessTokenError::KeysNotLoaded`]
+/// is a 401; the variant is logged, the client only learns that the token is invalid (or
+/// missing, or revoked).
 #[derive(Debug, thiserror::Error)]
 pub enum AccessTokenError {
     /// No `Authorization: Bearer` header.
@@ -38,6 +39,10 @@ pub enum AccessTokenError {
     /// The token does not grant reading secrets.
     #[error("token lacks the {READ_SCOPE} scope")]
     Scope,
+    /// No key of manager's has been loaded yet, so the token cannot be judged either way: a
+    /// 503, never a 401 that would tell the holder to throw a working token away.
+    #[error("manager's signing keys are not loaded yet")]
+    KeysNotLoaded,
 }
 
 /// Why the verifier could not be built from configuration.
@@ -109,7 +114,7 @@ pub struct Expectations {
 
 impl Verifier {
     /// A verifier with keys from `source`. A file must be readable now; a URL that does
-    /// not answer yet is retried on the refresh schedule (tokens get 401 meanwhile).
+    /// not answer yet is retried on the refresh schedule (tokens get 503 meanwhile).
     pub async fn new(
         source: JwksSource,
         expect: &Expectations,
@@ -224,8 +229,12 @@ impl Verifier {
             // A kid we have not seen may be a fresh rotation: look again, rate-limited.
             None if self.refresh_rate_limited().await => self.key(kid),
             None => None,
-        }
-        .ok_or_else(|| AccessTokenError::UnknownKey(Some(kid.to_owned())))?;
+        };
+        let key = match key {
+            Some(key) => key,
+            None if !self.has_keys() => return Err(AccessTokenError::KeysNotLoaded),
+            None => return Err(AccessTokenError::UnknownKey(Some(kid.to_owned()))),
+        };
         let claims = decode::<AccessClaims>(token, &key, &self.validation)
             .map_err(AccessTokenError::Rejected)?
             .claims;

@@ -1,6 +1,6 @@
 //! vault's errors and their one mapping to HTTP.
 
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use contract::error_code::ErrorCode;
 use service_kit::json::{BearerChallenge, JsonBodyError, error_response, unauthorized};
@@ -9,6 +9,10 @@ use service_kit::report::error_chain;
 use crate::access_token::AccessTokenError;
 use crate::opener::{IncomingError, OpenError};
 use crate::storage::StoreError;
+
+/// `Retry-After` while manager's keys are not loaded: vault looks again at most once a
+/// second until they are.
+const KEYS_NOT_LOADED_RETRY_SECONDS: u64 = 1;
 
 /// Everything a vault request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -62,8 +66,13 @@ impl ApiError {
         match self {
             ApiError::AccessToken(AccessTokenError::Missing) => (StatusCode::UNAUTHORIZED, ErrorCode::MissingToken),
             ApiError::AccessToken(AccessTokenError::Revoked) => (StatusCode::UNAUTHORIZED, ErrorCode::RevokedToken),
+            ApiError::AccessToken(AccessTokenError::KeysNotLoaded) => {
+                (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::JwksUnavailable)
+            }
             ApiError::AccessToken(_) => (StatusCode::UNAUTHORIZED, ErrorCode::InvalidToken),
-            ApiError::WrongKey | ApiError::NotOwner => (StatusCode::FORBIDDEN, ErrorCode::TokenNotValidForKey),
+            ApiError::WrongKey | ApiError::NotOwner | ApiError::Open(OpenError::ShareMismatch) => {
+                (StatusCode::FORBIDDEN, ErrorCode::TokenNotValidForKey)
+            }
             ApiError::NotFound => (StatusCode::NOT_FOUND, ErrorCode::KeyNotFound),
             ApiError::ReadLimitReached => (StatusCode::GONE, ErrorCode::ReadLimitReached),
             ApiError::Body(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest),
@@ -85,6 +94,9 @@ impl ApiError {
         match self {
             ApiError::AccessToken(AccessTokenError::Missing) => "an Authorization: Bearer token is required".into(),
             ApiError::AccessToken(AccessTokenError::Revoked) => "the access token has been revoked".into(),
+            ApiError::AccessToken(AccessTokenError::KeysNotLoaded) => {
+                "vault has not loaded manager's signing keys yet and cannot judge the token; retry later".into()
+            }
             ApiError::AccessToken(_) => "the access token is invalid or expired".into(),
             ApiError::WrongKey => "the access token is for another key".into(),
             ApiError::NotOwner => "the access token's subject does not own this key".into(),
@@ -98,6 +110,7 @@ impl ApiError {
             }
             ApiError::Conflict => "key_id already holds a different secret".into(),
             ApiError::Open(OpenError::Token(_)) => "the key store is unavailable; retry later".into(),
+            ApiError::Open(OpenError::ShareMismatch) => "the access token does not carry this secret's share".into(),
             ApiError::Open(_) | ApiError::NotText => "the stored secret failed its integrity check".into(),
             ApiError::Serialize(_) => "the answer could not be written".into(),
             ApiError::Storage(_) => "storage is unavailable; retry later".into(),
@@ -123,6 +136,13 @@ impl IntoResponse for ApiError {
             ApiError::Body(e) => e.into_response(),
             ApiError::AccessToken(AccessTokenError::Missing) => {
                 unauthorized(BearerChallenge::Missing, code, self.message())
+            }
+            ApiError::AccessToken(AccessTokenError::KeysNotLoaded) => {
+                let mut response = error_response(status, code, self.message());
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(KEYS_NOT_LOADED_RETRY_SECONDS));
+                response
             }
             ApiError::AccessToken(_) => unauthorized(BearerChallenge::InvalidToken, code, self.message()),
             _ => error_response(status, code, self.message()),

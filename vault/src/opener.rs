@@ -1,11 +1,13 @@
 //! Opening envelopes with vault's wrapping keys: every generation of the configured label
-//! can unwrap (see [`KeyRing`]); the newest is the one manager seals to. The content key is
-//! unwrapped inside the token, the content decrypted in process into a zeroizing buffer.
+//! can unwrap (see [`KeyRing`]); the newest is the one manager seals to. The wrapped key is
+//! unwrapped inside the token, combined with the holder's share from the access token
+//! (version-2 envelopes), and the content decrypted in process into a zeroizing buffer.
 
 use std::sync::Arc;
 
 use contract::envelope::{Binding, Envelope, EnvelopeError, KeyWrap};
 use contract::jwk::Jwk;
+use contract::share::HolderShare;
 use service_kit::keyring::KeyRing;
 use zeroize::Zeroizing;
 
@@ -25,6 +27,10 @@ pub enum IncomingError {
 /// Why a stored envelope did not open.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
+    /// The access token's share is not the one this envelope needs: the token does not fit
+    /// the secret (a token minted without the holder's share, say). Nothing was unwrapped.
+    #[error("the access token's share does not fit the stored envelope")]
+    ShareMismatch,
     /// Malformed, bound to another row, or its GCM tag failed: altered at rest.
     #[error("the stored envelope is not intact")]
     Envelope(#[from] EnvelopeError),
@@ -118,15 +124,22 @@ impl Opener {
         Ok(decrypter.decrypt_oaep(hash, envelope.encrypted_key()).await?)
     }
 
-    /// Opens a stored secret's envelope. Any mismatch with its row is an [`OpenError`]:
-    /// the row was tampered with, not the request.
-    pub async fn open(&self, secret: &StoredSecret) -> Result<Zeroizing<Vec<u8>>, OpenError> {
+    /// Opens a stored secret's envelope with the holder's `share` (the access token's).
+    /// A share that does not fit is [`OpenError::ShareMismatch`], found before the token
+    /// is asked for anything; any other mismatch with its row means the row was tampered
+    /// with, not the request.
+    pub async fn open(
+        &self,
+        secret: &StoredSecret,
+        share: Option<&HolderShare>,
+    ) -> Result<Zeroizing<Vec<u8>>, OpenError> {
         let envelope = Envelope::parse(&secret.envelope)?;
         envelope.check_binding(Binding {
             key_id: &secret.key_id,
             user_id: &secret.user_id,
         })?;
-        let cek = self.unwrap_content_key(secret, &envelope).await?;
-        Ok(envelope.open(&cek)?)
+        envelope.check_share(share).map_err(|_| OpenError::ShareMismatch)?;
+        let unwrapped = self.unwrap_content_key(secret, &envelope).await?;
+        Ok(envelope.open(&unwrapped, share)?)
     }
 }

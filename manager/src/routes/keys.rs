@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use contract::envelope::{Binding, seal};
+use contract::share::HolderShare;
 use contract::wire::{StoreEnvelopeRequest, StoreKeyRequest, StoreKeyResponse};
 use service_kit::json::{AppJson, JsonBodyError};
 use time::OffsetDateTime;
@@ -24,7 +25,8 @@ pub fn router() -> Router<Arc<AppState>> {
 
 /// The token is signed before vault is asked to store, and returned only after vault
 /// acknowledged a durable write: if vault fails, the token is discarded and nothing
-/// usable exists.
+/// usable exists. The holder's share the envelope needs is drawn here, goes into the token
+/// and nowhere else: manager forgets it when this function returns.
 async fn store_key(
     State(state): State<Arc<AppState>>,
     body: Result<AppJson<StoreKeyRequest>, JsonBodyError>,
@@ -35,6 +37,7 @@ async fn store_key(
     let now = service_kit::clock::unix_now();
 
     let recipient = state.vault_key.recipient(&state.vault).await?;
+    let share = HolderShare::generate()?;
     let envelope = seal(
         &recipient,
         state.key_wrap,
@@ -42,6 +45,7 @@ async fn store_key(
             key_id: &key_id,
             user_id: &request.user_id,
         },
+        &share,
         request.key_data.as_bytes(),
     )?;
     let issued = state
@@ -51,6 +55,7 @@ async fn store_key(
             key_id: &key_id,
             now,
             ttl_seconds,
+            share,
         })
         .await?;
     let store = StoreEnvelopeRequest {

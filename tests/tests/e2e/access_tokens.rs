@@ -6,6 +6,7 @@ use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use contract::error_code::ErrorCode;
+use e2e::jwt::forge;
 use e2e::{System, error_code, read_at};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -16,17 +17,6 @@ fn b64(bytes: &[u8]) -> String {
 
 fn decode_part(token: &str, index: usize) -> Result<Value> {
     e2e::compact_part(token, index)
-}
-
-/// A JWS with `header` and `claims`, signed by `sign` over the signing input.
-fn forge(header: &Value, claims: &Value, sign: impl Fn(&[u8]) -> Vec<u8>) -> String {
-    let input = format!(
-        "{}.{}",
-        b64(header.to_string().as_bytes()),
-        b64(claims.to_string().as_bytes())
-    );
-    let signature = sign(input.as_bytes());
-    format!("{input}.{}", b64(&signature))
 }
 
 /// An RSA-2048 key generated in software: an attacker's key.

@@ -10,6 +10,7 @@ mod memory_scan;
 mod rate_limit;
 mod replicas;
 mod rotation;
+mod split_trust;
 mod startup;
 mod storage;
 mod tls_keys;

@@ -42,6 +42,7 @@ suite!(
     destroy_and_revoke_are_idempotent_and_audited,
     the_audit_chain_verifies_after_concurrent_writes,
     rewrap_updates_only_rows_that_did_not_change_meanwhile,
+    a_read_by_a_token_revoked_before_its_commit_is_not_granted,
 );
 
 fn secret(key_id: &str, envelope: &str, reads_left: Option<u32>) -> StoredSecret {
@@ -79,7 +80,7 @@ async fn concurrent_reads_are_granted_exactly_reads_left_times(store: Arc<Store>
         let store = store.clone();
         tasks.spawn(async move {
             store
-                .consume_read("k", 10, AuditEntry::new(AuditEvent::Read, "k"))
+                .consume_read("k", "j", 10, AuditEntry::new(AuditEvent::Read, "k"))
                 .await
         });
     }
@@ -99,6 +100,33 @@ async fn concurrent_reads_are_granted_exactly_reads_left_times(store: Arc<Store>
     Ok(())
 }
 
+async fn a_read_by_a_token_revoked_before_its_commit_is_not_granted(store: Arc<Store>) -> Result<()> {
+    store.put(&secret("k", "e", Some(2)), None).await?;
+    store
+        .revoke("revoked", 4_000_000_000, AuditEntry::new(AuditEvent::Revoked, "k"))
+        .await?;
+    assert_eq!(
+        store
+            .consume_read("k", "revoked", 10, AuditEntry::new(AuditEvent::Read, "k").jti("revoked"))
+            .await?,
+        ReadGrant::Revoked
+    );
+    assert_eq!(
+        store.get("k").await?.and_then(|secret| secret.reads_left),
+        Some(2),
+        "the refused read is not counted"
+    );
+    assert_eq!(
+        store
+            .consume_read("k", "other", 10, AuditEntry::new(AuditEvent::Read, "k").jti("other"))
+            .await?,
+        ReadGrant::Granted
+    );
+    let events: Vec<String> = store.audit_records().await?.into_iter().map(|r| r.event).collect();
+    assert_eq!(events, ["stored", "revoked", "read"]);
+    Ok(())
+}
+
 async fn sweep_purges_expired_secrets_and_stale_revocations_with_audit(store: Arc<Store>) -> Result<()> {
     let mut short = secret("short", "e", None);
     short.expires_at = 100;
@@ -109,7 +137,7 @@ async fn sweep_purges_expired_secrets_and_stale_revocations_with_audit(store: Ar
         .await?;
     assert_eq!(
         store
-            .consume_read("short", 100, AuditEntry::new(AuditEvent::Read, "short"))
+            .consume_read("short", "j2", 100, AuditEntry::new(AuditEvent::Read, "short"))
             .await?,
         ReadGrant::Gone
     );

@@ -13,6 +13,7 @@ use axum::{Json, Router};
 use contract::wire::{DestroyResponse, ReadKeyResponse, RevokeResponse};
 use service_kit::clock::unix_now;
 
+use crate::access_token::AccessTokenError;
 use crate::audit::{AuditEntry, AuditEvent};
 use crate::error::ApiError;
 use crate::routes::access::{self, Authorized, Verified};
@@ -28,9 +29,10 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
 }
 
 /// After [`Authorized`]: the key exists and is live (404), the token's subject owns it
-/// (403). The token then decrypts the content key; the read is counted and audited in one
-/// transaction, and only after that commits does the plaintext leave. If the audit write
-/// fails, the read fails (503).
+/// (403), the token carries the secret's share (403). The token then unwraps; the read is
+/// counted and audited in one transaction that checks revocation, expiry and existence
+/// again, and only after that commits does the plaintext leave. If the audit write fails,
+/// the read fails (503).
 async fn read_key(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -44,17 +46,18 @@ async fn read_key(
     if secret.user_id != claims.sub {
         return Err(ApiError::NotOwner);
     }
-    let plaintext = state.opener.open(&secret).await?;
+    let plaintext = state.opener.open(&secret, claims.share.as_ref()).await?;
     let text = std::str::from_utf8(&plaintext).map_err(|_| ApiError::NotText)?;
     let read = AuditEntry::new(AuditEvent::Read, &key_id)
         .user(&claims.sub)
         .jti(&claims.jti)
         .client(Some(peer.ip().to_string()));
     // The clock again: the token's unwrap may have taken until the secret expired.
-    match state.store.consume_read(&key_id, unix_now(), read).await? {
+    match state.store.consume_read(&key_id, &claims.jti, unix_now(), read).await? {
         ReadGrant::Granted => {}
         ReadGrant::Exhausted => return Err(ApiError::ReadLimitReached),
         ReadGrant::Gone => return Err(ApiError::NotFound),
+        ReadGrant::Revoked => return Err(AccessTokenError::Revoked.into()),
     }
     // The plaintext buffer is wiped when it drops at the end of this function; the
     // serialized body belongs to hyper from here on and cannot be.

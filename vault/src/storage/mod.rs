@@ -103,6 +103,8 @@ pub enum ReadGrant {
     Exhausted,
     /// The secret is gone or expired.
     Gone,
+    /// The token was revoked after it was checked, before the read could commit.
+    Revoked,
 }
 
 /// What a sweep removed.

@@ -146,11 +146,28 @@ impl Store {
         row.map(|row| secret_from_row(&row)).transpose()
     }
 
-    /// Atomically counts one read of a secret live at `now` and appends `audit`; destroys
-    /// the secret when that was its last read. Exactly `reads_left` calls get `Granted`.
-    pub async fn consume_read(&self, key_id: &str, now: u64, audit: AuditEntry) -> Result<ReadGrant, StoreError> {
+    /// Atomically counts one read of a secret live at `now` by the token `jti` and appends
+    /// `audit`; destroys the secret when that was its last read. Exactly `reads_left` calls
+    /// get `Granted`. Revocation, expiry and existence are checked again here, under the
+    /// write lock every revocation and destruction also takes: one that committed before
+    /// this read's commit releases nothing, however long the token took to unwrap.
+    pub async fn consume_read(
+        &self,
+        key_id: &str,
+        jti: &str,
+        now: u64,
+        audit: AuditEntry,
+    ) -> Result<ReadGrant, StoreError> {
         let now = to_i64(now, "now")?;
         let mut tx = self.begin_write().await?;
+        let revoked = sqlx::query("SELECT 1 FROM revoked_tokens WHERE jti = $1")
+            .bind(jti)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if revoked.is_some() {
+            tx.rollback().await?;
+            return Ok(ReadGrant::Revoked);
+        }
         // The decrement is conditional, so under any concurrency exactly `reads_left`
         // updates match; a row with NULL (unlimited) matches and stays NULL.
         let updated = sqlx::query(
