@@ -91,19 +91,22 @@ async fn an_envelope_whose_header_was_rebound_to_another_row_fails_the_gcm_check
     let a = system.store("frank", "secret of row A").await?;
     let b = system.store("frank", "secret of row B").await?;
 
-    // Put B's ciphertext under A with a header rewritten to name A: the header is the
-    // GCM additional data, so the tag must fail even though the binding check passes.
+    // Put B's ciphertext under A with a header rewritten to name A, and to carry A's share
+    // check: the header is the GCM additional data, so the tag must fail even though the
+    // binding and share checks pass.
     let url = format!("sqlite://{}", system.database().display());
     let mut db = sqlx::SqliteConnection::connect(&url).await?;
-    let envelope_b: String = sqlx::query_scalar("SELECT envelope FROM secrets WHERE key_id = ?1")
-        .bind(&b.key_id)
-        .fetch_one(&mut db)
-        .await?;
+    let envelope_of = |key_id: String| {
+        sqlx::query_scalar::<_, String>("SELECT envelope FROM secrets WHERE key_id = ?1").bind(key_id)
+    };
+    let envelope_a = envelope_of(a.key_id.clone()).fetch_one(&mut db).await?;
+    let envelope_b = envelope_of(b.key_id.clone()).fetch_one(&mut db).await?;
     let mut parts: Vec<String> = envelope_b.split('.').map(str::to_owned).collect();
     use base64::Engine;
     let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let mut header: serde_json::Value = serde_json::from_slice(&engine.decode(&parts[0])?)?;
     header["key_id"] = serde_json::json!(a.key_id);
+    header["share_check"] = e2e::compact_part(&envelope_a, 0)?["share_check"].clone();
     parts[0] = engine.encode(header.to_string());
     sqlx::query("UPDATE secrets SET envelope = ?1 WHERE key_id = ?2")
         .bind(parts.join("."))
