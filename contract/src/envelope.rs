@@ -350,7 +350,11 @@ impl Envelope {
             (Version::V2, Some(share), Some(check)) => share.matches(check),
             _ => false,
         };
-        if fits { Ok(()) } else { Err(EnvelopeError::ShareMismatch) }
+        if fits {
+            Ok(())
+        } else {
+            Err(EnvelopeError::ShareMismatch)
+        }
     }
 
     /// How the content key was wrapped.
@@ -479,9 +483,14 @@ mod tests {
         let compact = seal_version_1(&recipient, KeyWrap::RsaOaep, BINDING, b"old").expect("seal");
         let envelope = Envelope::parse(&compact).expect("parse");
         assert_eq!(envelope.version(), Version::V1);
-        let header = URL_SAFE_NO_PAD.decode(compact.split('.').next().expect("header")).expect("b64");
+        let header = URL_SAFE_NO_PAD
+            .decode(compact.split('.').next().expect("header"))
+            .expect("b64");
         let header: serde_json::Value = serde_json::from_slice(&header).expect("json");
-        assert!(header.get("ver").is_none() && header.get("share_check").is_none(), "{header}");
+        assert!(
+            header.get("ver").is_none() && header.get("share_check").is_none(),
+            "{header}"
+        );
         let unwrapped = unwrap_key(&private, &envelope);
         assert_eq!(envelope.open(&unwrapped, None).expect("open").as_slice(), b"old");
         // A token that carries a share is for a version-2 secret: it does not open a

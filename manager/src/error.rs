@@ -72,7 +72,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let chain = error_chain(&self);
         match &self {
-            ApiError::VaultUnavailable(_) | ApiError::VaultRejected(_) | ApiError::Hsm(_) | ApiError::Seal(_) | ApiError::Share(_) => {
+            ApiError::VaultUnavailable(_)
+            | ApiError::VaultRejected(_)
+            | ApiError::Hsm(_)
+            | ApiError::Seal(_)
+            | ApiError::Share(_) => {
                 tracing::error!(error = %chain, "request failed")
             }
             _ => tracing::info!(error = %chain, "request refused"),

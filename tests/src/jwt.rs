@@ -25,7 +25,11 @@ pub fn forge(header: &Value, claims: &Value, sign: impl Fn(&[u8]) -> Vec<u8>) ->
 pub async fn signed_by_managers_token(header: &Value, claims: &Value) -> Result<String> {
     let input = forge(header, claims, |_| Vec::new());
     let input = input.trim_end_matches('.');
-    let signer = hsm::Signer::new(dev_pool("manager").await?, "manager-signing", hsm::RsaScheme::Pkcs1Sha256);
+    let signer = hsm::Signer::new(
+        dev_pool("manager").await?,
+        "manager-signing",
+        hsm::RsaScheme::Pkcs1Sha256,
+    );
     let signature = signer.sign(input.as_bytes()).await?;
     Ok(format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature)))
 }

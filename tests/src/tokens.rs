@@ -143,7 +143,9 @@ impl TokenServer {
 
     fn signal(&self, signal: &str) -> Result<()> {
         let pgid = self.pgid.context("the token server is not running")?;
-        let status = Command::new("kill").args([signal, "--", &format!("-{pgid}")]).status()?;
+        let status = Command::new("kill")
+            .args([signal, "--", &format!("-{pgid}")])
+            .status()?;
         anyhow::ensure!(status.success(), "kill {signal} -{pgid} failed");
         Ok(())
     }

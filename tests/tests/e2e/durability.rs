@@ -96,9 +96,8 @@ async fn an_envelope_whose_header_was_rebound_to_another_row_fails_the_gcm_check
     // binding and share checks pass.
     let url = format!("sqlite://{}", system.database().display());
     let mut db = sqlx::SqliteConnection::connect(&url).await?;
-    let envelope_of = |key_id: String| {
-        sqlx::query_scalar::<_, String>("SELECT envelope FROM secrets WHERE key_id = ?1").bind(key_id)
-    };
+    let envelope_of =
+        |key_id: String| sqlx::query_scalar::<_, String>("SELECT envelope FROM secrets WHERE key_id = ?1").bind(key_id);
     let envelope_a = envelope_of(a.key_id.clone()).fetch_one(&mut db).await?;
     let envelope_b = envelope_of(b.key_id.clone()).fetch_one(&mut db).await?;
     let mut parts: Vec<String> = envelope_b.split('.').map(str::to_owned).collect();

@@ -31,7 +31,11 @@ fn decrypt_with_unwrapped_key(compact: &str, key: &[u8]) -> Result<Vec<u8>, &'st
     let mut buffer = [decode(3)?, decode(4)?].concat();
     let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).map_err(|_| "key")?);
     let plain = key
-        .open_in_place(Nonce::assume_unique_for_key(iv), Aad::from(parts[0].as_bytes()), &mut buffer)
+        .open_in_place(
+            Nonce::assume_unique_for_key(iv),
+            Aad::from(parts[0].as_bytes()),
+            &mut buffer,
+        )
         .map_err(|_| "the GCM tag does not verify")?;
     Ok(plain.to_vec())
 }
@@ -46,7 +50,10 @@ fn database_bytes(system: &System) -> Result<Vec<u8>> {
     let mut bytes = Vec::new();
     for entry in std::fs::read_dir(system.dir.path())? {
         let path = entry?.path();
-        if path.file_name().is_some_and(|name| name.to_string_lossy().starts_with("vault.db")) {
+        if path
+            .file_name()
+            .is_some_and(|name| name.to_string_lossy().starts_with("vault.db"))
+        {
             bytes.extend(std::fs::read(path)?);
         }
     }
@@ -65,7 +72,11 @@ async fn a_compromised_vault_with_its_token_pin_and_database_cannot_read_a_store
     let row = store.get(&stored.key_id).await?.context("the row")?;
     let header = compact_part(&row.envelope, 0)?;
     println!("2. read the row from vault's database; envelope header: {header}");
-    assert!(!database_bytes(&system)?.windows(secret.len()).any(|w| w == secret.as_bytes()));
+    assert!(
+        !database_bytes(&system)?
+            .windows(secret.len())
+            .any(|w| w == secret.as_bytes())
+    );
     println!("3. the plaintext is nowhere in the database files");
 
     // ...and vault's token with its PIN: the RSA-OAEP unwrap, inside the token.
@@ -84,7 +95,10 @@ async fn a_compromised_vault_with_its_token_pin_and_database_cannot_read_a_store
     );
 
     let direct = decrypt_with_unwrapped_key(&row.envelope, &unwrapped);
-    println!("5. AES-256-GCM with the unwrapped key as the content key: {:?}", direct.as_ref().err());
+    println!(
+        "5. AES-256-GCM with the unwrapped key as the content key: {:?}",
+        direct.as_ref().err()
+    );
     assert!(direct.is_err());
     let without_share = envelope.open(&unwrapped, None);
     println!(
@@ -93,7 +107,10 @@ async fn a_compromised_vault_with_its_token_pin_and_database_cannot_read_a_store
     );
     assert!(matches!(without_share, Err(EnvelopeError::ShareMismatch)));
     let guessed = envelope.open(&unwrapped, Some(&HolderShare::generate()?));
-    println!("7. ... with a share of the attacker's choosing: {:?}", guessed.as_ref().err());
+    println!(
+        "7. ... with a share of the attacker's choosing: {:?}",
+        guessed.as_ref().err()
+    );
     assert!(matches!(guessed, Err(EnvelopeError::ShareMismatch)));
 
     // The unwrap was the real one: the holder's share is exactly what was missing.
@@ -190,7 +207,10 @@ async fn read_held_at_the_token_while(meanwhile: Meanwhile) -> Result<Answer> {
         Meanwhile::Destroy => other.destroy(public, &stored.key_id, &stored.access_token).await?,
     };
     assert_eq!(status, StatusCode::OK, "{meanwhile:?} while the read waits: {body}");
-    assert!(!read.is_finished(), "the read must still be waiting for the stopped token");
+    assert!(
+        !read.is_finished(),
+        "the read must still be waiting for the stopped token"
+    );
     vault_tokens.resume()?;
     read.await?
 }

@@ -107,7 +107,12 @@ async fn a_read_by_a_token_revoked_before_its_commit_is_not_granted(store: Arc<S
         .await?;
     assert_eq!(
         store
-            .consume_read("k", "revoked", 10, AuditEntry::new(AuditEvent::Read, "k").jti("revoked"))
+            .consume_read(
+                "k",
+                "revoked",
+                10,
+                AuditEntry::new(AuditEvent::Read, "k").jti("revoked")
+            )
             .await?,
         ReadGrant::Revoked
     );
