@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use contract::envelope::{Binding, Envelope, EnvelopeError, KeyWrap};
+use contract::envelope::{Binding, Envelope, EnvelopeError, KeyWrap, Version};
 use contract::jwk::Jwk;
 use contract::share::HolderShare;
 use service_kit::keyring::KeyRing;
@@ -22,6 +22,10 @@ pub enum IncomingError {
     /// Sealed to a key this vault does not hold.
     #[error("envelope sealed to unknown key {0:?}")]
     UnknownKey(String),
+    /// A version-1 envelope, which vault's token alone opens: rows stored before split
+    /// trust stay readable, but no new secret is stored that way.
+    #[error("version-1 envelopes are no longer stored; upgrade manager")]
+    Version1,
 }
 
 /// Why a stored envelope did not open.
@@ -90,10 +94,13 @@ impl Opener {
             .to_jwk(KeyWrap::RsaOaep.jose_name(), "enc")
     }
 
-    /// Checks an incoming envelope before it is stored: well-formed, bound to this row,
-    /// sealed to a key this vault holds.
+    /// Checks an incoming envelope before it is stored: well-formed, split-trust (version
+    /// 2), bound to this row, sealed to a key this vault holds.
     pub fn check_incoming(&self, envelope: &str, binding: Binding<'_>) -> Result<(), IncomingError> {
         let parsed = Envelope::parse(envelope)?;
+        if parsed.version() == Version::V1 {
+            return Err(IncomingError::Version1);
+        }
         parsed.check_binding(binding)?;
         let kid = &parsed.header().kid;
         if self.keys.keys().get(kid).is_none() {

@@ -49,6 +49,37 @@ async fn the_internal_listener_refuses_clients_without_managers_certificate() ->
 }
 
 #[tokio::test]
+async fn vault_stores_no_new_secret_in_a_version_1_envelope() -> Result<()> {
+    let system = System::start().await?;
+    let jwk: contract::jwk::Jwk = serde_json::from_str(&std::fs::read_to_string(
+        e2e::dev_dir()?.join("keys/vault-wrapping.jwk.json"),
+    )?)?;
+    let envelope = contract::envelope::seal_version_1(
+        &contract::envelope::Recipient::from_jwk(&jwk)?,
+        contract::envelope::KeyWrap::RsaOaep,
+        contract::envelope::Binding {
+            key_id: "v1",
+            user_id: "alice",
+        },
+        b"vault alone could open this",
+    )?;
+    let tls = e2e::dev_dir()?.join("tls");
+    let manager = https_client(Some((&tls.join("manager-client.pem"), manager_client_key().await?)))?;
+    let url = format!("https://{}/internal/keys/v1", system.vault.addr("internal"));
+    let request = json!({"user_id": "alice", "envelope": envelope, "expires_at": 4_000_000_000u64});
+    let (status, body) = e2e::answer(manager.put(&url).json(&request).send().await?).await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_code(&body)?, ErrorCode::InvalidEnvelope);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("version-1")),
+        "{body}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn the_public_listener_does_not_offer_the_internal_api() -> Result<()> {
     let system = System::start().await?;
     let tls = e2e::dev_dir()?.join("tls");
