@@ -59,7 +59,7 @@ enum Command {
         /// JOSE `alg` to record in the JWK, e.g. RS256 or RSA-OAEP.
         #[arg(long)]
         alg: String,
-        /// JWK `use`: sig or enc.
+        /// JWK `use`: sig (the private key must be sign-only) or enc (decrypt/unwrap).
         #[arg(long = "use")]
         use_: String,
         /// Where to write the JWK.
@@ -250,8 +250,15 @@ async fn main() -> anyhow::Result<()> {
             jwk_out,
             pem_out,
         } => {
+            // The JWK's use says what the private key must be for: its public half is read
+            // from it only if it is protected and has exactly that usage.
+            let usage = match use_.as_str() {
+                "sig" => hsm::KeyUsage::Sign,
+                "enc" => hsm::KeyUsage::Decrypt,
+                other => anyhow::bail!("--use must be sig or enc, not {other:?}"),
+            };
             let pool = connect(&module, &cli.token, pin).await?;
-            let components = hsm::rsa_public_key(&pool, &label).await?;
+            let components = hsm::rsa_public_key(&pool, &label, usage).await?;
             let key = contract::jwk::RsaPublicKey::from_components(components.modulus(), components.exponent())?;
             let jwk = serde_json::to_string_pretty(&key.to_jwk(&alg, &use_))?;
             std::fs::write(&jwk_out, jwk + "\n").with_context(|| format!("writing {}", jwk_out.display()))?;

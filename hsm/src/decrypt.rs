@@ -98,7 +98,7 @@ mod tests {
     #[tokio::test]
     async fn oaep_sha1_ciphertexts_from_aws_lc_decrypt_in_the_token() -> Result<()> {
         let key = TestKey::generate(crate::KeyUsage::Decrypt).await?;
-        let public = crate::rsa_public_key(&key.pool, &key.label).await?;
+        let public = crate::rsa_public_key(&key.pool, &key.label, crate::KeyUsage::Decrypt).await?;
         let decrypter = Decrypter::new(key.pool.clone(), key.label.clone());
         let content_key = [0x42u8; 32];
         let plain = decrypter
@@ -113,7 +113,7 @@ mod tests {
     #[tokio::test]
     async fn a_tampered_ciphertext_is_a_decryption_failure_not_an_outage() -> Result<()> {
         let key = TestKey::generate(crate::KeyUsage::Decrypt).await?;
-        let public = crate::rsa_public_key(&key.pool, &key.label).await?;
+        let public = crate::rsa_public_key(&key.pool, &key.label, crate::KeyUsage::Decrypt).await?;
         let decrypter = Decrypter::new(key.pool.clone(), key.label.clone());
         let mut ciphertext = encrypt_sha1(&public, &[7u8; 32]);
         ciphertext[100] ^= 0x01;
@@ -134,7 +134,7 @@ mod tests {
     #[tokio::test]
     async fn a_signing_key_cannot_decrypt() -> Result<()> {
         let key = TestKey::generate(crate::KeyUsage::Sign).await?;
-        let public = crate::rsa_public_key(&key.pool, &key.label).await?;
+        let public = crate::rsa_public_key(&key.pool, &key.label, crate::KeyUsage::Sign).await?;
         let decrypter = Decrypter::new(key.pool.clone(), key.label.clone());
         let result = decrypter
             .decrypt_oaep(OaepHash::Sha1, &encrypt_sha1(&public, &[1u8; 32]))

@@ -164,6 +164,15 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A protected private key has the label, but it may not be used (not sensitive,
+    /// extractable, another usage, ...).
+    #[error("key {label:?} is not used: {reason}")]
+    KeyIgnored {
+        /// Key label.
+        label: String,
+        /// Which check it failed.
+        reason: crate::key_policy::IgnoreReason,
+    },
     /// The blocking worker running the call panicked or was cancelled.
     #[error("PKCS#11 worker task failed")]
     Worker(#[source] tokio::task::JoinError),
@@ -200,6 +209,7 @@ impl Error {
             | Error::KeyNotFound { .. }
             | Error::AmbiguousKey { .. }
             | Error::UnusableKey { .. }
+            | Error::KeyIgnored { .. }
             | Error::Worker(_)
             | Error::TimedOut { .. } => true,
             Error::DecryptionFailed(_) => false,

@@ -4,7 +4,9 @@
 //! process, a [`TokenPool`] of logged-in sessions on one token (found by label), a
 //! [`Signer`] for RSA signatures, a [`Decrypter`] for RSA-OAEP, a [`TokenTlsKey`] that signs
 //! TLS handshakes for rustls, public-key export as plain components, key-pair provisioning
-//! and token initialisation. At most as many calls as the pool has sessions run at once:
+//! and token initialisation. Keys are taken only from protected private objects (CKA_PRIVATE,
+//! sensitive, never extractable, one usage): a session without the PIN can create public
+//! objects, so a public key object alone is never trusted. At most as many calls as the pool has sessions run at once:
 //! async callers' calls on tokio's blocking pool, rustls' synchronous signatures on the
 //! calling thread (see [`TokenTlsKey`]). A session lost to a token failure is re-opened, not
 //! fatal.
@@ -34,6 +36,8 @@ mod decrypt;
 pub mod der;
 mod error;
 mod export;
+mod generations;
+mod key_policy;
 mod keys;
 mod module;
 mod pin;
@@ -49,10 +53,12 @@ mod test_support;
 
 pub use decrypt::{Decrypter, OaepHash};
 pub use error::{Error, Operation, Result};
-pub use export::{
-    LabeledPublicKey, MIN_RSA_BITS, RsaPublicComponents, generation_label, key_generation, rsa_public_key,
-    rsa_public_keys_labelled,
+pub use export::{MIN_RSA_BITS, RsaPublicComponents, rsa_public_key};
+pub use generations::{
+    IgnoredKeyObject, KeyGenerations, LabeledPublicKey, generation_label, key_generation, rsa_key_generations,
 };
+pub use key_policy::IgnoreReason;
+pub use keys::KeyClass;
 pub use module::Module;
 pub use pin::read_pin_file;
 pub use pool::{TokenConfig, TokenPool};

@@ -4,7 +4,7 @@ use cryptoki::mechanism::Mechanism;
 use cryptoki::object::Attribute;
 
 use crate::error::{Error, Operation, Result};
-use crate::keys::{KeyClass, find_key, key_exists};
+use crate::keys::{KeyClass, find_all, find_key, key_exists};
 use crate::pool::TokenPool;
 
 /// What a generated private key may do; nothing else is enabled.
@@ -42,7 +42,8 @@ pub enum Generated {
 /// Generates an RSA key pair in the token unless one with the label exists.
 ///
 /// The private key is CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE and not CKA_EXTRACTABLE:
-/// its private components can neither be read nor wrapped out of the token.
+/// its private components can neither be read nor wrapped out of the token. Both halves are
+/// CKA_PRIVATE, so both are visible only after login.
 pub async fn generate_rsa_key_pair(pool: &TokenPool, spec: RsaKeySpec) -> Result<Generated> {
     if spec.bits < crate::export::MIN_RSA_BITS as u64 {
         return Err(Error::UnusableKey {
@@ -62,7 +63,9 @@ pub async fn generate_rsa_key_pair(pool: &TokenPool, spec: RsaKeySpec) -> Result
                 Attribute::Id(spec.id.clone()),
             ]
         };
-        let mut public = common(false);
+        // Public halves too are CKA_PRIVATE: only a logged-in user can then create, change or
+        // delete them, and a planted public object cannot pass for one.
+        let mut public = common(true);
         public.extend([
             Attribute::ModulusBits(spec.bits.into()),
             Attribute::PublicExponent(vec![1, 0, 1]),
@@ -107,19 +110,22 @@ pub async fn generate_rsa_key_pair(pool: &TokenPool, spec: RsaKeySpec) -> Result
     .await
 }
 
-/// Destroys both halves of the key pair labelled `label`; a missing half is not an error,
-/// so that retiring a key is idempotent.
+/// Destroys the key pair labelled `label`: its protected private key and every public key
+/// object with the label (the pair's own, and any planted next to it). A missing half is not
+/// an error, so that retiring a key is idempotent.
 pub async fn destroy_key_pair(pool: &TokenPool, label: &str) -> Result<()> {
     let label = label.to_owned();
     pool.run_writing(Operation::DestroyKeyPair, move |session| {
-        for class in [KeyClass::Private, KeyClass::Public] {
-            match find_key(session, class, &label) {
-                Ok(handle) => session
-                    .destroy_object(handle)
-                    .map_err(Error::pkcs11(Operation::DestroyKeyPair))?,
-                Err(Error::KeyNotFound { .. }) => {}
-                Err(other) => return Err(other),
-            }
+        let private = match find_key(session, KeyClass::Private, &label) {
+            Ok(handle) => Some(handle),
+            Err(Error::KeyNotFound { .. }) => None,
+            Err(other) => return Err(other),
+        };
+        let public = find_all(session, KeyClass::Public, &label)?;
+        for handle in private.into_iter().chain(public) {
+            session
+                .destroy_object(handle)
+                .map_err(Error::pkcs11(Operation::DestroyKeyPair))?;
         }
         Ok(())
     })
@@ -236,7 +242,7 @@ pub async fn import_rsa_key_pair(pool: &TokenPool, spec: RsaKeySpec, key: RsaPri
             Attribute::Class(ObjectClass::PUBLIC_KEY),
             Attribute::KeyType(KeyType::RSA),
             Attribute::Token(true),
-            Attribute::Private(false),
+            Attribute::Private(true),
             Attribute::Label(spec.label.as_bytes().to_vec()),
             Attribute::Id(spec.id.clone()),
             Attribute::Verify(sign),
@@ -300,7 +306,12 @@ mod tests {
             import_rsa_key_pair(&pool, spec(), parse()).await?,
             Generated::AlreadyPresent
         );
-        assert_eq!(rsa_public_key(&pool, &label).await?.modulus(), n.as_slice());
+        // Imported, so not CKA_NEVER_EXTRACTABLE: still usable, being sensitive and not
+        // extractable now.
+        assert_eq!(
+            rsa_public_key(&pool, &label, KeyUsage::Sign).await?.modulus(),
+            n.as_slice()
+        );
 
         let message = b"signed by an imported key";
         let signature = Signer::new(pool.clone(), label.clone(), RsaScheme::Pkcs1Sha256)

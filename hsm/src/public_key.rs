@@ -9,7 +9,7 @@ use cryptoki::session::Session;
 
 use crate::der;
 use crate::error::{Error, Operation, Result};
-use crate::export::read_rsa_public;
+use crate::key_policy::read_rsa_components;
 use crate::keys::{KeyClass, find_key};
 use crate::pool::TokenPool;
 
@@ -74,14 +74,19 @@ pub async fn tls_public_key(pool: &TokenPool, label: &str) -> Result<PublicKeyIn
     .await
 }
 
+/// The private object (CKA_PRIVATE, so made by a logged-in user) says what type the key is
+/// and, for RSA, carries the public half itself. An EC private key has no CKA_EC_POINT, so
+/// that comes from the public object; a wrong one there fails the certificate check at
+/// start-up (`keys_match`) rather than letting anyone else sign: the handshake signature
+/// is always the private key's.
 fn read_public_key_info(session: &Session, label: &str) -> Result<PublicKeyInfo> {
     let unusable = |reason| Error::UnusableKey {
         label: label.to_owned(),
         reason,
     };
-    let key = find_key(session, KeyClass::Public, label)?;
+    let private = find_key(session, KeyClass::Private, label)?;
     let key_type = session
-        .get_attributes(key, &[AttributeType::KeyType])
+        .get_attributes(private, &[AttributeType::KeyType])
         .map_err(Error::pkcs11(Operation::ReadAttributes))?
         .into_iter()
         .find_map(|a| match a {
@@ -90,7 +95,17 @@ fn read_public_key_info(session: &Session, label: &str) -> Result<PublicKeyInfo>
         });
     match key_type {
         Some(KeyType::RSA) => {
-            let public = read_rsa_public(session, key, label)?;
+            let public =
+                match read_rsa_components(session, private)? {
+                    Ok(public) => public,
+                    // Tokens may leave the public exponent off private objects.
+                    Err(_) => read_rsa_components(session, find_key(session, KeyClass::Public, label)?)?.map_err(
+                        |reason| Error::KeyIgnored {
+                            label: label.to_owned(),
+                            reason,
+                        },
+                    )?,
+                };
             let spki = public.spki_der().ok_or_else(|| unusable("invalid RSA public key"))?;
             Ok(PublicKeyInfo {
                 key_type: TlsKeyType::Rsa,
@@ -98,6 +113,7 @@ fn read_public_key_info(session: &Session, label: &str) -> Result<PublicKeyInfo>
             })
         }
         Some(KeyType::EC) => {
+            let key = find_key(session, KeyClass::Public, label)?;
             let point = session
                 .get_attributes(key, &[AttributeType::EcPoint])
                 .map_err(Error::pkcs11(Operation::ReadAttributes))?

@@ -98,7 +98,7 @@ mod tests {
     #[tokio::test]
     async fn pkcs1_and_pss_signatures_verify_with_aws_lc() -> Result<()> {
         let key = TestKey::generate(crate::KeyUsage::Sign).await?;
-        let public = crate::rsa_public_key(&key.pool, &key.label).await?;
+        let public = crate::rsa_public_key(&key.pool, &key.label, crate::KeyUsage::Sign).await?;
         let components = RsaPublicKeyComponents {
             n: public.modulus(),
             e: public.exponent(),

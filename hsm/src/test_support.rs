@@ -85,7 +85,7 @@ impl TestKey {
     }
 }
 
-fn rand_suffix() -> u64 {
+pub(crate) fn rand_suffix() -> u64 {
     let mut bytes = [0u8; 8];
     aws_lc_rs::rand::fill(&mut bytes).expect("system RNG");
     u64::from_le_bytes(bytes)
@@ -104,4 +104,58 @@ pub(crate) fn openssl(args: &[&str]) -> Vec<u8> {
         String::from_utf8_lossy(&output.stderr)
     );
     output.stdout
+}
+
+/// An attacker's RSA-2048 public key, made in software.
+pub(crate) struct PlantedKey {
+    pub(crate) modulus: Vec<u8>,
+    spki: Vec<u8>,
+}
+
+impl PlantedKey {
+    pub(crate) fn generate() -> Self {
+        use aws_lc_rs::encoding::AsDer;
+        use aws_lc_rs::signature::KeyPair;
+        let key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).expect("keygen");
+        let components = aws_lc_rs::rsa::PublicKeyComponents::<Vec<u8>>::from(key.public_key());
+        let spki = key.public_key().as_der().expect("SPKI").as_ref().to_vec();
+        Self {
+            modulus: components.n,
+            spki,
+        }
+    }
+
+    /// Writes the key into the `hsm-test` token as a public-key object labelled `label`
+    /// the way an attacker without the PIN can: from another process (login state is per
+    /// process, and this one's pools are logged in) whose session never logs in.
+    pub(crate) fn plant_without_login(&self, label: &str) {
+        let dir = tempfile_dir("planted");
+        let der = dir.join("planted.pub.der");
+        std::fs::write(&der, &self.spki).expect("write SPKI");
+        let module = std::env::var_os("PKCS11_MODULE")
+            .map_or_else(|| PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"), PathBuf::from);
+        // No --login and no PIN: pkcs11-tool opens a read-write session and creates the
+        // object in it as it is.
+        let output = std::process::Command::new("pkcs11-tool")
+            .arg("--module")
+            .arg(&module)
+            .args(["--token-label", "hsm-test", "--type", "pubkey", "--label", label])
+            .arg("--write-object")
+            .arg(&der)
+            .output()
+            .expect("pkcs11-tool runs (softhsm-setup/setup.sh installs opensc)");
+        std::fs::remove_dir_all(&dir).ok();
+        assert!(
+            output.status.success(),
+            "pkcs11-tool --write-object without login: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+/// A fresh directory under the system's temporary directory.
+pub(crate) fn tempfile_dir(what: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("{what}-{}-{:x}", std::process::id(), rand_suffix()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
 }

@@ -48,9 +48,10 @@ async fn generate_ec_p256_key_pair(pool: &TokenPool, label: &str, id: &[u8]) -> 
         if key_exists(session, KeyClass::Private, &label)? {
             return Ok(Generated::AlreadyPresent);
         }
+        // CKA_PRIVATE for the public half too: see `generate_rsa_key_pair`.
         let public = [
             Attribute::Token(true),
-            Attribute::Private(false),
+            Attribute::Private(true),
             Attribute::Label(label.as_bytes().to_vec()),
             Attribute::Id(id.clone()),
             Attribute::EcParams(P256_PARAMS.to_vec()),

@@ -2,7 +2,9 @@
 //! The newest is current (manager signs new access tokens with it; manager seals new secrets
 //! to vault's); every generation keeps verifying or opening until it is retired. manager's
 //! signing keys and vault's wrapping keys are both such rings, and both admin tools rotate,
-//! list and retire them the same way.
+//! list and retire them the same way. Only protected private keys with the ring's usage
+//! count (see [`hsm::rsa_key_generations`]); anything else under a generation's label — a
+//! public key planted by someone without the PIN, say — is logged and never used.
 
 use std::fmt;
 use std::sync::{Arc, RwLock};
@@ -31,6 +33,7 @@ pub struct KeySet {
     base: String,
     older: Vec<Generation>,
     current: Generation,
+    ignored: Vec<hsm::IgnoredKeyObject>,
 }
 
 impl KeySet {
@@ -49,6 +52,11 @@ impl KeySet {
         self.older.iter().chain(std::iter::once(&self.current))
     }
 
+    /// The objects under the generations' labels that were not used, sorted.
+    pub fn ignored(&self) -> &[hsm::IgnoredKeyObject] {
+        &self.ignored
+    }
+
     /// The generation with `kid`, if it may be destroyed: it exists and is not current.
     pub fn retirable(&self, kid: &str) -> Result<&Generation, RetireRefused> {
         let generation = self.get(kid).ok_or_else(|| RetireRefused::Unknown {
@@ -65,8 +73,9 @@ impl KeySet {
     }
 }
 
-/// One line per generation — number, label, kid — the current one marked: what the admin
-/// tools' list commands print.
+/// One line per generation — number, label, kid — the current one marked, then one per
+/// ignored object (`ignored`, label, class, reason): what the admin tools' list commands
+/// print.
 impl fmt::Display for KeySet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for generation in self.iter() {
@@ -80,6 +89,18 @@ impl fmt::Display for KeySet {
                 "{}\t{}\t{}{mark}",
                 generation.number, generation.label, generation.kid
             )?;
+        }
+        IgnoredLines(&self.ignored).fmt(f)
+    }
+}
+
+/// One line per ignored object: `ignored`, label, class, reason.
+struct IgnoredLines<'a>(&'a [hsm::IgnoredKeyObject]);
+
+impl fmt::Display for IgnoredLines<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for object in self.0 {
+            writeln!(f, "ignored\t{}\t{}\t{}", object.label, object.class, object.reason)?;
         }
         Ok(())
     }
@@ -106,9 +127,18 @@ pub enum KeyRingError {
         #[source]
         source: hsm::Error,
     },
-    /// No key with the label exists.
-    #[error("no key labelled {0:?} (or {0:?}.N) in the token")]
-    NoKey(String),
+    /// No usable key with the label exists.
+    #[error("no usable key labelled {base:?} (or {base:?}.N) in the token ({} other objects ignored)", ignored.len())]
+    NoKey {
+        /// The base label.
+        base: String,
+        /// What was found under the labels but not used.
+        ignored: Vec<hsm::IgnoredKeyObject>,
+    },
+    /// The generation just made is not usable (an object under its label that this ring
+    /// ignores was there before).
+    #[error("the new key {} is not used: {}", .0.label, .0.reason)]
+    NewKeyIgnored(hsm::IgnoredKeyObject),
     /// A generation's public half is not a key this system accepts.
     #[error("key {label:?} in the token")]
     Key {
@@ -141,15 +171,16 @@ pub enum RetireRefused {
     },
 }
 
-/// Reads every generation of `base` from the token.
-pub async fn read(pool: &hsm::TokenPool, base: &str) -> Result<KeySet, KeyRingError> {
-    let labelled = hsm::rsa_public_keys_labelled(pool, base)
+/// Reads every generation of `base` usable for `usage` from the token.
+pub async fn read(pool: &hsm::TokenPool, base: &str, usage: hsm::KeyUsage) -> Result<KeySet, KeyRingError> {
+    let found = hsm::rsa_key_generations(pool, base, usage)
         .await
         .map_err(|source| KeyRingError::Hsm {
             base: base.to_owned(),
             source,
         })?;
-    let mut generations = labelled
+    let mut generations = found
+        .keys
         .into_iter()
         .map(|key| {
             let public = RsaPublicKey::from_components(key.key.modulus(), key.key.exponent()).map_err(|source| {
@@ -166,24 +197,32 @@ pub async fn read(pool: &hsm::TokenPool, base: &str) -> Result<KeySet, KeyRingEr
             })
         })
         .collect::<Result<Vec<_>, KeyRingError>>()?;
-    let current = generations.pop().ok_or_else(|| KeyRingError::NoKey(base.to_owned()))?;
+    let Some(current) = generations.pop() else {
+        return Err(KeyRingError::NoKey {
+            base: base.to_owned(),
+            ignored: found.ignored,
+        });
+    };
     Ok(KeySet {
         base: base.to_owned(),
         older: generations,
         current,
+        ignored: found.ignored,
     })
 }
 
-/// Generates the next generation of `base` (generation 0 if there is none) with `usage`,
-/// and returns it. Services pick it up at their next refresh.
+/// Generates the generation after the newest usable one of `base` (generation 0 if there
+/// is none) with `usage`, and returns it. Services pick it up at their next refresh.
+/// Ignored objects do not count: a planted `base.N` cannot push the numbering on.
 pub async fn rotate(pool: &hsm::TokenPool, base: &str, usage: hsm::KeyUsage) -> Result<Generation, KeyRingError> {
     let hsm_error = |source| KeyRingError::Hsm {
         base: base.to_owned(),
         source,
     };
-    let next = hsm::rsa_public_keys_labelled(pool, base)
+    let next = hsm::rsa_key_generations(pool, base, usage)
         .await
         .map_err(hsm_error)?
+        .keys
         .last()
         .map_or(0, |key| key.generation + 1);
     let spec = hsm::RsaKeySpec {
@@ -195,22 +234,53 @@ pub async fn rotate(pool: &hsm::TokenPool, base: &str, usage: hsm::KeyUsage) -> 
     let label = spec.label.clone();
     hsm::generate_rsa_key_pair(pool, spec).await.map_err(hsm_error)?;
     // The generation made here, even if another rotation landed meanwhile.
-    read(pool, base)
-        .await?
+    let keys = read(pool, base, usage).await?;
+    if let Some(generation) = keys.iter().find(|generation| generation.label == label) {
+        return Ok(generation.clone());
+    }
+    let refused = keys
+        .ignored()
         .iter()
-        .find(|generation| generation.label == label)
-        .cloned()
-        .ok_or(KeyRingError::NoKey(label))
+        .find(|object| object.label == label && object.class == hsm::KeyClass::Private);
+    Err(match refused {
+        Some(object) => KeyRingError::NewKeyIgnored(object.clone()),
+        None => KeyRingError::NoKey {
+            base: label,
+            ignored: Vec::new(),
+        },
+    })
 }
 
-/// What the admin tools' list commands print: one line per generation (see [`KeySet`]'s
-/// `Display`), nothing when the token holds none.
-pub async fn list(pool: &hsm::TokenPool, base: &str) -> Result<String, KeyRingError> {
-    match read(pool, base).await {
+/// What the admin tools' list commands print: one line per generation and per ignored
+/// object (see [`KeySet`]'s `Display`), nothing when the token holds neither.
+pub async fn list(pool: &hsm::TokenPool, base: &str, usage: hsm::KeyUsage) -> Result<String, KeyRingError> {
+    match read(pool, base, usage).await {
         Ok(keys) => Ok(keys.to_string()),
-        Err(KeyRingError::NoKey(_)) => Ok(String::new()),
+        Err(KeyRingError::NoKey { ignored, .. }) => Ok(IgnoredLines(&ignored).to_string()),
         Err(other) => Err(other),
     }
+}
+
+/// Logs each of `objects` (ignored under `base`) once, as a warning: it is either a
+/// mistake in provisioning or someone without the PIN writing to the token.
+fn warn_ignored<'a>(base: &str, objects: impl IntoIterator<Item = &'a hsm::IgnoredKeyObject>) {
+    for object in objects {
+        tracing::warn!(
+            base,
+            label = %object.label,
+            class = %object.class,
+            reason = %object.reason,
+            "ignoring a key object in the token"
+        );
+    }
+}
+
+/// The objects ignored `now` that were not at the previous read (`before`).
+fn newly_ignored<'a>(
+    before: &'a [hsm::IgnoredKeyObject],
+    now: &'a [hsm::IgnoredKeyObject],
+) -> impl Iterator<Item = &'a hsm::IgnoredKeyObject> {
+    now.iter().filter(|object| !before.contains(object))
 }
 
 /// A key's generations as last read from the token; [`KeyRing::refresh`] reads them again,
@@ -218,23 +288,37 @@ pub async fn list(pool: &hsm::TokenPool, base: &str) -> Result<String, KeyRingEr
 pub struct KeyRing {
     pool: hsm::TokenPool,
     base: String,
+    usage: hsm::KeyUsage,
     keys: RwLock<Arc<KeySet>>,
 }
 
 impl KeyRing {
-    /// Reads the generations of `base`; fails when the token has none.
-    pub async fn load(pool: hsm::TokenPool, base: &str) -> Result<Self, KeyRingError> {
-        let keys = read(&pool, base).await?;
+    /// Reads the generations of `base` usable for `usage`, logging every ignored object;
+    /// fails when the token has none.
+    pub async fn load(pool: hsm::TokenPool, base: &str, usage: hsm::KeyUsage) -> Result<Self, KeyRingError> {
+        let keys = match read(&pool, base, usage).await {
+            Ok(keys) => keys,
+            Err(error) => {
+                if let KeyRingError::NoKey { ignored, .. } = &error {
+                    warn_ignored(base, ignored);
+                }
+                return Err(error);
+            }
+        };
+        warn_ignored(base, keys.ignored());
         Ok(Self {
             pool,
             base: base.to_owned(),
+            usage,
             keys: RwLock::new(Arc::new(keys)),
         })
     }
 
-    /// Reads the token again; on failure the previous generations stay in use.
+    /// Reads the token again; on failure the previous generations stay in use. Ignored
+    /// objects not seen at the last read are logged: each once, not at every refresh.
     pub async fn refresh(&self) -> Result<(), KeyRingError> {
-        let keys = read(&self.pool, &self.base).await?;
+        let keys = read(&self.pool, &self.base, self.usage).await?;
+        warn_ignored(&self.base, newly_ignored(self.keys().ignored(), keys.ignored()));
         *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
         Ok(())
     }
@@ -273,7 +357,53 @@ impl KeyRing {
 mod tests {
     use clap::Parser;
 
-    use super::RetireArgs;
+    use super::*;
+
+    fn planted(label: &str) -> hsm::IgnoredKeyObject {
+        hsm::IgnoredKeyObject {
+            label: label.to_owned(),
+            class: hsm::KeyClass::Public,
+            reason: hsm::IgnoreReason::NotPublicHalfOfUsableKey,
+        }
+    }
+
+    #[test]
+    fn an_ignored_object_is_reported_when_it_appears_not_at_every_refresh() {
+        let first = [planted("k.1")];
+        let second = [planted("k.1"), planted("k.2")];
+        let new: Vec<_> = newly_ignored(&[], &first).collect();
+        assert_eq!(new, vec![&planted("k.1")]);
+        assert_eq!(newly_ignored(&first, &first).count(), 0, "same set: nothing again");
+        let new: Vec<_> = newly_ignored(&first, &second).collect();
+        assert_eq!(new, vec![&planted("k.2")]);
+        assert_eq!(newly_ignored(&second, &first).count(), 0, "one went away");
+    }
+
+    #[test]
+    fn the_listing_names_ignored_objects_after_the_generations() -> Result<(), KeyError> {
+        let n = [&[0xc5u8][..], &[0x11; 255]].concat();
+        let public = RsaPublicKey::from_components(&n, &[1, 0, 1])?;
+        let current = Generation {
+            label: "k".into(),
+            number: 0,
+            kid: public.thumbprint(),
+            public,
+        };
+        let keys = KeySet {
+            base: "k".into(),
+            older: Vec::new(),
+            current: current.clone(),
+            ignored: vec![planted("k.1")],
+        };
+        assert_eq!(
+            keys.to_string(),
+            format!(
+                "0\tk\t{} (current)\nignored\tk.1\tpublic key\tnot the public half of a usable private key with this label\n",
+                current.kid
+            )
+        );
+        Ok(())
+    }
 
     #[derive(Parser)]
     struct Retire {

@@ -21,7 +21,7 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
     let pool = config.token.connect(SERVICE, env_pin).await?;
     let label = &config.wrapping.wrapping_key_label;
     let keys = Arc::new(
-        KeyRing::load(pool.clone(), label)
+        KeyRing::load(pool.clone(), label, hsm::KeyUsage::Decrypt)
             .await
             .with_context(|| format!("cannot read wrapping keys {label:?}"))?,
     );

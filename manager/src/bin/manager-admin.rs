@@ -44,7 +44,7 @@ async fn run(cli: Cli, env_pin: Option<SecretString>) -> anyhow::Result<bool> {
     let pool = cli.token.for_admin().connect(SERVICE, env_pin).await?;
     let base = cli.signing.signing_key_label.as_str();
     match cli.command {
-        Command::ListSigningKeys => print!("{}", keyring::list(&pool, base).await?),
+        Command::ListSigningKeys => print!("{}", keyring::list(&pool, base, hsm::KeyUsage::Sign).await?),
         Command::RotateSigningKey => {
             let generated = keyring::rotate(&pool, base, hsm::KeyUsage::Sign).await?;
             println!("generated {} kid {}", generated.label, generated.kid);
@@ -54,7 +54,7 @@ async fn run(cli: Cli, env_pin: Option<SecretString>) -> anyhow::Result<bool> {
             println!("{}", serde_json::to_string(&jwk)?);
         }
         Command::RetireSigningKey(RetireArgs { kid }) => {
-            let keys = keyring::read(&pool, base).await?;
+            let keys = keyring::read(&pool, base, hsm::KeyUsage::Sign).await?;
             let retiring = keys.retirable(&kid)?;
             hsm::destroy_key_pair(&pool, &retiring.label).await?;
             println!("destroyed {} (kid {kid})", retiring.label);

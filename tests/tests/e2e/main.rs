@@ -7,6 +7,7 @@ mod durability;
 mod isolation;
 mod lifecycle;
 mod memory_scan;
+mod planted_keys;
 mod rate_limit;
 mod replicas;
 mod rotation;

@@ -88,7 +88,10 @@ async fn run(cli: Cli, env_pin: Option<SecretString>) -> anyhow::Result<bool> {
             }
         }
         Command::ListWrappingKeys => {
-            print!("{}", keyring::list(&connect().await?, base).await?);
+            print!(
+                "{}",
+                keyring::list(&connect().await?, base, hsm::KeyUsage::Decrypt).await?
+            );
             Ok(true)
         }
         Command::RotateWrappingKey => {
@@ -101,7 +104,9 @@ async fn run(cli: Cli, env_pin: Option<SecretString>) -> anyhow::Result<bool> {
             batch_delay_ms,
         } => {
             let store = open_store(&cli.storage).await?;
-            let opener = Opener::new(Arc::new(KeyRing::load(connect().await?, base).await?));
+            let opener = Opener::new(Arc::new(
+                KeyRing::load(connect().await?, base, hsm::KeyUsage::Decrypt).await?,
+            ));
             let pacing = Pacing {
                 batch_size,
                 delay: Duration::from_millis(batch_delay_ms),
@@ -117,7 +122,7 @@ async fn run(cli: Cli, env_pin: Option<SecretString>) -> anyhow::Result<bool> {
         Command::RetireWrappingKey(RetireArgs { kid }) => {
             let store = open_store(&cli.storage).await?;
             let pool = connect().await?;
-            let keys = keyring::read(&pool, base).await?;
+            let keys = keyring::read(&pool, base, hsm::KeyUsage::Decrypt).await?;
             let retiring = keys.retirable(&kid)?;
             let still = secrets_wrapped_to(&store, &keys.current().kid, &kid).await?;
             if still > 0 {
