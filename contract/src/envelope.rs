@@ -149,10 +149,17 @@ impl ProtectedHeader {
     pub fn version(&self) -> Result<Version, EnvelopeError> {
         match (self.ver, &self.share_check) {
             (None, None) => Ok(Version::V1),
-            (Some(2), Some(_)) => Ok(Version::V2),
+            (Some(2), Some(check)) if is_check_value(check) => Ok(Version::V2),
+            (Some(2), Some(_)) => Err(EnvelopeError::Malformed("share_check is not 32 bytes of base64url")),
             _ => Err(EnvelopeError::UnsupportedVersion),
         }
     }
+}
+
+fn is_check_value(text: &str) -> bool {
+    URL_SAFE_NO_PAD
+        .decode(text)
+        .is_ok_and(|bytes| bytes.len() == crate::share::SHARE_LEN)
 }
 
 /// Vault's public wrapping key, as manager knows it.
@@ -582,6 +589,25 @@ mod tests {
                 Envelope::parse(&rest.join(".")),
                 Err(EnvelopeError::UnsupportedVersion)
             ));
+        }
+    }
+
+    #[test]
+    fn a_share_check_that_is_not_32_bytes_is_malformed() {
+        let (recipient, _) = software_key();
+        let compact = seal(&recipient, KeyWrap::RsaOaep, BINDING, &share(), b"s").expect("seal");
+        let header = Envelope::parse(&compact).expect("parse").header().clone();
+        let mut parts: Vec<String> = compact.split('.').map(str::to_owned).collect();
+        for check in ["", "AAAA", "not base64!"] {
+            let edited = ProtectedHeader {
+                share_check: Some(check.into()),
+                ..header.clone()
+            };
+            parts[0] = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&edited).expect("json"));
+            assert!(
+                matches!(Envelope::parse(&parts.join(".")), Err(EnvelopeError::Malformed(_))),
+                "{check:?}"
+            );
         }
     }
 
