@@ -105,6 +105,11 @@ pub struct SigningKeyOptions {
     /// Token signature algorithm: RS256 or PS256.
     #[arg(long, default_value = "RS256")]
     pub signing_algorithm: JwsAlgorithm,
+    /// If set (comma-separated), only the signing-key generations with these kids are used
+    /// and published: a key made in the token, even with the PIN, signs nothing until it is
+    /// listed here. Empty: every usable generation.
+    #[arg(long, value_delimiter = ',')]
+    pub signing_kids: Vec<String>,
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
     let pool = config.token.connect(SERVICE, env_pin).await?;
     let label = &config.signing.signing_key_label;
     let keys = Arc::new(
-        KeyRing::load(pool.clone(), label, hsm::KeyUsage::Sign)
+        KeyRing::load(pool.clone(), label, hsm::KeyUsage::Sign, &config.signing.signing_kids)
             .await
             .with_context(|| format!("cannot read signing keys {label:?}"))?,
     );

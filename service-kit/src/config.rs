@@ -179,11 +179,11 @@ fn layered<T: Parser>(
                 }
                 return Err(ConfigError::UnknownKey { path, key });
             }
-            let value = to_arg_value(&value).ok_or_else(|| ConfigError::BadValue {
+            let values = to_arg_values(&value).ok_or_else(|| ConfigError::BadValue {
                 path: path.clone(),
                 key: key.clone(),
             })?;
-            command = command.mut_arg(key, |arg| arg.default_value(value).required(false));
+            command = command.mut_arg(key, |arg| arg.default_values(values).required(false));
         }
     }
     let matches = command.try_get_matches_from(args)?;
@@ -234,18 +234,22 @@ fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
     })
 }
 
-fn to_arg_value(value: &toml::Value) -> Option<String> {
+/// A file value as the option's default values: one for a scalar, one per item for an
+/// array (none for an empty one).
+fn to_arg_values(value: &toml::Value) -> Option<Vec<String>> {
+    match value {
+        toml::Value::Array(items) => items.iter().map(to_scalar).collect(),
+        scalar => to_scalar(scalar).map(|value| vec![value]),
+    }
+}
+
+fn to_scalar(value: &toml::Value) -> Option<String> {
     match value {
         toml::Value::String(s) => Some(s.clone()),
         toml::Value::Integer(i) => Some(i.to_string()),
         toml::Value::Float(f) => Some(f.to_string()),
         toml::Value::Boolean(b) => Some(b.to_string()),
-        toml::Value::Array(items) => items
-            .iter()
-            .map(to_arg_value)
-            .collect::<Option<Vec<_>>>()
-            .map(|v| v.join(",")),
-        toml::Value::Datetime(_) | toml::Value::Table(_) => None,
+        toml::Value::Array(_) | toml::Value::Datetime(_) | toml::Value::Table(_) => None,
     }
 }
 
@@ -306,6 +310,15 @@ mod tests {
         assert_eq!(via_env.count, 7);
         let defaults: Demo = parse_layered_from(DEMO, args(&["--required-path", "/q"]), None)?;
         assert_eq!((defaults.name.as_str(), defaults.count), ("built-in", 1));
+        Ok(())
+    }
+
+    #[test]
+    fn an_empty_list_in_the_file_is_an_empty_list() -> Result<(), ConfigError> {
+        let (_dir, path) = file("list = []\nrequired_path = \"/p\"\n");
+        let path = path.to_string_lossy().into_owned();
+        let from_file: Demo = parse_layered_from(DEMO, args(&["--config", &path]), None)?;
+        assert!(from_file.list.is_empty(), "{:?}", from_file.list);
         Ok(())
     }
 

@@ -57,6 +57,34 @@ impl KeySet {
         &self.ignored
     }
 
+    /// Only the generations whose kid is in `pinned` (all of them when `pinned` is empty),
+    /// and the ones left out. The newest one kept is current.
+    fn pinned_to(self, pinned: &[String]) -> Result<(KeySet, Vec<Generation>), KeyRingError> {
+        if pinned.is_empty() {
+            return Ok((self, Vec::new()));
+        }
+        let (mut kept, unpinned): (Vec<Generation>, Vec<Generation>) = self
+            .older
+            .into_iter()
+            .chain(std::iter::once(self.current))
+            .partition(|generation| pinned.contains(&generation.kid));
+        let Some(current) = kept.pop() else {
+            return Err(KeyRingError::NonePinned {
+                base: self.base,
+                pinned: pinned.to_vec(),
+            });
+        };
+        Ok((
+            KeySet {
+                base: self.base,
+                older: kept,
+                current,
+                ignored: self.ignored,
+            },
+            unpinned,
+        ))
+    }
+
     /// The generation with `kid`, if it may be destroyed: it exists and is not current.
     pub fn retirable(&self, kid: &str) -> Result<&Generation, RetireRefused> {
         let generation = self.get(kid).ok_or_else(|| RetireRefused::Unknown {
@@ -134,6 +162,14 @@ pub enum KeyRingError {
         base: String,
         /// What was found under the labels but not used.
         ignored: Vec<hsm::IgnoredKeyObject>,
+    },
+    /// `pinned` names no usable generation in the token.
+    #[error("none of the pinned kids {pinned:?} is a usable key {base:?} (or {base:?}.N) in the token")]
+    NonePinned {
+        /// The base label.
+        base: String,
+        /// The configured kids.
+        pinned: Vec<String>,
     },
     /// The generation just made is not usable (an object under its label that this ring
     /// ignores was there before).
@@ -283,19 +319,42 @@ fn newly_ignored<'a>(
     now.iter().filter(|object| !before.contains(object))
 }
 
+/// Logs each generation in `unpinned` as not used: it is a usable key in the token, but
+/// configuration pins other kids — a rotation not yet pinned, or a key made by someone who
+/// has the PIN but not the configuration.
+fn warn_unpinned<'a>(base: &str, unpinned: impl IntoIterator<Item = &'a Generation>) {
+    for generation in unpinned {
+        tracing::warn!(
+            base,
+            label = %generation.label,
+            kid = %generation.kid,
+            "not using a key generation whose kid is not pinned in the configuration"
+        );
+    }
+}
+
 /// A key's generations as last read from the token; [`KeyRing::refresh`] reads them again,
 /// so a rotation or retirement done with an admin tool takes effect without a restart.
+/// With pinned kids, only those generations are used, and a new one only once it is pinned.
 pub struct KeyRing {
     pool: hsm::TokenPool,
     base: String,
     usage: hsm::KeyUsage,
+    pinned: Vec<String>,
     keys: RwLock<Arc<KeySet>>,
+    unpinned: RwLock<Vec<Generation>>,
 }
 
 impl KeyRing {
-    /// Reads the generations of `base` usable for `usage`, logging every ignored object;
-    /// fails when the token has none.
-    pub async fn load(pool: hsm::TokenPool, base: &str, usage: hsm::KeyUsage) -> Result<Self, KeyRingError> {
+    /// Reads the generations of `base` usable for `usage` — only those whose kid is in
+    /// `pinned`, unless it is empty — logging every ignored object and unpinned generation;
+    /// fails when none is left.
+    pub async fn load(
+        pool: hsm::TokenPool,
+        base: &str,
+        usage: hsm::KeyUsage,
+        pinned: &[String],
+    ) -> Result<Self, KeyRingError> {
         let keys = match read(&pool, base, usage).await {
             Ok(keys) => keys,
             Err(error) => {
@@ -306,19 +365,40 @@ impl KeyRing {
             }
         };
         warn_ignored(base, keys.ignored());
+        // An empty entry (an empty list in a configuration file) pins nothing.
+        let pinned: Vec<String> = pinned
+            .iter()
+            .map(|kid| kid.trim())
+            .filter(|kid| !kid.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let (keys, unpinned) = keys.pinned_to(&pinned)?;
+        warn_unpinned(base, &unpinned);
         Ok(Self {
             pool,
             base: base.to_owned(),
             usage,
+            pinned,
             keys: RwLock::new(Arc::new(keys)),
+            unpinned: RwLock::new(unpinned),
         })
     }
 
     /// Reads the token again; on failure the previous generations stay in use. Ignored
-    /// objects not seen at the last read are logged: each once, not at every refresh.
+    /// objects and unpinned generations not seen at the last read are logged: each once,
+    /// not at every refresh.
     pub async fn refresh(&self) -> Result<(), KeyRingError> {
         let keys = read(&self.pool, &self.base, self.usage).await?;
         warn_ignored(&self.base, newly_ignored(self.keys().ignored(), keys.ignored()));
+        let (keys, unpinned) = keys.pinned_to(&self.pinned)?;
+        {
+            let mut before = self.unpinned.write().unwrap_or_else(|p| p.into_inner());
+            warn_unpinned(
+                &self.base,
+                unpinned.iter().filter(|generation| !before.contains(generation)),
+            );
+            *before = unpinned;
+        }
         *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
         Ok(())
     }
@@ -402,6 +482,49 @@ mod tests {
                 current.kid
             )
         );
+        Ok(())
+    }
+
+    fn generation(number: u64, fill: u8) -> Result<Generation, KeyError> {
+        let n = [&[0xc5u8][..], &[fill; 255]].concat();
+        let public = RsaPublicKey::from_components(&n, &[1, 0, 1])?;
+        Ok(Generation {
+            label: generation_label(number),
+            number,
+            kid: public.thumbprint(),
+            public,
+        })
+    }
+
+    fn generation_label(number: u64) -> String {
+        hsm::generation_label("k", number)
+    }
+
+    #[test]
+    fn pinned_kids_keep_only_their_generations_and_the_newest_of_them_is_current() -> Result<(), KeyError> {
+        let [g0, g1, g2] = [generation(0, 1)?, generation(1, 2)?, generation(2, 3)?];
+        let keys = || KeySet {
+            base: "k".into(),
+            older: vec![g0.clone(), g1.clone()],
+            current: g2.clone(),
+            ignored: Vec::new(),
+        };
+        let (all, unpinned) = keys().pinned_to(&[]).expect("no pin");
+        assert_eq!(all.current().kid, g2.kid);
+        assert!(unpinned.is_empty());
+
+        let (pinned, unpinned) = keys()
+            .pinned_to(&[g0.kid.clone(), g1.kid.clone(), "not-in-the-token".into()])
+            .expect("two pinned");
+        assert_eq!(pinned.current().kid, g1.kid, "the newest pinned generation signs/seals");
+        assert_eq!(pinned.iter().count(), 2);
+        assert!(pinned.get(&g2.kid).is_none(), "an unpinned generation opens nothing");
+        assert_eq!(unpinned, vec![g2.clone()]);
+
+        assert!(matches!(
+            keys().pinned_to(&["not-in-the-token".into()]),
+            Err(KeyRingError::NonePinned { .. })
+        ));
         Ok(())
     }
 

@@ -112,6 +112,12 @@ pub struct WrappingKeyOptions {
     /// `<label>.1`, `<label>.2`, ... and the newest is the one manager seals to.
     #[arg(long, default_value = "vault-wrapping")]
     pub wrapping_key_label: String,
+    /// If set (comma-separated), only the wrapping-key generations with these kids are
+    /// used: manager seals to the newest of them and rows wrapped to any other do not open.
+    /// A key made in the token, even with the PIN, is not used until it is listed here.
+    /// Empty: every usable generation.
+    #[arg(long, value_delimiter = ',')]
+    pub wrapping_kids: Vec<String>,
 }
 
 /// Where vault keeps its rows; `vault-admin` shares the option.

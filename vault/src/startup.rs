@@ -21,9 +21,14 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
     let pool = config.token.connect(SERVICE, env_pin).await?;
     let label = &config.wrapping.wrapping_key_label;
     let keys = Arc::new(
-        KeyRing::load(pool.clone(), label, hsm::KeyUsage::Decrypt)
-            .await
-            .with_context(|| format!("cannot read wrapping keys {label:?}"))?,
+        KeyRing::load(
+            pool.clone(),
+            label,
+            hsm::KeyUsage::Decrypt,
+            &config.wrapping.wrapping_kids,
+        )
+        .await
+        .with_context(|| format!("cannot read wrapping keys {label:?}"))?,
     );
     let jwks_ca = config.manager_jwks_ca.as_ref().unwrap_or(&config.client_ca);
     let source = JwksSource::new(&config.manager_jwks, jwks_ca)?;

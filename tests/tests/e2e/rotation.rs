@@ -144,3 +144,46 @@ async fn unknown_kids_trigger_jwks_fetches_no_faster_than_the_configured_rate() 
     assert_eq!(jwks_fetches(&eager).await?, before + 3);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_manager_with_pinned_kids_signs_with_no_key_made_after_them_until_it_is_pinned() -> Result<()> {
+    // The kid of the signing key provisioned in `.dev/` (which the test's token copy holds).
+    let exported: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+        e2e::dev_dir()?.join("keys/manager-signing.jwk.json"),
+    )?)?;
+    let pinned = exported["kid"].as_str().unwrap_or_default().to_owned();
+    let system = System::start_with(&[], &["--key-refresh-seconds", "1", "--signing-kids", &pinned]).await?;
+
+    // Someone with the PIN (and the admin tool) makes a new generation in the token.
+    let rotated = admin_ok(&system, &["rotate-signing-key"])?;
+    let new_kid = rotated
+        .split_whitespace()
+        .skip_while(|word| *word != "kid")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    ensure!(!new_kid.is_empty() && new_kid != pinned, "rotate printed {rotated}");
+
+    // manager's refresh sees it and says it is not used...
+    let mut seen = false;
+    for _ in 0..200 {
+        let log = system.manager.log_text();
+        if log.contains("whose kid is not pinned") && log.contains(&new_kid) {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ensure!(
+        seen,
+        "manager never reported the unpinned generation:\n{}",
+        system.manager.log_text()
+    );
+    // ...and keeps signing with, and publishing, only the pinned key.
+    let stored = system.store("pia", "still pinned").await?;
+    assert_eq!(kid_of(&stored.access_token)?, pinned);
+    assert_eq!(jwks_kids(&system).await?, [pinned]);
+    let (status, body) = system.read(&stored.key_id, &stored.access_token).await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    Ok(())
+}

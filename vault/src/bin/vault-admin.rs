@@ -105,7 +105,13 @@ async fn run(cli: Cli, env_pin: Option<SecretString>) -> anyhow::Result<bool> {
         } => {
             let store = open_store(&cli.storage).await?;
             let opener = Opener::new(Arc::new(
-                KeyRing::load(connect().await?, base, hsm::KeyUsage::Decrypt).await?,
+                KeyRing::load(
+                    connect().await?,
+                    base,
+                    hsm::KeyUsage::Decrypt,
+                    &cli.wrapping.wrapping_kids,
+                )
+                .await?,
             ));
             let pacing = Pacing {
                 batch_size,
