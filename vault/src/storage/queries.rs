@@ -160,26 +160,29 @@ impl Store {
     ) -> Result<ReadGrant, StoreError> {
         let now = to_i64(now, "now")?;
         let mut tx = self.begin_write().await?;
-        let revoked = sqlx::query("SELECT 1 FROM revoked_tokens WHERE jti = $1")
-            .bind(jti)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if revoked.is_some() {
-            tx.rollback().await?;
-            return Ok(ReadGrant::Revoked);
-        }
         // The decrement is conditional, so under any concurrency exactly `reads_left`
-        // updates match; a row with NULL (unlimited) matches and stays NULL.
+        // updates match; a row with NULL (unlimited) matches and stays NULL. One statement
+        // on the way that grants, inside the lock every writer takes.
         let updated = sqlx::query(
             "UPDATE secrets SET reads_left = reads_left - 1
              WHERE key_id = $1 AND expires_at > $2 AND (reads_left IS NULL OR reads_left > 0)
+               AND NOT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = $3)
              RETURNING reads_left",
         )
         .bind(key_id)
         .bind(now)
+        .bind(jti)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = updated else {
+            let revoked = sqlx::query("SELECT 1 FROM revoked_tokens WHERE jti = $1")
+                .bind(jti)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if revoked.is_some() {
+                tx.rollback().await?;
+                return Ok(ReadGrant::Revoked);
+            }
             let exists = sqlx::query("SELECT reads_left FROM secrets WHERE key_id = $1 AND expires_at > $2")
                 .bind(key_id)
                 .bind(now)
