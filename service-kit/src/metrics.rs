@@ -1,4 +1,6 @@
-//! Request counters in the Prometheus text format, served at `/metrics`.
+//! Request counters in the Prometheus text format, served at `/metrics`: every answer by
+//! route template and status, and refusals by route template and reason — what a flood of
+//! unauthenticated requests leaves behind, instead of a durable record each.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -13,11 +15,17 @@ use axum::response::{IntoResponse, Response};
 /// Method, route template, status.
 type Series = (String, String, u16);
 
+/// A response extension naming why a request was refused (an error code): counted in
+/// `http_refusals_total` by [`track`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal(pub &'static str);
+
 /// Per series: request count and total seconds. Route templates
 /// (`/api/keys/{key_id}`), never concrete paths, so no key_id is exported.
 #[derive(Default)]
 pub struct Metrics {
     requests: Mutex<BTreeMap<Series, (u64, f64)>>,
+    refusals: Mutex<BTreeMap<(String, &'static str), u64>>,
 }
 
 impl Metrics {
@@ -30,8 +38,29 @@ impl Metrics {
         entry.1 += seconds;
     }
 
+    fn refused(&self, route: &str, reason: &'static str) {
+        let mut refusals = self.refusals.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *refusals.entry((route.to_owned(), reason)).or_default() += 1;
+    }
+
     /// The Prometheus exposition text.
     pub fn render(&self) -> String {
+        let mut out = self.render_requests();
+        let refusals = self.refusals.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        out.push_str(
+            "# HELP http_refusals_total Requests refused, by route template and reason.\n\
+             # TYPE http_refusals_total counter\n",
+        );
+        for ((route, reason), count) in refusals.iter() {
+            let _ = writeln!(
+                out,
+                "http_refusals_total{{route=\"{route}\",reason=\"{reason}\"}} {count}"
+            );
+        }
+        out
+    }
+
+    fn render_requests(&self) -> String {
         let requests = self.requests.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut out = String::from(
             "# HELP http_requests_total Requests answered, by route template and status.\n\
@@ -67,6 +96,9 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: 
         .map_or("unmatched", |p| p.as_str())
         .to_owned();
     let response = next.run(request).await;
+    if let Some(Refusal(reason)) = response.extensions().get::<Refusal>() {
+        metrics.refused(&route, reason);
+    }
     metrics.record(
         &method,
         &route,
@@ -108,5 +140,19 @@ mod tests {
         assert!(text.contains(
             "http_request_duration_seconds_sum{method=\"GET\",route=\"/api/keys/{key_id}\",status=\"200\"} 0.750000\n"
         ));
+    }
+
+    #[test]
+    fn renders_refusals_per_route_template_and_reason() {
+        let metrics = Metrics::default();
+        metrics.refused("/api/keys/{key_id}", "missing_token");
+        metrics.refused("/api/keys/{key_id}", "missing_token");
+        metrics.refused("/api/tokens/revoke", "invalid_token");
+        let text = metrics.render();
+        assert!(
+            text.contains("http_refusals_total{route=\"/api/keys/{key_id}\",reason=\"missing_token\"} 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("http_refusals_total{route=\"/api/tokens/revoke\",reason=\"invalid_token\"} 1\n"));
     }
 }

@@ -12,6 +12,19 @@ use serde::Serialize;
 /// The hash before the first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// Longest text field of a record, in bytes: key_ids, user_ids, jtis, addresses and codes
+/// are all far shorter; anything longer is cut (at a character boundary), so no request can
+/// make a record large.
+pub const MAX_FIELD_BYTES: usize = 256;
+
+fn bounded(text: &str) -> String {
+    let mut end = text.len().min(MAX_FIELD_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -132,18 +145,20 @@ pub struct AuditRecord {
 }
 
 impl AuditRecord {
-    /// Builds the record that follows `prev` (`None` for the first), appended at `at`.
+    /// Builds the record that follows `prev` (`None` for the first), appended at `at`; every
+    /// text field is cut to [`MAX_FIELD_BYTES`].
     pub fn next(prev: Option<(i64, &str)>, at: i64, entry: &AuditEntry) -> Self {
         let (seq, prev_hash) = prev.map_or((1, GENESIS.to_owned()), |(seq, hash)| (seq + 1, hash.to_owned()));
+        let field = |value: &Option<String>| value.as_deref().map(bounded);
         let mut record = Self {
             seq,
             at,
             event: entry.event.as_str().to_owned(),
-            key_id: entry.key_id.clone(),
-            user_id: entry.user_id.clone(),
-            jti: entry.jti.clone(),
-            client: entry.client.clone(),
-            outcome: entry.outcome.clone(),
+            key_id: field(&entry.key_id),
+            user_id: field(&entry.user_id),
+            jti: field(&entry.jti),
+            client: field(&entry.client),
+            outcome: bounded(&entry.outcome),
             prev_hash,
             hash: String::new(),
         };
@@ -180,18 +195,25 @@ pub struct ChainBreak {
     pub reason: &'static str,
 }
 
-/// Verifies `records` (in `seq` order); returns how many verified.
-pub fn verify_chain(records: &[AuditRecord]) -> Result<usize, ChainBreak> {
-    let mut prev: Option<&AuditRecord> = None;
-    for record in records {
-        let expected_seq = prev.map_or(1, |p| p.seq + 1);
+/// Checks a chain one record at a time, in `seq` order, so that a trail of any length is
+/// verified in constant memory.
+#[derive(Debug, Clone, Default)]
+pub struct ChainVerifier {
+    last: Option<(i64, String)>,
+    count: usize,
+}
+
+impl ChainVerifier {
+    /// Checks the next record against the ones before it.
+    pub fn push(&mut self, record: &AuditRecord) -> Result<(), ChainBreak> {
+        let expected_seq = self.last.as_ref().map_or(1, |(seq, _)| seq + 1);
         if record.seq != expected_seq {
             return Err(ChainBreak {
                 seq: expected_seq,
                 reason: "record missing (sequence gap)",
             });
         }
-        let expected_prev = prev.map_or(GENESIS, |p| p.hash.as_str());
+        let expected_prev = self.last.as_ref().map_or(GENESIS, |(_, hash)| hash.as_str());
         if record.prev_hash != expected_prev {
             return Err(ChainBreak {
                 seq: record.seq,
@@ -204,9 +226,31 @@ pub fn verify_chain(records: &[AuditRecord]) -> Result<usize, ChainBreak> {
                 reason: "record content does not match its hash",
             });
         }
-        prev = Some(record);
+        self.last = Some((record.seq, record.hash.clone()));
+        self.count += 1;
+        Ok(())
     }
-    Ok(records.len())
+
+    /// How many records verified so far.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// The last verified record's seq and hash ([`GENESIS`] at 0 for an empty chain).
+    pub fn head(&self) -> (i64, &str) {
+        self.last
+            .as_ref()
+            .map_or((0, GENESIS), |(seq, hash)| (*seq, hash.as_str()))
+    }
+}
+
+/// Verifies `records` (in `seq` order); returns how many verified.
+pub fn verify_chain(records: &[AuditRecord]) -> Result<usize, ChainBreak> {
+    let mut verifier = ChainVerifier::default();
+    for record in records {
+        verifier.push(record)?;
+    }
+    Ok(verifier.count())
 }
 
 #[cfg(test)]
@@ -243,6 +287,17 @@ mod tests {
         let mut records = chain(5);
         records.remove(1);
         assert_eq!(verify_chain(&records).map_err(|b| b.seq), Err(2));
+    }
+
+    #[test]
+    fn fields_longer_than_the_bound_are_cut_at_a_character_boundary() {
+        let long = "é".repeat(MAX_FIELD_BYTES);
+        let entry = AuditEntry::new(AuditEvent::Denied, &long).outcome(&long);
+        let record = AuditRecord::next(None, 1, &entry);
+        let key_id = record.key_id.clone().unwrap_or_default();
+        assert_eq!(key_id.len(), MAX_FIELD_BYTES);
+        assert!(record.outcome.len() <= MAX_FIELD_BYTES && record.outcome.starts_with('é'));
+        assert_eq!(verify_chain(&[record]), Ok(1));
     }
 
     #[test]

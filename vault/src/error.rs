@@ -122,14 +122,37 @@ impl ApiError {
 }
 
 /// Marks a response as a refusal, for the middleware that audits denials (it knows the
-/// route, the key and the client; the error knows why).
+/// route, the key and the client; the error knows why and whether the caller was
+/// authenticated).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Refused(pub ErrorCode);
+pub struct Refused {
+    /// Why.
+    pub code: ErrorCode,
+    /// Whether the refusal goes on the audit trail: only once the caller has shown a token
+    /// manager signed. Refusals before that (no token, a bad one, a malformed key_id, keys
+    /// not loaded) are counted in the metrics instead, so that anyone on the network
+    /// cannot make vault write durable rows.
+    pub audited: bool,
+}
+
+impl ApiError {
+    /// Whether the caller had shown a token manager signed when this refused it.
+    fn after_authentication(&self) -> bool {
+        match self {
+            // A revoked token carries manager's signature: its holder is known.
+            ApiError::AccessToken(AccessTokenError::Revoked) => true,
+            ApiError::AccessToken(_) | ApiError::InvalidKeyId => false,
+            // Internal-API errors come after mutual TLS with manager's certificate.
+            _ => true,
+        }
+    }
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let chain = error_chain(&self);
         let (status, code) = self.status_and_code();
+        let audited = self.after_authentication();
         if status.is_server_error() {
             tracing::error!(error = %chain, "request failed");
         } else {
@@ -150,7 +173,10 @@ impl IntoResponse for ApiError {
             ApiError::AccessToken(_) => unauthorized(BearerChallenge::InvalidToken, code, self.message()),
             _ => error_response(status, code, self.message()),
         };
-        response.extensions_mut().insert(Refused(code));
+        response.extensions_mut().insert(Refused { code, audited });
+        response
+            .extensions_mut()
+            .insert(service_kit::metrics::Refusal(code.as_str()));
         response
     }
 }

@@ -209,10 +209,10 @@ async fn the_audit_trail_records_events_in_order_and_verify_names_a_tampered_rec
         .into_iter()
         .map(|(event, _, outcome)| (event, outcome))
         .collect();
+    // The refusal of "not-a-token" came before authentication: counted, not stored.
     let expected = [
         ("stored", "ok"),
         ("read", "ok"),
-        ("denied", "invalid_token"),
         ("revoked", "ok"),
         ("denied", "revoked_token"),
     ];
@@ -245,10 +245,10 @@ async fn the_audit_trail_records_events_in_order_and_verify_names_a_tampered_rec
         "{}",
         String::from_utf8_lossy(&verified.stdout)
     );
-    assert!(String::from_utf8_lossy(&verified.stdout).contains("verified: 5 records"));
+    assert!(String::from_utf8_lossy(&verified.stdout).contains("verified: 4 records"));
 
     // Edit one record: verify fails and names it.
-    sqlx::query("UPDATE audit SET outcome = 'ok' WHERE seq = 3")
+    sqlx::query("UPDATE audit SET outcome = 'edited' WHERE seq = 3")
         .execute(&mut db)
         .await?;
     let edited = audit_verify(&system)?;
@@ -259,7 +259,7 @@ async fn the_audit_trail_records_events_in_order_and_verify_names_a_tampered_rec
     );
 
     // Restore it, delete another: verify names the gap.
-    sqlx::query("UPDATE audit SET outcome = 'invalid_token' WHERE seq = 3")
+    sqlx::query("UPDATE audit SET outcome = 'ok' WHERE seq = 3")
         .execute(&mut db)
         .await?;
     assert!(audit_verify(&system)?.status.success(), "restored chain verifies again");
@@ -293,15 +293,28 @@ async fn reads_fail_closed_with_503_when_the_audit_trail_cannot_be_written() -> 
     Ok(())
 }
 
+/// `http_refusals_total` for `reason` on vault's public listener, summed over routes.
+async fn refusals_counted(system: &System, reason: &str) -> Result<u64> {
+    let metrics = system.text(&system.vault_url("/metrics")).await?;
+    let label = format!("reason=\"{reason}\"}}");
+    Ok(metrics
+        .lines()
+        .filter(|line| line.starts_with("http_refusals_total{") && line.contains(&label))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum())
+}
+
 #[tokio::test]
-async fn every_refusal_is_audited_as_denied_a_key_id_that_is_not_utf8_and_a_revoke_storage_refused_included()
--> Result<()> {
+async fn refusals_after_authentication_are_audited_and_those_before_it_only_counted() -> Result<()> {
     let system = System::start().await?;
     let stored = system.store("hal", "refused twice").await?;
     // `%FF` decodes to a byte that is no UTF-8: refused in the JSON shape, before any token check.
     let (status, body) = system.read("%FF", &stored.access_token).await?;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(error_code(&body)?, ErrorCode::InvalidKeyId);
+    // A token for another secret: authenticated, so audited.
+    let (status, body) = system.read("another-key", &stored.access_token).await?;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     // The database refuses the revocation (as a broken table would): 503, and the refusal
     // is on the trail all the same.
     let mut db = database(&system).await?;
@@ -318,9 +331,60 @@ async fn every_refusal_is_audited_as_denied_a_key_id_that_is_not_utf8_and_a_revo
     let events = audit_events(&system).await?;
     let expected = [
         ("stored".to_owned(), Some(stored.key_id.clone()), "ok".to_owned()),
-        ("denied".to_owned(), None, "invalid_key_id".to_owned()),
+        (
+            "denied".to_owned(),
+            Some("another-key".to_owned()),
+            "token_not_valid_for_key".to_owned(),
+        ),
         ("denied".to_owned(), None, "storage_unavailable".to_owned()),
     ];
     assert_eq!(events, expected);
+    assert_eq!(refusals_counted(&system, "invalid_key_id").await?, 1);
+    assert_eq!(refusals_counted(&system, "token_not_valid_for_key").await?, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_flood_of_unauthenticated_refusals_with_long_paths_writes_nothing_durable() -> Result<()> {
+    let system = System::start().await?;
+    let stored = system.store("ida", "still readable").await?;
+    // 60 KB paths are refused by the HTTP layer (431: over HTTP/2's header-list limit);
+    // 8 KB ones reach vault, which refuses their key_id before anything else.
+    let huge = system.vault_url(&format!("/api/keys/{}", "k".repeat(60 * 1024)));
+    let long = system.vault_url(&format!("/api/keys/{}", "k".repeat(8 * 1024)));
+    let short = system.vault_url(&format!("/api/keys/{}", stored.key_id));
+    let mut flood = JoinSet::new();
+    for i in 0..200 {
+        let http = system.http().clone();
+        let url = [&huge, &long, &short, &short][i % 4].clone();
+        flood.spawn(async move {
+            let request = match i % 4 {
+                2 => http.get(&url),
+                _ => http.get(&url).bearer_auth("not.a.token"),
+            };
+            request.send().await.map(|response| response.status())
+        });
+    }
+    let mut statuses = Vec::new();
+    while let Some(status) = flood.join_next().await {
+        statuses.push(status??);
+    }
+    assert!(
+        statuses.iter().all(|s| [
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            StatusCode::BAD_REQUEST,
+            StatusCode::UNAUTHORIZED
+        ]
+        .contains(s)),
+        "{statuses:?}"
+    );
+    // The holder still reads, and the trail holds the store and that read only.
+    let (status, body) = system.read(&stored.key_id, &stored.access_token).await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let events: Vec<String> = audit_events(&system).await?.into_iter().map(|(e, _, _)| e).collect();
+    assert_eq!(events, ["stored", "read"]);
+    assert_eq!(refusals_counted(&system, "invalid_key_id").await?, 50);
+    assert_eq!(refusals_counted(&system, "missing_token").await?, 50);
+    assert_eq!(refusals_counted(&system, "invalid_token").await?, 50);
     Ok(())
 }

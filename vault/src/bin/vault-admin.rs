@@ -10,7 +10,6 @@ use clap::{Parser, Subcommand};
 use secrecy::SecretString;
 use service_kit::keyring::{self, KeyRing, RetireArgs};
 use service_kit::token::TokenOptions;
-use vault::audit::verify_chain;
 use vault::config::{SERVICE, StorageOptions, WrappingKeyOptions};
 use vault::opener::Opener;
 use vault::rewrap::{Pacing, rewrap, secrets_wrapped_to};
@@ -73,20 +72,17 @@ async fn run(cli: Cli, env_pin: Option<SecretString>) -> anyhow::Result<bool> {
     let token = cli.token.for_admin();
     let connect = || token.connect(SERVICE, env_pin);
     match cli.command {
-        Command::AuditVerify => {
-            let records = open_store(&cli.storage).await?.audit_records().await?;
-            match verify_chain(&records) {
-                Ok(count) => {
-                    let head = records.last().map_or(vault::audit::GENESIS, |r| r.hash.as_str());
-                    println!("audit chain verified: {count} records, head {head}");
-                    Ok(true)
-                }
-                Err(broken) => {
-                    println!("{broken}");
-                    Ok(false)
-                }
+        Command::AuditVerify => match open_store(&cli.storage).await?.verify_audit(1_000).await? {
+            Ok(verified) => {
+                let (_, head) = verified.head();
+                println!("audit chain verified: {} records, head {head}", verified.count());
+                Ok(true)
             }
-        }
+            Err(broken) => {
+                println!("{broken}");
+                Ok(false)
+            }
+        },
         Command::ListWrappingKeys => {
             print!(
                 "{}",

@@ -14,7 +14,7 @@ use service_kit::report::error_chain;
 
 use crate::access_token::{AccessTokenError, bearer_token};
 use crate::audit::{AuditEntry, AuditEvent};
-use crate::error::{ApiError, Refused};
+use crate::error::{ApiError, Refused, check_key_id};
 use crate::state::AppState;
 
 /// A request carrying a valid access token (signature, algorithm, issuer, audience, time,
@@ -31,9 +31,10 @@ impl FromRequestParts<Arc<AppState>> for Verified {
 }
 
 /// A request for the secret `key_id` (the path's) carrying a valid, unrevoked access token
-/// for exactly that secret. Checked in this order: token (401), not revoked (401), names
-/// this key (403); whether the token's subject owns the secret is the handler's to check,
-/// after it has looked the secret up (404 first).
+/// for exactly that secret. Checked in this order: the key_id's form (400, before anything
+/// else looks at the request), token (401), not revoked (401), names this key (403);
+/// whether the token's subject owns the secret is the handler's to check, after it has
+/// looked the secret up (404 first).
 pub struct Authorized {
     /// The secret the path names.
     pub key_id: String,
@@ -48,6 +49,7 @@ impl FromRequestParts<Arc<AppState>> for Authorized {
         let Path(key_id) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|_| ApiError::InvalidKeyId)?;
+        check_key_id(&key_id)?;
         let Verified(claims) = Verified::from_request_parts(parts, state).await?;
         if state.store.is_revoked(&claims.jti).await? {
             return Err(AccessTokenError::Revoked.into());
@@ -59,10 +61,12 @@ impl FromRequestParts<Arc<AppState>> for Authorized {
     }
 }
 
-/// Middleware for the public API: every refused request (a response marked [`Refused`]) is
-/// appended to the audit trail as `denied`, with the reason, the path's key_id and the
-/// client, before the answer leaves vault. A failed audit write is logged; the request is
-/// refused either way.
+/// Middleware for the public API: every request refused after its caller showed a token
+/// manager signed (a response marked [`Refused`] as audited) is appended to the audit trail
+/// as `denied`, with the reason, the path's key_id and the client, before the answer leaves
+/// vault. Refusals before that are only counted (`http_refusals_total`): a flood of them
+/// from anyone on the network writes nothing durable. A failed audit write is logged; the
+/// request is refused either way.
 pub async fn audit_refusals(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -70,15 +74,15 @@ pub async fn audit_refusals(
     request: Request,
     next: Next,
 ) -> Response {
-    // A key_id that is not UTF-8 is refused by `Authorized` and audited without one.
+    // Only a key_id of the allowed form goes on the trail, so a record's size is bounded.
     let key_id = params.ok().and_then(|params| {
         params
             .iter()
-            .find(|(name, _)| *name == "key_id")
+            .find(|(name, value)| *name == "key_id" && check_key_id(value).is_ok())
             .map(|(_, value)| value.to_owned())
     });
     let response = next.run(request).await;
-    if let Some(Refused(code)) = response.extensions().get::<Refused>() {
+    if let Some(Refused { code, audited: true }) = response.extensions().get::<Refused>() {
         let entry = AuditEntry {
             event: AuditEvent::Denied,
             key_id,

@@ -7,7 +7,7 @@ use sqlx::{Any, AnyConnection, Row, Transaction};
 
 use contract::error_code::ErrorCode;
 
-use crate::audit::{AuditEntry, AuditEvent, AuditRecord};
+use crate::audit::{AuditEntry, AuditEvent, AuditRecord, ChainBreak, ChainVerifier};
 
 use super::{PutOutcome, ReadGrant, Rewrapped, Store, StoreError, StoredSecret, Swept};
 
@@ -336,6 +336,39 @@ impl Store {
         append_audit(&mut tx, self.now()?, &entry).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Up to `limit` audit records after `after_seq`, in order: the trail a page at a time.
+    pub async fn audit_page(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, at, event, key_id, user_id, jti, client, outcome, prev_hash, hash FROM audit
+             WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after_seq)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    /// Verifies the whole trail `page_size` records at a time (memory does not grow with
+    /// it): the verifier that took every record, or where the chain breaks.
+    pub async fn verify_audit(&self, page_size: u32) -> Result<Result<ChainVerifier, ChainBreak>, StoreError> {
+        let page_size = page_size.max(1);
+        let mut verifier = ChainVerifier::default();
+        let mut after = 0;
+        loop {
+            let page = self.audit_page(after, page_size).await?;
+            for record in &page {
+                if let Err(broken) = verifier.push(record) {
+                    return Ok(Err(broken));
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == page_size as usize => after = last.seq,
+                _ => return Ok(Ok(verifier)),
+            }
+        }
     }
 
     /// The whole audit trail in order.
