@@ -5,7 +5,10 @@ use secrecy::SecretString;
 
 #[tokio::main]
 async fn main() {
+    // Before anything holds a secret; reported once logging exists.
+    let core_dumps = service_kit::process::forbid_core_dumps();
     service_kit::serve::init_logging();
+    service_kit::process::warn_if_allowed(&core_dumps);
     let result = async {
         let config = service_kit::config::parse_layered::<manager::Config>(SERVICE)?;
         // The PIN may come from the environment; the library never reads it itself.

@@ -14,6 +14,7 @@ pub mod health;
 pub mod json;
 pub mod keyring;
 pub mod metrics;
+pub mod process;
 pub mod rate_limit;
 pub mod report;
 pub mod serve;

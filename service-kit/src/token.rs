@@ -50,14 +50,35 @@ impl TokenOptions {
     /// Loads the module, finds the token by label and logs in. `env_pin` is the value of
     /// `service`'s PIN variable, read by `main` (library code reads no environment); the
     /// PIN file wins over it.
+    ///
+    /// A PIN from the environment is accepted with a warning: the environment a process
+    /// was started with lives on its initial stack, which `unsetenv` does not touch, so the
+    /// PIN stays in `/proc/PID/environ` (and in whatever started the process) for as long as
+    /// it runs. The warning names the variable, never the value.
     pub async fn connect(&self, service: Service, env_pin: Option<SecretString>) -> anyhow::Result<hsm::TokenPool> {
+        let variable = service.pin_env_var();
         let pin = match (&self.pin_file, env_pin) {
-            (Some(path), _) => hsm::read_pin_file(path)?,
-            (None, Some(pin)) => pin,
-            (None, None) => anyhow::bail!(
-                "no token PIN: set --pin-file (or pin_file in the config file) or {}",
-                service.pin_env_var()
-            ),
+            (Some(path), env_pin) => {
+                if env_pin.is_some() {
+                    tracing::warn!(
+                        variable = %variable,
+                        "the PIN file is used and this PIN variable ignored, but its value stays readable \
+                         in /proc/PID/environ while the process runs: unset it"
+                    );
+                }
+                hsm::read_pin_file(path)?
+            }
+            (None, Some(pin)) => {
+                tracing::warn!(
+                    variable = %variable,
+                    "token PIN taken from the environment: it stays readable in /proc/PID/environ \
+                     while the process runs; use pin_file in production"
+                );
+                pin
+            }
+            (None, None) => {
+                anyhow::bail!("no token PIN: set --pin-file (or pin_file in the config file) or {variable}")
+            }
         };
         let module = hsm::Module::load(&self.pkcs11_module)?;
         let config = hsm::TokenConfig {

@@ -90,13 +90,15 @@ pub enum RefreshError {
 
 /// Verifies manager's access tokens against manager's published keys, which it
 /// re-fetches periodically and when a token names an unknown `kid` — at most once per
-/// `min_refresh`, so forged `kid`s cannot make vault hammer manager.
+/// `min_refresh`, so forged `kid`s cannot make vault hammer manager. No lock is held while
+/// a fetch runs (up to the client's 10 s timeout): requests with unknown `kid`s during it
+/// are answered at once instead of queueing behind it.
 pub struct Verifier {
     source: JwksSource,
     keys: RwLock<HashMap<String, DecodingKey>>,
     validation: Validation,
     min_refresh: Duration,
-    last_fetch: tokio::sync::Mutex<Option<Instant>>,
+    last_fetch: std::sync::Mutex<Option<Instant>>,
 }
 
 /// What a token must satisfy besides its signature.
@@ -142,7 +144,7 @@ impl Verifier {
             keys: RwLock::new(HashMap::new()),
             validation,
             min_refresh,
-            last_fetch: tokio::sync::Mutex::new(None),
+            last_fetch: std::sync::Mutex::new(None),
         };
         match verifier.refresh().await {
             Ok(_) => {}
@@ -162,12 +164,11 @@ impl Verifier {
 
     /// Fetches the key set and replaces the keys; on failure the old keys stay.
     pub async fn refresh(&self) -> Result<usize, RefreshError> {
-        let mut last = self.last_fetch.lock().await;
-        self.refresh_locked(&mut last).await
+        *self.last_fetch.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        self.fetch().await
     }
 
-    async fn refresh_locked(&self, last: &mut Option<Instant>) -> Result<usize, RefreshError> {
-        *last = Some(Instant::now());
+    async fn fetch(&self) -> Result<usize, RefreshError> {
         let set = self.source.fetch().await.map_err(RefreshError::Fetch)?;
         let mut keys = HashMap::new();
         for jwk in &set.keys {
@@ -192,19 +193,23 @@ impl Verifier {
         !self.keys.read().unwrap_or_else(|p| p.into_inner()).is_empty()
     }
 
-    /// Refreshes unless the last fetch was less than `min_refresh` ago (one second while
-    /// no key has loaded yet); true if it fetched.
+    /// Refreshes unless the last fetch began less than `min_refresh` ago (one second while
+    /// no key has loaded yet); true if it fetched. The start of a fetch is claimed under
+    /// the lock, the fetch itself runs without it.
     async fn refresh_rate_limited(&self) -> bool {
-        let mut last = self.last_fetch.lock().await;
         let floor = if self.has_keys() {
             self.min_refresh
         } else {
             self.min_refresh.min(Duration::from_secs(1))
         };
-        if last.is_some_and(|at| at.elapsed() < floor) {
-            return false;
+        {
+            let mut last = self.last_fetch.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|at| at.elapsed() < floor) {
+                return false;
+            }
+            *last = Some(Instant::now());
         }
-        match self.refresh_locked(&mut last).await {
+        match self.fetch().await {
             Ok(_) => true,
             Err(e) => {
                 tracing::warn!(error = %service_kit::report::error_chain(&e), "JWKS refresh failed");

@@ -1,6 +1,8 @@
 //! vault accepts only manager's genuine, unexpired tokens, and only for their own key.
 
-use anyhow::Result;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
 use base64::Engine;
@@ -168,5 +170,66 @@ async fn missing_or_garbage_authorization_is_refused_with_401_and_a_bearer_chall
     )
     .await?;
     assert_eq!(status, StatusCode::OK);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_slow_jwks_fetch_does_not_hold_up_other_tokens_with_unknown_kids() -> Result<()> {
+    use std::sync::Arc;
+    use vault::access_token::{AccessTokenError, Expectations, Verifier};
+    use vault::jwks::JwksSource;
+
+    // A "manager" that answers the first connection with bytes that are no TLS (vault's
+    // start-up fetch fails at once) and then accepts connections and never answers (a
+    // fetch hangs until its timeout).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("https://{}/.well-known/jwks.json", listener.local_addr()?);
+    let (in_flight, mut fetching) = tokio::sync::mpsc::channel::<()>(8);
+    let server = tokio::spawn(async move {
+        let mut held = Vec::new();
+        let mut first = true;
+        while let Ok((socket, _)) = listener.accept().await {
+            if std::mem::take(&mut first) {
+                use tokio::io::AsyncWriteExt as _;
+                let mut socket = socket;
+                let _ = socket.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+            } else {
+                held.push(socket);
+                let _ = in_flight.send(()).await;
+            }
+        }
+    });
+    let source = JwksSource::new(&url, &e2e::dev_dir()?.join("tls/ca.pem"))?;
+    let expect = Expectations {
+        algorithms: vec![contract::claims::JwsAlgorithm::Rs256],
+        issuer: "https://manager".into(),
+        audience: "vault".into(),
+        leeway_seconds: 5,
+    };
+    let verifier = Arc::new(Verifier::new(source, &expect, Duration::from_secs(60)).await?);
+    // While no key is loaded, vault fetches at most once a second: let the start-up fetch's
+    // second pass, so that the next unknown kid starts a fetch.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let token = |kid: &str| {
+        forge(&json!({"alg": "RS256", "typ": "JWT", "kid": kid}), &json!({}), |_| {
+            vec![1]
+        })
+    };
+
+    // One token with an unknown kid starts a fetch, which hangs...
+    let first = tokio::spawn({
+        let (verifier, token) = (verifier.clone(), token("first"));
+        async move { verifier.verify(&token).await.map(|_| ()) }
+    });
+    fetching.recv().await.context("the first fetch never connected")?;
+    // ...and another is answered meanwhile, without waiting for it.
+    let second = verifier.verify(&token("second")).await;
+    assert!(matches!(second, Err(AccessTokenError::KeysNotLoaded)), "{second:?}");
+    assert!(
+        !first.is_finished(),
+        "the second answer must not wait for the first fetch"
+    );
+    first.abort();
+    server.abort();
     Ok(())
 }
