@@ -21,6 +21,10 @@ where
     F: FnOnce(T, Option<SecretString>) -> Fut,
     Fut: Future<Output = anyhow::Result<bool>>,
 {
+    // The admin tools hold the PIN and, during a rewrap, unwrapped keys: no core files.
+    if let Err(allowed) = crate::process::forbid_core_dumps() {
+        eprintln!("{program}: warning: {allowed}");
+    }
     let result = async {
         let cli: T = parse_layered_ignoring_unknown(service)?;
         let env_pin = std::env::var(service.pin_env_var()).ok().map(SecretString::from);
