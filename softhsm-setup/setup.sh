@@ -127,7 +127,13 @@ tls_keys() {
   tls_key manager manager-tls 11 manager-server server localhost 127.0.0.1
   tls_key manager manager-client-tls 12 manager-client client manager.internal
   tls_key vault vault-tls 21 vault-server server localhost 127.0.0.1
-  tls_key vault vault-internal-tls 22 vault-internal server localhost 127.0.0.1
+  # manager accepts vault's internal certificate only for this name (vault_server_name);
+  # a certificate issued before it carried the name is issued again.
+  if [ -s "$DEV/tls/vault-internal.pem" ] &&
+    ! openssl x509 -in "$DEV/tls/vault-internal.pem" -noout -ext subjectAltName 2>/dev/null | grep -q 'DNS:vault.internal'; then
+    rm -f "$DEV/tls/vault-internal.pem"
+  fi
+  tls_key vault vault-internal-tls 22 vault-internal server vault.internal localhost 127.0.0.1
   chmod 644 "$DEV"/tls/*.pem
 }
 

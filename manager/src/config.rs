@@ -52,6 +52,10 @@ pub struct Config {
     /// CA (PEM) that issued vault's server certificate.
     #[arg(long)]
     pub vault_ca: PathBuf,
+    /// Name (SAN) vault's internal certificate must carry, whatever host `vault_url` names:
+    /// another certificate from the same CA (manager's own, say) is refused.
+    #[arg(long, default_value = "vault.internal")]
+    pub vault_server_name: String,
     /// Client certificate (PEM) presented to vault's internal listener.
     #[arg(long)]
     pub client_cert: PathBuf,

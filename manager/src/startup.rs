@@ -52,8 +52,12 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
     };
 
     let client_key = service_kit::token::tls_key(&pool, &config.client_key_label).await?;
-    let client_tls = service_kit::tls::client_config(&config.vault_ca, Some((&config.client_cert, client_key)))
-        .context("client TLS for vault")?;
+    let client_tls = service_kit::tls::pinned_client_config(
+        &config.vault_ca,
+        &config.vault_server_name,
+        Some((&config.client_cert, client_key)),
+    )
+    .context("client TLS for vault")?;
     let vault = VaultClient::new(
         &config.vault_url,
         client_tls,

@@ -6,7 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::client::danger::HandshakeSignatureValid;
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
@@ -113,6 +114,24 @@ pub fn mutual_tls_server_config(
     Ok(with_alpn(config))
 }
 
+/// A client config trusting `ca` that accepts only a server certificate valid for
+/// `server_name`, whatever host the URL names: so that another certificate from the same CA
+/// valid for the same address (another service's on that host, say) is refused. Presents
+/// `identity` (certificate chain, key) when given.
+pub fn pinned_client_config(
+    ca: &Path,
+    server_name: &str,
+    identity: Option<(&Path, Arc<dyn SigningKey>)>,
+) -> Result<ClientConfig, TlsError> {
+    let name = ServerName::try_from(server_name.to_owned()).map_err(|_| TlsError::BadName(server_name.to_owned()))?;
+    let inner = WebPkiServerVerifier::builder(Arc::new(root_store(ca)?)).build()?;
+    let mut config = client_config(ca, identity)?;
+    config
+        .dangerous()
+        .set_certificate_verifier(Arc::new(PinnedServerVerifier { inner, name }));
+    Ok(config)
+}
+
 /// A client config trusting `ca`, presenting `identity` (certificate chain, key) when given.
 pub fn client_config(ca: &Path, identity: Option<(&Path, Arc<dyn SigningKey>)>) -> Result<ClientConfig, TlsError> {
     let builder = ClientConfig::builder().with_root_certificates(root_store(ca)?);
@@ -122,6 +141,50 @@ pub fn client_config(ca: &Path, identity: Option<(&Path, Arc<dyn SigningKey>)>) 
     };
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// WebPKI validation of the server's chain and name, the name being the pinned one
+/// instead of the URL's host.
+#[derive(Debug)]
+struct PinnedServerVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+    name: ServerName<'static>,
+}
+
+impl ServerCertVerifier for PinnedServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _url_host: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.inner
+            .verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// WebPKI chain validation (including the clientAuth EKU) plus a name check.

@@ -88,13 +88,13 @@ fn import_tls_key(
     dir: &Path,
     (token, label, id): (&str, &str, &str),
     key: &SoftwareKey,
-    (purpose, name): (&str, &str),
+    (purpose, names): (&str, &[&str]),
 ) -> Result<String> {
     import(dir, token, label, id, "sign", key)?;
     let public_key = dir.join(format!("{label}.pub.pem")).to_string_lossy().into_owned();
     let cert = dir.join(format!("{label}.crt")).to_string_lossy().into_owned();
     openssl(&["rsa", "-in", &key.pem.to_string_lossy(), "-pubout", "-out", &public_key])?;
-    let args = [
+    let mut args = vec![
         "issue-certificate",
         "--ca-label",
         "dev-ca",
@@ -102,13 +102,14 @@ fn import_tls_key(
         &public_key,
         "--common-name",
         label,
-        "--name",
-        name,
         "--purpose",
         purpose,
         "--out",
         &cert,
     ];
+    for name in names {
+        args.extend(["--name", name]);
+    }
     e2e::hsm_admin(dir, "dev-ca", &args)?;
     Ok(cert)
 }
@@ -139,19 +140,19 @@ async fn service_memory_holds_no_private_key_material_while_the_scanner_finds_it
         dir.path(),
         ("vault", "scan-vault-tls", "64"),
         &vault_tls,
-        ("server", "127.0.0.1"),
+        ("server", &["127.0.0.1", "vault.internal"]),
     )?;
     let manager_cert = import_tls_key(
         dir.path(),
         ("manager", "scan-manager-tls", "65"),
         &manager_tls,
-        ("server", "127.0.0.1"),
+        ("server", &["127.0.0.1"]),
     )?;
     let client_cert = import_tls_key(
         dir.path(),
         ("manager", "scan-manager-client-tls", "66"),
         &client_tls,
-        ("client", "manager.internal"),
+        ("client", &["manager.internal"]),
     )?;
     let (vault_pem, vault_secrets) = (&vault_key.pem, &vault_key.secrets);
 

@@ -129,3 +129,31 @@ async fn manager_stops_handing_out_tokens_when_vault_dies_mid_flight() -> Result
     assert!(body.get("access_token").is_none());
     Ok(())
 }
+
+#[tokio::test]
+async fn manager_refuses_a_vault_whose_certificate_is_not_for_vaults_internal_name() -> Result<()> {
+    // Another listener with a certificate from the same CA, valid for the same address:
+    // a second manager's API (localhost, 127.0.0.1 — no vault.internal).
+    let system = System::start().await?;
+    let impostor = Launch::manager(system.dir.path(), system.vault.addr("internal"))
+        .start()
+        .await?;
+    let manager = Launch::manager(system.dir.path(), impostor.addr("api")).start().await?;
+    let client = e2e::Client::new(manager.addr("api"))?;
+    let (status, body) = client
+        .post_keys(&json!({"user_id": "alice", "key_data": "not for an impostor"}))
+        .await?;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(error_code(&body)?, ErrorCode::VaultUnavailable);
+    assert!(
+        manager.log_text().contains("not valid for name \"vault.internal\""),
+        "the handshake failed on the name: {}",
+        manager.log_text()
+    );
+    // The real vault, at its internal address, is accepted.
+    let (status, body) = system
+        .post_keys(&json!({"user_id": "alice", "key_data": "for vault"}))
+        .await?;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    Ok(())
+}
