@@ -175,7 +175,9 @@ impl PrivateKeyFacts {
                 (self.unwrap, "CKA_UNWRAP", false),
                 (self.derive, "CKA_DERIVE", false),
             ],
-            // CKA_UNWRAP may be set: provisioning enables it next to CKA_DECRYPT.
+            // CKA_UNWRAP is not checked: keys generated from now on have it false (nothing
+            // calls C_UnwrapKey with them), but wrapping keys provisioned before have it
+            // true, and their tokens keep them until rotation.
             KeyUsage::Decrypt => &[
                 (self.decrypt, "CKA_DECRYPT", true),
                 (self.sign, "CKA_SIGN", false),
@@ -315,11 +317,12 @@ mod tests {
         }
     }
 
+    /// vault's wrapping key as `generate_rsa_key_pair` makes it now: no CKA_UNWRAP.
     fn wrapping_key() -> PrivateKeyFacts {
         PrivateKeyFacts {
             sign: Some(false),
             decrypt: Some(true),
-            unwrap: Some(true),
+            unwrap: Some(false),
             ..signing_key()
         }
     }
@@ -328,6 +331,11 @@ mod tests {
     fn provisioned_keys_pass_for_their_own_usage_only() {
         assert_eq!(signing_key().judge(KeyUsage::Sign), Ok(()));
         assert_eq!(wrapping_key().judge(KeyUsage::Decrypt), Ok(()));
+        let provisioned_before = PrivateKeyFacts {
+            unwrap: Some(true),
+            ..wrapping_key()
+        };
+        assert_eq!(provisioned_before.judge(KeyUsage::Decrypt), Ok(()));
         assert_eq!(
             signing_key().judge(KeyUsage::Decrypt),
             Err(IgnoreReason::WrongUsage {

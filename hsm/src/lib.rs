@@ -44,6 +44,7 @@ mod pin;
 mod pool;
 mod provision;
 mod public_key;
+mod restrictions;
 mod sign;
 mod tls_key;
 mod token_init;

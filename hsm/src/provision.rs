@@ -6,14 +6,15 @@ use cryptoki::object::Attribute;
 use crate::error::{Error, Operation, Result};
 use crate::keys::{KeyClass, find_all, find_key, key_exists};
 use crate::pool::TokenPool;
+use crate::restrictions::{rsa_mechanisms, with_allowed_mechanisms};
 
 /// What a generated private key may do; nothing else is enabled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyUsage {
     /// CKA_SIGN on the private key, CKA_VERIFY on the public key (token signing keys).
     Sign,
-    /// CKA_DECRYPT and CKA_UNWRAP on the private key, CKA_ENCRYPT and CKA_WRAP on the
-    /// public key (vault's wrapping key).
+    /// CKA_DECRYPT on the private key, CKA_ENCRYPT on the public key (vault's wrapping
+    /// key, used with RSA-OAEP only: no CKA_UNWRAP/CKA_WRAP, nothing calls C_UnwrapKey).
     Decrypt,
 }
 
@@ -43,7 +44,9 @@ pub enum Generated {
 ///
 /// The private key is CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE and not CKA_EXTRACTABLE:
 /// its private components can neither be read nor wrapped out of the token. Both halves are
-/// CKA_PRIVATE, so both are visible only after login.
+/// CKA_PRIVATE, so both are visible only after login, and CKA_MODIFIABLE false, so not even
+/// a PIN holder can widen their usage; the private key's CKA_ALLOWED_MECHANISMS lists the
+/// mechanisms `usage` is used with (see `restrictions`).
 pub async fn generate_rsa_key_pair(pool: &TokenPool, spec: RsaKeySpec) -> Result<Generated> {
     if spec.bits < crate::export::MIN_RSA_BITS as u64 {
         return Err(Error::UnusableKey {
@@ -61,6 +64,7 @@ pub async fn generate_rsa_key_pair(pool: &TokenPool, spec: RsaKeySpec) -> Result
                 Attribute::Private(private),
                 Attribute::Label(spec.label.as_bytes().to_vec()),
                 Attribute::Id(spec.id.clone()),
+                Attribute::Modifiable(false),
             ]
         };
         // Public halves too are CKA_PRIVATE: only a logged-in user can then create, change or
@@ -93,18 +97,20 @@ pub async fn generate_rsa_key_pair(pool: &TokenPool, spec: RsaKeySpec) -> Result
                 public.extend([
                     Attribute::Verify(false),
                     Attribute::Encrypt(true),
-                    Attribute::Wrap(true),
+                    Attribute::Wrap(false),
                 ]);
                 private.extend([
                     Attribute::Sign(false),
                     Attribute::Decrypt(true),
-                    Attribute::Unwrap(true),
+                    Attribute::Unwrap(false),
                 ]);
             }
         }
-        session
-            .generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public, &private)
-            .map_err(Error::pkcs11(Operation::GenerateKeyPair))?;
+        with_allowed_mechanisms(&spec.label, rsa_mechanisms(spec.usage), |restriction| {
+            let private = [private.as_slice(), restriction].concat();
+            session.generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public, &private)
+        })
+        .map_err(Error::pkcs11(Operation::GenerateKeyPair))?;
         Ok(Generated::Created)
     })
     .await
@@ -205,7 +211,8 @@ impl Drop for RsaPrivateComponents {
 /// Imports an RSA key pair made elsewhere (migration from software keys, or a test that
 /// needs to know the secret it looks for) as sensitive, non-extractable token objects.
 /// Unlike a generated key it is not CKA_ALWAYS_SENSITIVE / CKA_NEVER_EXTRACTABLE: its
-/// material existed outside the token once.
+/// material existed outside the token once. Usages and CKA_MODIFIABLE as for
+/// [`generate_rsa_key_pair`].
 pub async fn import_rsa_key_pair(pool: &TokenPool, spec: RsaKeySpec, key: RsaPrivateComponents) -> Result<Generated> {
     use cryptoki::object::{KeyType, ObjectClass};
     pool.run_writing(Operation::ImportKeyPair, move |session| {
@@ -223,11 +230,12 @@ pub async fn import_rsa_key_pair(pool: &TokenPool, spec: RsaKeySpec, key: RsaPri
             Attribute::Private(true),
             Attribute::Sensitive(true),
             Attribute::Extractable(false),
+            Attribute::Modifiable(false),
             Attribute::Label(spec.label.as_bytes().to_vec()),
             Attribute::Id(spec.id.clone()),
             Attribute::Sign(sign),
             Attribute::Decrypt(decrypt),
-            Attribute::Unwrap(decrypt),
+            Attribute::Unwrap(false),
             Attribute::Derive(false),
             Attribute::Modulus(key.n.clone()),
             Attribute::PublicExponent(key.e.clone()),
@@ -243,17 +251,19 @@ pub async fn import_rsa_key_pair(pool: &TokenPool, spec: RsaKeySpec, key: RsaPri
             Attribute::KeyType(KeyType::RSA),
             Attribute::Token(true),
             Attribute::Private(true),
+            Attribute::Modifiable(false),
             Attribute::Label(spec.label.as_bytes().to_vec()),
             Attribute::Id(spec.id.clone()),
             Attribute::Verify(sign),
             Attribute::Encrypt(decrypt),
-            Attribute::Wrap(decrypt),
+            Attribute::Wrap(false),
             Attribute::Modulus(key.n.clone()),
             Attribute::PublicExponent(key.e.clone()),
         ];
-        session
-            .create_object(&private)
-            .map_err(Error::pkcs11(Operation::ImportKeyPair))?;
+        with_allowed_mechanisms(&spec.label, rsa_mechanisms(spec.usage), |restriction| {
+            session.create_object(&[private.as_slice(), restriction].concat())
+        })
+        .map_err(Error::pkcs11(Operation::ImportKeyPair))?;
         session
             .create_object(&public)
             .map_err(Error::pkcs11(Operation::ImportKeyPair))?;
@@ -334,6 +344,11 @@ mod tests {
             })
             .await?;
         assert!(infos.iter().all(|i| matches!(i, AttributeInfo::Sensitive)), "{infos:?}");
+        use crate::restrictions::tests::{fixed_to, read_restrictions};
+        assert_eq!(
+            read_restrictions(&pool, &label).await?,
+            fixed_to(rsa_mechanisms(KeyUsage::Sign))
+        );
         crate::destroy_key_pair(&pool, &label).await
     }
 

@@ -16,10 +16,12 @@ use crate::keys::{KeyClass, find_key, key_exists};
 use crate::pool::TokenPool;
 use crate::provision::{Generated, KeyUsage, RsaKeySpec, generate_rsa_key_pair};
 use crate::public_key::{P256_PARAMS, PublicKeyInfo, TlsKeyType, tls_public_key};
+use crate::restrictions::{ECDSA_SIGN, with_allowed_mechanisms};
 use crate::sign::{RsaScheme, sign_in_session, signing_input};
 
 /// Generates a TLS (or certificate-signing) key pair of `key_type` unless the label exists:
-/// sensitive, never extractable, sign-only.
+/// sensitive, never extractable, sign-only, unmodifiable, limited to the mechanisms
+/// [`TokenTlsKey::sign`] uses.
 pub async fn generate_tls_key_pair(
     pool: &TokenPool,
     label: &str,
@@ -41,7 +43,8 @@ pub async fn generate_tls_key_pair(
 }
 
 /// Generates an ECDSA P-256 key pair for signing (TLS, certificates) unless the label
-/// exists: sensitive, never extractable, sign-only.
+/// exists: sensitive, never extractable, sign-only, CKA_MODIFIABLE false, and CKM_ECDSA its
+/// only allowed mechanism.
 async fn generate_ec_p256_key_pair(pool: &TokenPool, label: &str, id: &[u8]) -> Result<Generated> {
     let (label, id) = (label.to_owned(), id.to_vec());
     pool.run_writing(Operation::GenerateKeyPair, move |session| {
@@ -55,6 +58,7 @@ async fn generate_ec_p256_key_pair(pool: &TokenPool, label: &str, id: &[u8]) -> 
             Attribute::Label(label.as_bytes().to_vec()),
             Attribute::Id(id.clone()),
             Attribute::EcParams(P256_PARAMS.to_vec()),
+            Attribute::Modifiable(false),
             Attribute::Verify(true),
             Attribute::Encrypt(false),
             Attribute::Wrap(false),
@@ -64,6 +68,7 @@ async fn generate_ec_p256_key_pair(pool: &TokenPool, label: &str, id: &[u8]) -> 
             Attribute::Private(true),
             Attribute::Sensitive(true),
             Attribute::Extractable(false),
+            Attribute::Modifiable(false),
             Attribute::Label(label.as_bytes().to_vec()),
             Attribute::Id(id.clone()),
             // Sign only: SoftHSM's defaults would also allow decrypt and unwrap.
@@ -72,9 +77,11 @@ async fn generate_ec_p256_key_pair(pool: &TokenPool, label: &str, id: &[u8]) -> 
             Attribute::Unwrap(false),
             Attribute::Derive(false),
         ];
-        session
-            .generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)
-            .map_err(Error::pkcs11(Operation::GenerateKeyPair))?;
+        with_allowed_mechanisms(&label, ECDSA_SIGN, |restriction| {
+            let private = [private.as_slice(), restriction].concat();
+            session.generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)
+        })
+        .map_err(Error::pkcs11(Operation::GenerateKeyPair))?;
         Ok(Generated::Created)
     })
     .await

@@ -3,12 +3,19 @@
 //!
 //! Written against raw cryptoki, as an attacker holding the user PIN would use the token,
 //! not through the `hsm` crate whose claims are being tested.
+//!
+//! Keys generated since CKA_MODIFIABLE=false and CKA_ALLOWED_MECHANISMS were added are
+//! checked for both here only when a `.dev/` key has them: `.dev/` is provisioned once
+//! per checkout and not regenerated, so a key made before then is still accepted here. The
+//! unconditional checks run on freshly generated keys in the `hsm-test` token: `hsm`'s
+//! `restrictions::tests` (`generated_keys_are_unmodifiable_and_limited_to_the_mechanisms_they_are_used_with`,
+//! `a_pin_holder_cannot_widen_a_generated_keys_usage`, `a_mechanism_outside_the_allowed_list_is_refused`).
 
 use std::path::{Path, PathBuf};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error, RvError};
-use cryptoki::mechanism::Mechanism;
+use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeInfo, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use secrecy::SecretString;
@@ -41,6 +48,16 @@ fn private_key(session: &Session, label: &str) -> Result<ObjectHandle> {
     ])?;
     assert_eq!(found.len(), 1, "exactly one private key labelled {label}");
     Ok(found[0])
+}
+
+fn bool_attribute(session: &Session, key: ObjectHandle, wanted: AttributeType) -> Result<Option<bool>> {
+    Ok(session
+        .get_attributes(key, &[wanted])?
+        .into_iter()
+        .find_map(|a| match a {
+            Attribute::Sign(v) | Attribute::Decrypt(v) | Attribute::Unwrap(v) | Attribute::Modifiable(v) => Some(v),
+            _ => None,
+        }))
 }
 
 fn rv(error: &Error) -> Option<RvError> {
@@ -103,20 +120,53 @@ fn provisioned_private_keys_cannot_be_read_or_wrapped_out_of_their_tokens() -> R
         );
 
         // Least privilege: only vault's wrapping key decrypts; every other key only signs.
+        // The wrapping key's CKA_UNWRAP is true on keys provisioned before it was dropped,
+        // false since: either is accepted (nothing calls C_UnwrapKey with it).
         let decrypts = label == "vault-wrapping";
         for (usage, allowed) in [
-            (AttributeType::Sign, !decrypts),
-            (AttributeType::Decrypt, decrypts),
-            (AttributeType::Unwrap, decrypts),
+            (AttributeType::Sign, Some(!decrypts)),
+            (AttributeType::Decrypt, Some(decrypts)),
+            (AttributeType::Unwrap, if decrypts { None } else { Some(false) }),
         ] {
-            let value = session
-                .get_attributes(key, &[usage])?
+            let value = bool_attribute(&session, key, usage)?;
+            assert!(value.is_some(), "{token}/{label}: {usage:?} readable");
+            if let Some(allowed) = allowed {
+                assert_eq!(value, Some(allowed), "{token}/{label}: {usage:?}");
+            }
+        }
+
+        // Provisioned since keys are made unmodifiable: limited to their mechanisms, and a
+        // PIN holder cannot widen their usage. (On a key provisioned before, the widening
+        // would succeed and change the `.dev/` key, so it is not tried.)
+        if bool_attribute(&session, key, AttributeType::Modifiable)? == Some(false) {
+            let mut expected = match (key_type, decrypts) {
+                (Some(KeyType::EC), _) => vec![MechanismType::ECDSA],
+                (_, true) => vec![MechanismType::RSA_PKCS_OAEP],
+                (_, false) => vec![MechanismType::SHA256_RSA_PKCS, MechanismType::RSA_PKCS_PSS],
+            };
+            let mut allowed = session
+                .get_attributes(key, &[AttributeType::AllowedMechanisms])?
                 .into_iter()
                 .find_map(|a| match a {
-                    Attribute::Sign(v) | Attribute::Decrypt(v) | Attribute::Unwrap(v) => Some(v),
+                    Attribute::AllowedMechanisms(m) => Some(m),
                     _ => None,
-                });
-            assert_eq!(value, Some(allowed), "{token}/{label}: {usage:?}");
+                })
+                .ok_or_else(|| format!("{token}/{label}: no CKA_ALLOWED_MECHANISMS"))?;
+            // SoftHSM returns the list in its own order.
+            allowed.sort_by_key(|m| u64::from(*m));
+            expected.sort_by_key(|m| u64::from(*m));
+            assert_eq!(allowed, expected, "{token}/{label}: CKA_ALLOWED_MECHANISMS");
+            let widen = if decrypts {
+                Attribute::Sign(true)
+            } else {
+                Attribute::Decrypt(true)
+            };
+            let error = session
+                .update_attributes(key, std::slice::from_ref(&widen))
+                .expect_err("widening an unmodifiable key must fail");
+            assert_eq!(rv(&error), Some(RvError::ActionProhibited), "{token}/{label}: {error}");
+        } else {
+            eprintln!("{token}/{label}: provisioned before keys were made unmodifiable; rerun setup.sh to check");
         }
 
         // The flags say so, and say it was always so (generated inside the token).
