@@ -6,6 +6,7 @@ mod bad_input;
 mod durability;
 mod isolation;
 mod lifecycle;
+mod log_hygiene;
 mod memory_scan;
 mod planted_keys;
 mod rate_limit;
