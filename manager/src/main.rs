@@ -7,7 +7,7 @@ use secrecy::SecretString;
 async fn main() {
     // Before anything holds a secret; reported once logging exists.
     let core_dumps = service_kit::process::forbid_core_dumps();
-    service_kit::serve::init_logging();
+    service_kit::logging::init_logging();
     service_kit::process::warn_if_allowed(&core_dumps);
     let result = async {
         let config = service_kit::config::parse_layered::<manager::Config>(SERVICE)?;

@@ -2,7 +2,7 @@
 //! their edges: configuration layered from file, environment and command line; opening the
 //! service's PKCS#11 token and its rotated keys; the rustls configurations; a JSON extractor
 //! whose rejections answer in the contract's error shape; health answers, metrics and rate
-//! limits; HTTPS serving, logging and graceful shutdown; the one wall clock.
+//! limits; HTTPS serving and graceful shutdown; one-line logging; the one wall clock.
 //!
 //! Nothing here knows what a secret is: sealing, signing claims and storage belong to the
 //! services.
@@ -13,6 +13,7 @@ pub mod config;
 pub mod health;
 pub mod json;
 pub mod keyring;
+pub mod logging;
 pub mod metrics;
 pub mod process;
 pub mod rate_limit;
