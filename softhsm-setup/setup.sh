@@ -5,8 +5,10 @@
 #   - .dev/softhsm2.conf with a private token directory;
 #   - tokens "manager", "vault", "dev-ca" and "hsm-test" (for the hsm crate's tests) with random SO
 #     and user PINs in 0600 files (the PINs are the only secrets .dev/ holds in the clear);
-#   - manager's RS256 signing key and vault's RSA-OAEP wrapping key, generated inside
-#     the tokens (sensitive, non-extractable) by hsm-admin;
+#   - manager's RS256 signing key, vault's RSA-OAEP wrapping key and vault's sign-only audit
+#     key (it signs checkpoints of the audit chain), generated inside the tokens (sensitive,
+#     non-extractable) by hsm-admin — each unless present, so tokens provisioned before a key
+#     existed get it on the next run;
 #   - the public halves exported as JWK (kid = RFC 7638 thumbprint) and PEM;
 #   - a dev CA whose key lives in a token of its own ("dev-ca"), its certificate
 #     (.dev/tls/ca.pem), and TLS keys generated inside the services' tokens — manager's
@@ -144,6 +146,7 @@ pkcs11_module = "$MODULE"
 token_label = "vault"
 pin_file = "$DEV/pins/vault.pin"
 wrapping_key_label = "vault-wrapping"
+audit_key_label = "vault-audit"
 tls_cert = "$DEV/tls/vault-server.pem"
 tls_key_label = "vault-tls"
 internal_tls_cert = "$DEV/tls/vault-internal.pem"
@@ -173,6 +176,7 @@ softhsm_config
 build_admin
 provision_token manager manager-signing 01 sign RS256 sig
 provision_token vault vault-wrapping 02 decrypt RSA-OAEP enc
+provision_token vault vault-audit 03 sign RS256 sig
 test_token
 dev_ca
 tls_keys

@@ -1,5 +1,5 @@
-//! The provisioned private keys — the RSA signing and wrapping keys, the TLS keys and the dev
-//! CA's key — cannot be read or wrapped out of their tokens.
+//! The provisioned private keys — the RSA signing, wrapping and audit keys, the TLS keys and
+//! the dev CA's key — cannot be read or wrapped out of their tokens.
 //!
 //! Written against raw cryptoki, as an attacker holding the user PIN would use the token,
 //! not through the `hsm` crate whose claims are being tested.
@@ -77,6 +77,7 @@ fn provisioned_private_keys_cannot_be_read_or_wrapped_out_of_their_tokens() -> R
     let keys = [
         ("manager", "manager-signing"),
         ("vault", "vault-wrapping"),
+        ("vault", "vault-audit"),
         ("manager", "manager-tls"),
         ("manager", "manager-client-tls"),
         ("vault", "vault-tls"),

@@ -8,7 +8,9 @@ use anyhow::{Result, anyhow, bail};
 /// Debian's SoftHSM2 module.
 pub const SOFTHSM: &str = "/usr/lib/softhsm/libsofthsm2.so";
 
-/// The repository's `.dev/` directory; fails clearly when provisioning has not run.
+/// The repository's `.dev/` directory; fails clearly when provisioning has not run, or ran
+/// before vault's audit key existed (every vault the tests start needs it, in the token
+/// copies taken from `.dev/tokens`).
 pub fn dev_dir() -> Result<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.dev");
     if !dir.join("softhsm2.conf").is_file() {
@@ -17,8 +19,19 @@ pub fn dev_dir() -> Result<PathBuf> {
             dir.display()
         );
     }
+    if !dir.join(AUDIT_PUBLIC_KEY).is_file() {
+        bail!(
+            "{} was provisioned before vault's audit key: run `make setup` (softhsm-setup/setup.sh) \
+             again, which adds it to the vault token",
+            dir.display()
+        );
+    }
     Ok(dir.canonicalize()?)
 }
+
+/// vault's audit key's public half (JWK), as `softhsm-setup/setup.sh` exports it, relative
+/// to `.dev/`: what an auditor without the PIN gives `vault-admin audit-verify`.
+pub const AUDIT_PUBLIC_KEY: &str = "keys/vault-audit.jwk.json";
 
 /// A script of `softhsm-setup/`.
 pub fn script(name: &str) -> PathBuf {

@@ -2,8 +2,8 @@
 //! record, so that editing or deleting a record breaks the chain at a nameable place.
 //!
 //! Records hold key_id, owner, jti, client address, outcome and time — never a secret or
-//! a token. Deleting the newest records leaves a shorter valid chain; anchor the latest
-//! hash elsewhere (e.g. ship it to a log service) to detect that too.
+//! a token. The chain alone is not keyed (an edit with every later hash recomputed verifies,
+//! and so does a shorter chain): [`crate::checkpoint`] signs its head in the token.
 
 use std::fmt;
 

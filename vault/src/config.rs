@@ -100,6 +100,10 @@ pub struct Config {
     #[arg(long, default_value_t = 256 * 1024)]
     pub max_envelope_bytes: usize,
 
+    /// The audit trail's signed checkpoints.
+    #[command(flatten)]
+    pub audit: AuditOptions,
+
     /// Per-client request limits on the public API (`/api/keys/…`, `/api/tokens/revoke`).
     #[command(flatten)]
     pub rate_limit: RateLimitOptions,
@@ -128,6 +132,31 @@ pub struct StorageOptions {
     /// any, belongs in `PGPASSWORD`/`.pgpass`, not in this URL.
     #[arg(long, default_value = "sqlite://vault.db")]
     pub database_url: String,
+}
+
+/// When vault signs checkpoints of its audit chain, and with which key.
+#[derive(Debug, Clone, Args)]
+pub struct AuditOptions {
+    /// The signing key.
+    #[command(flatten)]
+    pub key: AuditKeyOptions,
+    /// A checkpoint is signed once this many audit records are not covered by one (at
+    /// least 1).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub audit_checkpoint_records: u64,
+    /// A checkpoint is signed once the oldest audit record not covered by one is this many
+    /// seconds old (at least 1): no record stays unsigned much longer, however quiet vault is.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub audit_checkpoint_seconds: u64,
+}
+
+/// vault's audit key; `vault-admin audit-verify` shares the option.
+#[derive(Debug, Clone, Args)]
+pub struct AuditKeyOptions {
+    /// Label of the sign-only RSA key in the token that signs audit checkpoints (RS256);
+    /// vault does not start without it. Generations `<label>.1`, ... are verified too.
+    #[arg(long, default_value = "vault-audit")]
+    pub audit_key_label: String,
 }
 
 #[cfg(test)]

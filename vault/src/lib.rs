@@ -5,13 +5,16 @@
 //! Two listeners: the public API (`GET`/`DELETE /api/keys/{key_id}`,
 //! `POST /api/tokens/revoke`) and an internal mutual-TLS API that only manager's client
 //! certificate reaches (`PUT /internal/keys/{key_id}`). [`startup::run`] wires everything
-//! from a [`Config`]; `vault-admin` uses [`storage`], [`audit`] and [`rewrap`] directly.
+//! from a [`Config`]; `vault-admin` uses [`storage`], [`audit`], [`checkpoint`] and
+//! [`rewrap`] directly. In the background, [`checkpoint::signer`] signs the audit chain's
+//! head with a sign-only key in the token.
 //!
 //! Layers, each using only those below it: `routes` → `error` (the one mapping to HTTP) →
-//! `access_token` + `jwks`, `opener` + `rewrap`, `storage` → `audit`.
+//! `access_token` + `jwks`, `opener` + `rewrap`, `checkpoint`, `storage` → `audit`.
 
 pub mod access_token;
 pub mod audit;
+pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod jwks;

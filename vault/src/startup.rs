@@ -9,6 +9,7 @@ use secrecy::SecretString;
 use service_kit::keyring::KeyRing;
 
 use crate::access_token::{Expectations, Verifier};
+use crate::checkpoint::signer::{AuditKey, Checkpointer, Policy};
 use crate::config::{Config, SERVICE};
 use crate::jwks::JwksSource;
 use crate::opener::Opener;
@@ -30,6 +31,7 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
         .await
         .with_context(|| format!("cannot read wrapping keys {label:?}"))?,
     );
+    let audit_key = AuditKey::load(&pool, &config.audit.key.audit_key_label).await?;
     let jwks_ca = config.manager_jwks_ca.as_ref().unwrap_or(&config.client_ca);
     let source = JwksSource::new(&config.manager_jwks, jwks_ca)?;
     let expectations = Expectations {
@@ -65,6 +67,13 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
     let store = Store::open(database_url, service_kit::clock::unix_now)
         .await
         .with_context(|| format!("cannot open database {}", redact_url(database_url)))?;
+    let checkpoints = Checkpointer::new(
+        audit_key,
+        store.clone(),
+        Policy::from(&config.audit),
+        service_kit::clock::unix_now,
+    );
+    tokio::spawn(checkpoints.run_forever());
 
     tokio::spawn(
         keys.clone()

@@ -37,11 +37,14 @@ async fn audit_events(system: &System) -> Result<Vec<(String, Option<String>, St
         .collect())
 }
 
+/// `audit-verify` as an auditor without the PIN runs it: the audit key's public half from
+/// its exported JWK (needed once a checkpoint exists).
 fn audit_verify(system: &System) -> Result<std::process::Output> {
     Ok(std::process::Command::new(e2e::binary("vault-admin")?)
         .arg("--database-url")
         .arg(system.database_url())
-        .arg("audit-verify")
+        .args(["audit-verify", "--audit-public-key"])
+        .arg(e2e::dev_dir()?.join(e2e::dev::AUDIT_PUBLIC_KEY))
         .output()?)
 }
 

@@ -2,6 +2,7 @@
 //! `vault` binaries against real SoftHSM2 tokens over real TLS, one module per capability.
 
 mod access_tokens;
+mod audit_checkpoints;
 mod bad_input;
 mod durability;
 mod isolation;

@@ -1,6 +1,6 @@
 //! No private key byte in the service processes: with the tokens behind `p11-kit server`,
 //! a scan of vault's and manager's whole memory finds none of the secret material of the
-//! keys they use — the wrapping key, the signing key and every TLS key, all imported from
+//! keys they use — the wrapping key, the signing key, vault's audit key and every TLS key, all imported from
 //! software so the test knows what to look for — while the same scan of `openssl s_server`
 //! holding such a key finds it.
 //!
@@ -132,6 +132,9 @@ async fn service_memory_holds_no_private_key_material_while_the_scanner_finds_it
     let manager_key = software_key(dir.path(), "manager-key")?;
     import(dir.path(), "vault", "vault-wrapping.99", "63", "decrypt", &vault_key)?;
     import(dir.path(), "manager", "manager-signing.99", "63", "sign", &manager_key)?;
+    // The key vault signs audit checkpoints with (one checkpoint per record below).
+    let audit_key = software_key(dir.path(), "vault-audit-key")?;
+    import(dir.path(), "vault", "scan-vault-audit", "67", "sign", &audit_key)?;
     // The TLS keys: vault's (both listeners), manager's server key and its client key.
     let vault_tls = software_key(dir.path(), "vault-tls-key")?;
     let manager_tls = software_key(dir.path(), "manager-tls-key")?;
@@ -227,6 +230,10 @@ async fn service_memory_holds_no_private_key_material_while_the_scanner_finds_it
         &vault_cert,
         "--internal-tls-key-label",
         "scan-vault-tls",
+        "--audit-key-label",
+        "scan-vault-audit",
+        "--audit-checkpoint-records",
+        "1",
     ];
     let manager_args = [
         "--listen",
@@ -279,10 +286,21 @@ async fn service_memory_holds_no_private_key_material_while_the_scanner_finds_it
 
     let vault_pid = vault.pid().context("vault pid")?;
     let manager_pid = manager.pid().context("manager pid")?;
-    let all: Vec<(String, Vec<u8>)> = [&vault_key, &manager_key, &vault_tls, &manager_tls, &client_tls]
-        .iter()
-        .flat_map(|key| key.secrets.iter().cloned())
-        .collect();
+    ensure!(
+        vault.log_text().contains("audit checkpoint seq="),
+        "vault signed no audit checkpoint with the imported key"
+    );
+    let all: Vec<(String, Vec<u8>)> = [
+        &vault_key,
+        &manager_key,
+        &audit_key,
+        &vault_tls,
+        &manager_tls,
+        &client_tls,
+    ]
+    .iter()
+    .flat_map(|key| key.secrets.iter().cloned())
+    .collect();
     assert_eq!(
         scan(vault_pid, &all)?,
         Vec::<String>::new(),

@@ -71,9 +71,13 @@ async fn a_token_revoked_at_replica_1_is_refused_at_replica_2() -> Result<()> {
     Ok(())
 }
 
+/// Both replicas sign checkpoints of the shared chain (every 5 records, or once a record is
+/// a second old) while they write: neither fails, the table keeps one per record, and every
+/// checkpoint verifies.
 #[tokio::test]
-async fn the_audit_chain_verifies_after_concurrent_writes_from_both_replicas() -> Result<()> {
-    let replicas = Arc::new(two_replicas().await?);
+async fn the_audit_chain_and_its_checkpoints_verify_after_concurrent_writes_from_both_replicas() -> Result<()> {
+    let checkpoints = ["--audit-checkpoint-records", "5", "--audit-checkpoint-seconds", "1"];
+    let replicas = Arc::new(Replicas::start(2, e2e::pg::fresh_database().await?, &checkpoints).await?);
     let mut tasks = JoinSet::new();
     for i in 0..30 {
         let replicas = replicas.clone();
@@ -90,8 +94,22 @@ async fn the_audit_chain_verifies_after_concurrent_writes_from_both_replicas() -
     while let Some(result) = tasks.join_next().await {
         result??;
     }
+    // Every record is covered within about two seconds of the last write.
+    let store = vault::storage::Store::open(&replicas.database_url, service_kit::clock::unix_now).await?;
+    for _ in 0..100 {
+        if store.checkpoint_state().await?.covered == 60 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let output = std::process::Command::new(e2e::binary("vault-admin")?)
-        .args(["--database-url", &replicas.database_url, "audit-verify"])
+        .args([
+            "--database-url",
+            &replicas.database_url,
+            "audit-verify",
+            "--audit-public-key",
+        ])
+        .arg(e2e::dev_dir()?.join(e2e::dev::AUDIT_PUBLIC_KEY))
         .output()?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -102,6 +120,16 @@ async fn the_audit_chain_verifies_after_concurrent_writes_from_both_replicas() -
     // 30 stores and 30 reads; the 30 forged reads were refused before authentication and
     // are counted in the metrics, not stored.
     assert!(stdout.contains("verified: 60 records"), "{stdout}");
+    let stored = store.checkpoints().await?.len();
+    assert!(
+        stored > 0 && stdout.contains(&format!("checkpoints verified: {stored} of {stored}")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("not covered by any checkpoint: no record"), "{stdout}");
+    for vault in &replicas.vaults {
+        let log = vault.log_text();
+        assert!(!log.contains("cannot sign an audit checkpoint"), "{log}");
+    }
     Ok(())
 }
 

@@ -87,6 +87,17 @@ async fn a_missing_tls_key_label_stops_start_up_naming_the_key() -> Result<()> {
     Ok(())
 }
 
+/// A keyed audit trail is the point: without its signing key vault does not start.
+#[tokio::test]
+async fn a_missing_audit_key_stops_vault_s_start_up_naming_the_key() -> Result<()> {
+    let stderr = fails_with("vault", &["--audit-key-label", "no-such-audit-key"]).await?;
+    assert!(
+        stderr.contains("cannot use audit key \"no-such-audit-key\" in token \"vault\""),
+        "{stderr}"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_certificate_of_another_key_stops_start_up_naming_the_file() -> Result<()> {
     // manager's certificate, valid and from the same CA, but not for vault's token key.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use vault::audit::{AuditEntry, AuditEvent, verify_chain};
-use vault::storage::{PutOutcome, ReadGrant, Rewrapped, Store, StoredSecret, Swept};
+use vault::storage::{CheckpointState, PutOutcome, ReadGrant, Rewrapped, Store, StoredCheckpoint, StoredSecret, Swept};
 
 /// A store plus whatever keeps it alive (a temporary directory).
 type Fixture = (Option<tempfile::TempDir>, Arc<Store>);
@@ -43,6 +43,7 @@ suite!(
     the_audit_chain_verifies_after_concurrent_writes,
     rewrap_updates_only_rows_that_did_not_change_meanwhile,
     a_read_by_a_token_revoked_before_its_commit_is_not_granted,
+    checkpoints_are_stored_once_per_record_however_many_replicas_sign_it,
 );
 
 fn secret(key_id: &str, envelope: &str, reads_left: Option<u32>) -> StoredSecret {
@@ -291,5 +292,56 @@ async fn sqlite_opens_exactly_the_file_its_url_names() -> Result<()> {
     assert!(odd.join("vault %2F.db").is_file(), "the file is where the path says");
     let again = Store::open(&format!("sqlite://{}", path.display()), service_kit::clock::unix_now).await?;
     assert_eq!(again.get("k").await?, Some(secret("k", "e", None)));
+    Ok(())
+}
+
+/// Replicas sharing a database sign the same head at about the same time: every insert
+/// succeeds, one row per record is kept, and the newest checkpoint is found by record.
+async fn checkpoints_are_stored_once_per_record_however_many_replicas_sign_it(store: Arc<Store>) -> Result<()> {
+    assert_eq!(
+        store.checkpoint_state().await?,
+        CheckpointState {
+            head: None,
+            covered: 0,
+            oldest_uncovered_at: None
+        }
+    );
+    for i in 0..5 {
+        store.put(&secret(&format!("k{i}"), "e", None), None).await?;
+    }
+    let records = store.audit_records().await?;
+    let checkpoint = |seq: i64, signer: &str| StoredCheckpoint {
+        seq,
+        hash: records[usize::try_from(seq - 1).unwrap_or_default()].hash.clone(),
+        signed_at: 1,
+        kid: "kid".into(),
+        jws: format!("jws of {seq} by {signer}"),
+    };
+    let mut signing = tokio::task::JoinSet::new();
+    for replica in 0..8 {
+        let (store, checkpoint) = (store.clone(), checkpoint(3, &format!("replica {replica}")));
+        signing.spawn(async move { store.add_checkpoint(&checkpoint).await });
+    }
+    let mut stored = 0;
+    while let Some(inserted) = signing.join_next().await {
+        stored += usize::from(inserted??);
+    }
+    assert_eq!(stored, 1, "exactly one replica's checkpoint is kept");
+    assert_eq!(store.checkpoints().await?.len(), 1);
+    let state = store.checkpoint_state().await?;
+    assert_eq!(state.head, Some((5, records[4].hash.clone())));
+    assert_eq!(state.covered, 3);
+    assert_eq!(state.oldest_uncovered_at, Some(records[3].at));
+    // A row claiming a record the chain does not have yet is not taken as coverage.
+    assert!(
+        store
+            .add_checkpoint(&StoredCheckpoint {
+                seq: 99,
+                ..checkpoint(5, "forger")
+            })
+            .await?
+    );
+    assert_eq!(store.checkpoint_state().await?.covered, 3);
+    assert_eq!(store.checkpoints().await?[1], "jws of 5 by forger");
     Ok(())
 }

@@ -2,19 +2,24 @@
 //! `Any` driver, so that every query is written once for both backends `database_url` can
 //! name — SQLite (`sqlite://…`, the embedded default) and PostgreSQL (`postgres://…`, for
 //! several vault replicas). Every state change and its audit record commit in one
-//! transaction on both; an acknowledged write is durable.
+//! transaction on both; an acknowledged write is durable. Signed checkpoints of the audit
+//! chain live next to it (`checkpoints.rs`).
 
 mod backend;
+mod checkpoints;
 mod queries;
 
 use sqlx::AnyPool;
 
 use backend::Backend;
+pub use checkpoints::{CheckpointState, StoredCheckpoint};
 
 /// The wall clock audit records are stamped with: seconds since the Unix epoch.
 pub type Clock = fn() -> u64;
 
-/// vault's storage: envelopes, revocations and the audit trail.
+/// vault's storage: envelopes, revocations and the audit trail. Cloning shares the
+/// connection pool (the checkpoint signer holds a clone).
+#[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
     backend: Backend,

@@ -354,6 +354,17 @@ impl Store {
     /// Verifies the whole trail `page_size` records at a time (memory does not grow with
     /// it): the verifier that took every record, or where the chain breaks.
     pub async fn verify_audit(&self, page_size: u32) -> Result<Result<ChainVerifier, ChainBreak>, StoreError> {
+        self.verify_audit_with(page_size, |_| {}).await
+    }
+
+    /// [`Store::verify_audit`], showing `each` every record once it has verified against
+    /// the ones before it (so its `hash` is its chain hash): how `audit-verify` compares the
+    /// chain with signed checkpoints in the same pass.
+    pub async fn verify_audit_with(
+        &self,
+        page_size: u32,
+        mut each: impl FnMut(&AuditRecord),
+    ) -> Result<Result<ChainVerifier, ChainBreak>, StoreError> {
         let page_size = page_size.max(1);
         let mut verifier = ChainVerifier::default();
         let mut after = 0;
@@ -363,6 +374,7 @@ impl Store {
                 if let Err(broken) = verifier.push(record) {
                     return Ok(Err(broken));
                 }
+                each(record);
             }
             match page.last() {
                 Some(last) if page.len() == page_size as usize => after = last.seq,
