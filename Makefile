@@ -3,14 +3,17 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export SOFTHSM2_CONF := $(CURDIR)/.dev/softhsm2.conf
 
-.PHONY: help setup build run test lint bench clean-dev
+.PHONY: help setup build run test lint bench fuzz clean-dev
 
 help:
 	@echo "make run    provision .dev/ if needed, build, run manager (:8000) and vault (:8001/:8002)"
 	@echo "make test   provision .dev/ if needed, build, run every test"
 	@echo "make lint   rustfmt --check and clippy -D warnings"
 	@echo "make bench  token sign rates (ECDSA P-256, RSA-2048; in process and through p11-kit) and store/read"
-	@echo "            rates (SQLite; PostgreSQL with 1 and 2 replicas), next to openssl speed, same run"
+	@echo "            rates (SQLite; PostgreSQL with 1 and 2 replicas), next to openssl speed, same run;"
+	@echo "            a legitimate client's latency calm and under attack"
+	@echo "make fuzz   every fuzz target for FUZZ_SECONDS (default 20) each from the seed corpus"
+	@echo "            (nightly; installs cargo-fuzz if missing); fails on any crash"
 
 setup:
 	@bash softhsm-setup/setup.sh
@@ -42,6 +45,14 @@ bench: setup build
 	@openssl speed -seconds 5 rsa2048 2>/dev/null | awk '/^rsa 2048/ {print "openssl sign/s: " $$6}'
 	@echo "== loadgen: real services, SoftHSM2 in process; SQLite, then PostgreSQL with 1 and 2 vault replicas =="
 	@target/debug/loadgen --postgres-replicas 1,2 $(BENCH_ARGS)
+	@echo "== a legitimate client's latency, calm and under attack (idle connections, handshake loops, refusal flood) =="
+	@target/debug/loadgen --attack --seconds 8
+
+# The parsers of untrusted input under libFuzzer (fuzz/run.sh says how the corpus is used).
+FUZZ_SECONDS ?= 20
+fuzz:
+	@cargo +nightly fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash fuzz/run.sh
 
 clean-dev:
 	rm -rf .dev

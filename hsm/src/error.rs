@@ -176,6 +176,13 @@ pub enum Error {
     /// The blocking worker running the call panicked or was cancelled.
     #[error("PKCS#11 worker task failed")]
     Worker(#[source] tokio::task::JoinError),
+    /// Every session set aside for this kind of call is in use, and it does not wait (TLS
+    /// handshakes: see `TokenTlsKey::with_handshake_budget`).
+    #[error("PKCS#11 {operation} refused: its sessions are all busy")]
+    Busy {
+        /// What we were doing.
+        operation: Operation,
+    },
     /// The call did not come back within the configured timeout.
     #[error("PKCS#11 {operation} did not finish within {timeout:?}")]
     TimedOut {
@@ -211,6 +218,7 @@ impl Error {
             | Error::UnusableKey { .. }
             | Error::KeyIgnored { .. }
             | Error::Worker(_)
+            | Error::Busy { .. }
             | Error::TimedOut { .. } => true,
             Error::DecryptionFailed(_) => false,
         }

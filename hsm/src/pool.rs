@@ -1,6 +1,6 @@
 //! A bounded pool of logged-in PKCS#11 sessions on one token, used off the async runtime.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -47,6 +47,9 @@ struct Inner {
     module: Module,
     config: TokenConfig,
     permits: Arc<Semaphore>,
+    /// Sessions kept open beyond `config.sessions` for callers with their own budget
+    /// (see [`TokenPool::budget`]).
+    reserved: AtomicUsize,
     state: Mutex<State>,
 }
 
@@ -72,6 +75,7 @@ impl TokenPool {
             inner: Arc::new(Inner {
                 module: module.clone(),
                 permits: Arc::new(Semaphore::new(sessions)),
+                reserved: AtomicUsize::new(0),
                 config,
                 state: Mutex::new(State::default()),
             }),
@@ -94,6 +98,19 @@ impl TokenPool {
                 .map_err(Error::pkcs11(Operation::CheckSession))
         })
         .await
+    }
+
+    /// A budget of `sessions` concurrent synchronous calls of its own, for
+    /// [`Self::run_sync_within`], each waiting at most `wait` for one of them: those calls
+    /// never take a permit the async callers need, and the pool keeps that many more
+    /// sessions open for them.
+    pub(crate) fn budget(&self, sessions: usize, wait: Duration) -> Budget {
+        let sessions = sessions.max(1);
+        self.inner.reserved.fetch_add(sessions, Ordering::Relaxed);
+        Budget {
+            permits: Arc::new(Semaphore::new(sessions)),
+            wait,
+        }
     }
 
     /// Runs `op` on the calling thread, for callers that cannot await (rustls signs
@@ -120,6 +137,41 @@ impl TokenPool {
                 })
             }
             _ => call(),
+        }
+    }
+
+    /// Like [`Self::run_sync`], but under `budget` instead of the pool's permits, waiting
+    /// at most the budget's short wait: when every permit of the budget stays taken the
+    /// call fails with [`Error::Busy`]. For work that anyone on the network can cause (a
+    /// TLS handshake is signed before the client proves anything): it must never take a
+    /// session from the requests, nor queue for long. (Off a multi-threaded runtime it does
+    /// not wait at all.)
+    pub(crate) fn run_sync_within<T>(
+        &self,
+        budget: &Budget,
+        operation: Operation,
+        op: impl Fn(&Session) -> Result<T>,
+    ) -> Result<T> {
+        let call = || self.inner.run_blocking(Access::Read, &op);
+        if let Ok(_permit) = budget.permits.try_acquire() {
+            return match tokio::runtime::Handle::try_current() {
+                Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                    tokio::task::block_in_place(call)
+                }
+                _ => call(),
+            };
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| {
+                    let _permit = runtime
+                        .block_on(tokio::time::timeout(budget.wait, budget.permits.acquire()))
+                        .map_err(|_| Error::Busy { operation })?
+                        .expect("a budget's semaphore is never closed");
+                    call()
+                })
+            }
+            _ => Err(Error::Busy { operation }),
         }
     }
 
@@ -171,6 +223,14 @@ impl TokenPool {
             .await
             .map_err(|_| Error::TimedOut { operation, timeout })?
     }
+}
+
+/// Concurrent calls allowed to one kind of synchronous caller (see [`TokenPool::budget`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Budget {
+    permits: Arc<Semaphore>,
+    /// How long a call waits for a permit before it fails with [`Error::Busy`].
+    wait: Duration,
 }
 
 /// Whether an operation only uses the token's objects or creates or destroys one.
@@ -261,7 +321,8 @@ impl Inner {
 
     fn checkin(&self, session: Session, generation: u64) {
         let mut state = self.lock();
-        if state.generation == generation && state.idle.len() < self.config.sessions {
+        let kept = self.config.sessions + self.reserved.load(Ordering::Relaxed);
+        if state.generation == generation && state.idle.len() < kept {
             state.idle.push(session);
         }
     }

@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::Attribute;
@@ -13,7 +14,7 @@ use rustls::{SignatureAlgorithm, SignatureScheme};
 
 use crate::error::{Error, Operation, Result};
 use crate::keys::{KeyClass, find_key, key_exists};
-use crate::pool::TokenPool;
+use crate::pool::{Budget, TokenPool};
 use crate::provision::{Generated, KeyUsage, RsaKeySpec, generate_rsa_key_pair};
 use crate::public_key::{P256_PARAMS, PublicKeyInfo, TlsKeyType, tls_public_key};
 use crate::restrictions::{ECDSA_SIGN, with_allowed_mechanisms};
@@ -93,11 +94,15 @@ async fn generate_ec_p256_key_pair(pool: &TokenPool, label: &str, id: &[u8]) -> 
 /// rustls calls [`TlsSigner::sign`] synchronously inside the handshake, so the token call
 /// runs on the calling thread (one ECDSA operation is ~0.1 ms in SoftHSM, RSA ~1 ms)
 /// through the pool's sessions; token failures fail the handshake, they never fall back.
+/// A service's key gets a handshake budget ([`Self::with_handshake_budget`]): its own few
+/// sessions, waited for only briefly, so that a flood of handshakes fails handshakes instead
+/// of queueing in front of the requests' token operations.
 #[derive(Clone)]
 pub struct TokenTlsKey {
     pool: TokenPool,
     label: Arc<str>,
     public: Arc<PublicKeyInfo>,
+    budget: Option<Budget>,
 }
 
 impl fmt::Debug for TokenTlsKey {
@@ -117,7 +122,25 @@ impl TokenTlsKey {
             pool,
             label: label.into(),
             public: Arc::new(public),
+            budget: None,
         })
+    }
+
+    /// Signs on `sessions` sessions of its own, kept open in the pool beside the requests'
+    /// ones, waiting at most `wait` for one: a signature asked for while all stay busy
+    /// fails with [`Error::Busy`] (the handshake fails; the client may retry). Without a
+    /// budget (the admin tools) signatures share the pool's sessions and wait their turn.
+    pub fn with_handshake_budget(mut self, sessions: usize, wait: Duration) -> Self {
+        self.budget = Some(self.pool.budget(sessions, wait));
+        self
+    }
+
+    /// Runs one signing call on a session: within the budget if the key has one.
+    fn in_session<T>(&self, op: impl Fn(&cryptoki::session::Session) -> Result<T>) -> Result<T> {
+        match &self.budget {
+            Some(budget) => self.pool.run_sync_within(budget, Operation::Sign, op),
+            None => self.pool.run_sync(Operation::Sign, op),
+        }
     }
 
     /// The key's label in the token.
@@ -142,7 +165,7 @@ impl TokenTlsKey {
         match (self.public.key_type(), scheme) {
             (TlsKeyType::EcdsaP256, SignatureScheme::ECDSA_NISTP256_SHA256) => {
                 let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, message);
-                let raw = self.pool.run_sync(Operation::Sign, |session| {
+                let raw = self.in_session(|session| {
                     let key = find_key(session, KeyClass::Private, label)?;
                     session
                         .sign(&Mechanism::Ecdsa, key, digest.as_ref())
@@ -156,8 +179,7 @@ impl TokenTlsKey {
                     _ => RsaScheme::Pkcs1Sha256,
                 };
                 let input = signing_input(rsa, message);
-                self.pool
-                    .run_sync(Operation::Sign, |session| sign_in_session(session, label, rsa, &input))
+                self.in_session(|session| sign_in_session(session, label, rsa, &input))
             }
             _ => Err(unusable("signature scheme does not fit the key type")),
         }
@@ -333,6 +355,77 @@ mod tests {
             assert!(verifier.verify(&[i; 32], &signature).is_ok());
         }
         crate::destroy_key_pair(&pool, &label).await
+    }
+
+    /// A handshake flood must not take the requests' sessions nor queue for long: with the
+    /// pool's only request session busy a budgeted signature still goes through, and with
+    /// its own budget busy past its short wait it fails instead of queueing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn handshake_signatures_use_their_own_sessions_and_fail_fast_when_busy() -> Result<()> {
+        let config = TokenConfig {
+            sessions: 1,
+            ..hsm_test_config()?
+        };
+        let (pool, _login) = crate::test_support::connect(config).await?;
+        let label = format!("tls-budget-{}", std::process::id());
+        generate_tls_key_pair(&pool, &label, &[4], TlsKeyType::EcdsaP256).await?;
+        let key = TokenTlsKey::load(pool.clone(), &label).await?.with_handshake_budget(1);
+        let scheme = SignatureScheme::ECDSA_NISTP256_SHA256;
+
+        let (busy, release_request) = hold(|started, release| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                pool.run(Operation::CheckSession, move |_session| {
+                    let _ = started.send(());
+                    let _ = release.recv();
+                    Ok(())
+                })
+                .await
+            })
+        });
+        busy.recv().expect("the request holds the pool's only session");
+        let signer = key.clone();
+        let signed = tokio::task::spawn_blocking(move || signer.sign(scheme, b"handshake"))
+            .await
+            .map_err(Error::Worker)?;
+        assert!(signed.is_ok(), "{signed:?}");
+
+        let (busy, release_handshake) = hold(|started, release| {
+            let (pool, budget) = (pool.clone(), key.budget.clone().expect("budget set"));
+            std::thread::spawn(move || {
+                pool.run_sync_within(&budget, Operation::Sign, |_session| {
+                    let _ = started.send(());
+                    let _ = release.recv();
+                    Ok(())
+                })
+            })
+        });
+        busy.recv().expect("a handshake holds the budget's only session");
+        let refused = key.sign(scheme, b"second handshake");
+        assert!(
+            matches!(
+                refused,
+                Err(Error::Busy {
+                    operation: Operation::Sign
+                })
+            ),
+            "{refused:?}"
+        );
+
+        release_handshake.send(()).expect("holder waits");
+        release_request.send(()).expect("holder waits");
+        crate::destroy_key_pair(&pool, &label).await
+    }
+
+    /// Starts `holder` with a "started" sender and a "release" receiver; returns the
+    /// "started" receiver and the "release" sender.
+    fn hold<T>(
+        holder: impl FnOnce(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>) -> T,
+    ) -> (std::sync::mpsc::Receiver<()>, std::sync::mpsc::Sender<()>) {
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel();
+        holder(started_tx, release_rx);
+        (started_rx, release_tx)
     }
 
     #[test]

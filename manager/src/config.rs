@@ -9,6 +9,7 @@ use clap::{Args, Parser};
 use contract::claims::JwsAlgorithm;
 use contract::envelope::KeyWrap;
 use service_kit::config::Service;
+use service_kit::connections::ConnectionOptions;
 use service_kit::rate_limit::RateLimitOptions;
 use service_kit::token::TokenOptions;
 
@@ -97,6 +98,10 @@ pub struct Config {
     /// Per-client request limits on `POST /api/keys`.
     #[command(flatten)]
     pub rate_limit: RateLimitOptions,
+
+    /// Connection limits and timeouts of its listener.
+    #[command(flatten)]
+    pub connections: ConnectionOptions,
 }
 
 /// manager's signing keys and how they sign; `manager-admin` shares the options.

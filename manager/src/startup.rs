@@ -51,7 +51,7 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
         None => VaultKey::Vault(RwLock::new(None)),
     };
 
-    let client_key = service_kit::token::tls_key(&pool, &config.client_key_label).await?;
+    let client_key = service_kit::token::tls_key(&pool, &config.client_key_label, None).await?;
     let client_tls = service_kit::tls::pinned_client_config(
         &config.vault_ca,
         &config.vault_server_name,
@@ -63,7 +63,12 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
         client_tls,
         Duration::from_millis(config.vault_timeout_ms),
     )?;
-    let server_key = service_kit::token::tls_key(&pool, &config.tls_key_label).await?;
+    let server_key = service_kit::token::tls_key(
+        &pool,
+        &config.tls_key_label,
+        Some(config.connections.handshake_budget()),
+    )
+    .await?;
     let server_tls = service_kit::tls::server_config(&config.tls_cert, server_key).context("server TLS")?;
 
     let limits = Limits {
@@ -89,10 +94,12 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
         Duration::from_secs(config.key_refresh_seconds.max(1)),
     ));
     let handle = Handle::new();
+    service_kit::connections::check_descriptor_budget(&config.connections, 1);
     let listener = service_kit::serve::serve_https(
         "api",
         config.listen,
         server_tls,
+        &config.connections,
         app(state, max_body_bytes, config.rate_limit.limiter()),
         handle.clone(),
     )

@@ -28,6 +28,9 @@ pub enum VaultError {
     },
 }
 
+/// How long an unused connection to vault stays pooled.
+const POOL_IDLE: Duration = Duration::from_secs(30);
+
 /// Talks to vault's internal listener with manager's client certificate.
 pub struct VaultClient {
     http: reqwest::Client,
@@ -41,6 +44,9 @@ impl VaultClient {
             .tls_backend_preconfigured(tls)
             .timeout(timeout)
             .connect_timeout(timeout)
+            // Under vault's default idle bound (60 s), so that manager drops a pooled
+            // connection before vault closes it under a request in flight.
+            .pool_idle_timeout(POOL_IDLE)
             .build()?;
         Ok(Self {
             http,

@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod clock;
 pub mod config;
+pub mod connections;
 pub mod health;
 pub mod json;
 pub mod keyring;

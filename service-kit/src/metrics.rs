@@ -1,10 +1,12 @@
 //! Request counters in the Prometheus text format, served at `/metrics`: every answer by
 //! route template and status, and refusals by route template and reason — what a flood of
-//! unauthenticated requests leaves behind, instead of a durable record each.
+//! unauthenticated requests leaves behind, instead of a durable record each. Below the
+//! router, connections (open, refused by reason) and TLS handshake signatures (by key and
+//! outcome) — what a flood of connections or handshakes leaves behind.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -46,6 +48,7 @@ impl Metrics {
     /// The Prometheus exposition text.
     pub fn render(&self) -> String {
         let mut out = self.render_requests();
+        out.push_str(&transport().render());
         let refusals = self.refusals.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         out.push_str(
             "# HELP http_refusals_total Requests refused, by route template and reason.\n\
@@ -80,6 +83,98 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "http_request_duration_seconds_sum{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {seconds:.6}"
+            );
+        }
+        out
+    }
+}
+
+/// Counters of what happens below the router: the accept loop and rustls' signer see no
+/// router state, so these exist once per process (one process is one service) and every
+/// `/metrics` of the process shows them.
+#[derive(Default)]
+pub struct Transport {
+    /// Connections open, by listener.
+    open: Mutex<BTreeMap<&'static str, i64>>,
+    /// Connections closed when accepted, by listener and reason.
+    refused: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// Handshake signatures, by key label and outcome (`signed`, `busy`, `failed`).
+    signatures: Mutex<BTreeMap<(String, &'static str), u64>>,
+}
+
+/// The process's transport counters.
+pub fn transport() -> &'static Transport {
+    static TRANSPORT: OnceLock<Transport> = OnceLock::new();
+    TRANSPORT.get_or_init(Transport::default)
+}
+
+impl Transport {
+    /// A connection was admitted on `listener`.
+    pub fn connection_opened(&self, listener: &'static str) {
+        *self
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(listener)
+            .or_default() += 1;
+    }
+
+    /// An admitted connection on `listener` closed.
+    pub fn connection_closed(&self, listener: &'static str) {
+        *self
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(listener)
+            .or_default() -= 1;
+    }
+
+    /// A connection on `listener` was closed when accepted, for `reason`.
+    pub fn connection_refused(&self, listener: &'static str, reason: crate::connections::Refused) {
+        *self
+            .refused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry((listener, reason.as_str()))
+            .or_default() += 1;
+    }
+
+    /// The TLS key labelled `key` was asked for a handshake signature, with `outcome`.
+    pub fn handshake_signature(&self, key: &str, outcome: &'static str) {
+        *self
+            .signatures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry((key.to_owned(), outcome))
+            .or_default() += 1;
+    }
+
+    fn render(&self) -> String {
+        let mut out = String::from(
+            "# HELP connections_open Connections open, by listener.\n\
+             # TYPE connections_open gauge\n",
+        );
+        for (listener, open) in self.open.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+            let _ = writeln!(out, "connections_open{{listener=\"{listener}\"}} {open}");
+        }
+        out.push_str(
+            "# HELP connections_refused_total Connections closed when accepted, by listener and reason.\n\
+             # TYPE connections_refused_total counter\n",
+        );
+        for ((listener, reason), count) in self.refused.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+            let _ = writeln!(
+                out,
+                "connections_refused_total{{listener=\"{listener}\",reason=\"{reason}\"}} {count}"
+            );
+        }
+        out.push_str(
+            "# HELP tls_handshake_signatures_total Handshake signatures asked of the token, by key label and outcome.\n\
+             # TYPE tls_handshake_signatures_total counter\n",
+        );
+        for ((key, outcome), count) in self.signatures.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+            let _ = writeln!(
+                out,
+                "tls_handshake_signatures_total{{key=\"{key}\",outcome=\"{outcome}\"}} {count}"
             );
         }
         out

@@ -1,4 +1,5 @@
-//! Keeping a process that holds a PIN and secrets out of core files and debuggers.
+//! Keeping a process that holds a PIN and secrets out of core files and debuggers, and
+//! giving it the descriptors its connection limits assume.
 
 use std::fmt;
 
@@ -87,6 +88,25 @@ pub fn warn_if_allowed(outcome: &Result<(), CoreDumpsAllowed>) {
              memory; starting anyway (set LimitCORE=0 or equivalent)"
         );
     }
+}
+
+/// Raises the open-files soft limit to the hard one and returns the soft limit now in
+/// force (`None`: unlimited). Many systems start processes at 1,024 with a far higher hard
+/// limit; left there, idle connections on one listener could take every descriptor and
+/// starve the others (and the database and token connections) before any connection limit
+/// applies.
+pub fn raise_open_files_limit() -> Option<u64> {
+    let limit = rustix::process::getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(e) = rustix::process::setrlimit(Resource::Nofile, raised) {
+            tracing::debug!(error = %e, "cannot raise the open-files limit");
+        }
+    }
+    rustix::process::getrlimit(Resource::Nofile).current
 }
 
 #[cfg(test)]

@@ -110,7 +110,7 @@ impl RateLimiter {
 }
 
 /// IPv4 addresses as they are; IPv6 addresses by their /64 prefix.
-fn client_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -1,4 +1,7 @@
 //! HTTPS listeners and graceful shutdown.
+//!
+//! Every connection passes the listener's [`Gate`] before TLS and carries its bounds after:
+//! handshake, first request, request header and idle time (see [`ConnectionOptions`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -6,7 +9,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum_server::Handle;
-use axum_server::tls_rustls::RustlsConfig;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
+
+use crate::connections::{ConnectionOptions, Gate, GatedAcceptor};
 
 /// A started HTTPS listener.
 pub struct Listener {
@@ -20,18 +25,34 @@ impl Listener {
     }
 }
 
-/// Binds `addr` with `tls` and serves `router` until `handle` shuts down. Prints
-/// `listening <name> https://<addr>` on stdout once bound.
+/// Binds `addr` with `tls` and serves `router` until `handle` shuts down, within
+/// `connections`' limits and timeouts. Prints `listening <name> https://<addr>` on stdout
+/// once bound; `name` also labels the listener's connection metrics.
 pub async fn serve_https(
-    name: &str,
+    name: &'static str,
     addr: SocketAddr,
     tls: rustls::ServerConfig,
+    connections: &ConnectionOptions,
     router: Router,
     handle: Handle<SocketAddr>,
 ) -> std::io::Result<Listener> {
-    let server = axum_server::bind_rustls(addr, RustlsConfig::from_config(Arc::new(tls)))
+    let tls = RustlsAcceptor::new(RustlsConfig::from_config(Arc::new(tls)))
+        .handshake_timeout(connections.handshake_timeout());
+    let acceptor = GatedAcceptor::new(Gate::new(name, connections), tls, connections);
+    let mut server = axum_server::bind(addr)
+        .acceptor(acceptor)
         .handle(handle.clone())
-        .serve(router.into_make_service_with_connect_info::<SocketAddr>());
+        .first_request_timeout(connections.first_request_timeout())
+        .accept_error_handler(move |peer, error| {
+            // Refused, timed-out and failed handshakes: routine on a public port, and a
+            // flood of them must not become a flood of log lines.
+            tracing::debug!(listener = name, peer = ?peer, error = %error, "connection closed before serving");
+        });
+    server
+        .http_builder()
+        .http1()
+        .header_read_timeout(connections.header_read_timeout());
+    let server = server.serve(router.into_make_service_with_connect_info::<SocketAddr>());
     let task = tokio::spawn(server);
     let Some(bound) = handle.listening().await else {
         let error = match task.await {

@@ -83,9 +83,16 @@ pub fn root_store(ca: &Path) -> Result<RootCertStore, TlsError> {
     Ok(roots)
 }
 
-fn with_alpn(mut config: ServerConfig) -> ServerConfig {
+/// HTTP/2 and HTTP/1.1 by ALPN, and session resumption by stateless tickets: a returning
+/// client's handshake is then a PSK with a fresh (EC)DHE share (rustls resumes TLS 1.3 only
+/// in `psk_dhe_ke` mode, so forward secrecy holds) and costs the token no signature. The
+/// ticket keys are random, live only in this process's memory and rotate every 6 hours;
+/// tickets are not tied to a session cache, so a flood of new handshakes cannot evict a
+/// returning client's session.
+fn finish(mut config: ServerConfig) -> Result<ServerConfig, TlsError> {
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    config
+    config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
+    Ok(config)
 }
 
 /// A server config for a certificate chain and its key.
@@ -93,7 +100,7 @@ pub fn server_config(cert: &Path, key: Arc<dyn SigningKey>) -> Result<ServerConf
     let config = ServerConfig::builder()
         .with_no_client_auth()
         .with_cert_resolver(single_cert(cert, key)?);
-    Ok(with_alpn(config))
+    finish(config)
 }
 
 /// A server config that requires a client certificate issued by `client_ca` **and**
@@ -111,7 +118,7 @@ pub fn mutual_tls_server_config(
     let config = ServerConfig::builder()
         .with_client_cert_verifier(verifier)
         .with_cert_resolver(single_cert(cert, key)?);
-    Ok(with_alpn(config))
+    finish(config)
 }
 
 /// A client config trusting `ca` that accepts only a server certificate valid for

@@ -100,18 +100,78 @@ impl TokenOptions {
 
 /// The TLS key labelled `label` in the token, for rustls, after a test signature so that
 /// a key the token will not sign with stops the service at start-up, not at the first
-/// handshake.
+/// handshake. Handshake signatures are counted by outcome in
+/// `tls_handshake_signatures_total`.
+///
+/// A server's key (which anyone who connects makes sign) takes `Some((sessions, wait))`:
+/// its signatures run on that many sessions of their own and wait at most `wait` for one
+/// (see [`hsm::TokenTlsKey::with_handshake_budget`]). A client's key (`None`: only the service's
+/// own connections make it sign) shares the requests' sessions and waits its turn.
 pub async fn tls_key(
     pool: &hsm::TokenPool,
     label: &str,
+    handshake_budget: Option<(usize, std::time::Duration)>,
 ) -> anyhow::Result<std::sync::Arc<dyn rustls::sign::SigningKey>> {
     let context = || format!("cannot use TLS key {label:?} in token {:?}", pool.token_label());
-    let key = hsm::TokenTlsKey::load(pool.clone(), label)
+    let mut key = hsm::TokenTlsKey::load(pool.clone(), label)
         .await
         .with_context(context)?;
+    if let Some((sessions, wait)) = handshake_budget {
+        key = key.with_handshake_budget(sessions, wait);
+    }
     let probe = key.clone();
     tokio::task::spawn_blocking(move || probe.sign(probe.preferred_scheme(), b"start-up self test"))
         .await?
         .with_context(context)?;
-    Ok(std::sync::Arc::new(key))
+    Ok(std::sync::Arc::new(CountedTlsKey(key)))
+}
+
+/// A token TLS key whose every handshake signature is counted by outcome: `signed`,
+/// `busy` (its handshake sessions were all in use: the handshake failed at once) or
+/// `failed` (the token refused or is unreachable, which is also logged).
+#[derive(Debug)]
+struct CountedTlsKey(hsm::TokenTlsKey);
+
+#[derive(Debug)]
+struct CountedTlsSigner {
+    key: hsm::TokenTlsKey,
+    scheme: rustls::SignatureScheme,
+}
+
+impl rustls::sign::SigningKey for CountedTlsKey {
+    fn choose_scheme(&self, offered: &[rustls::SignatureScheme]) -> Option<Box<dyn rustls::sign::Signer>> {
+        let scheme = self.0.choose_scheme(offered)?.scheme();
+        Some(Box::new(CountedTlsSigner {
+            key: self.0.clone(),
+            scheme,
+        }))
+    }
+
+    fn public_key(&self) -> Option<rustls::pki_types::SubjectPublicKeyInfoDer<'_>> {
+        self.0.public_key()
+    }
+
+    fn algorithm(&self) -> rustls::SignatureAlgorithm {
+        self.0.algorithm()
+    }
+}
+
+impl rustls::sign::Signer for CountedTlsSigner {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
+        let result = self.key.sign(self.scheme, message);
+        let outcome = match &result {
+            Ok(_) => "signed",
+            Err(hsm::Error::Busy { .. }) => "busy",
+            Err(error) => {
+                tracing::warn!(key = self.key.label(), error = %error, "TLS handshake signature failed in the token");
+                "failed"
+            }
+        };
+        crate::metrics::transport().handshake_signature(self.key.label(), outcome);
+        result.map_err(|e| rustls::Error::General(format!("token signature failed: {e}")))
+    }
+
+    fn scheme(&self) -> rustls::SignatureScheme {
+        self.scheme
+    }
 }

@@ -15,6 +15,7 @@
 //!   process and runs `hsm-admin`; [`pg`] brings PostgreSQL; [`memscan`] searches a
 //!   process's memory for key material; [`openssl`] is the independent implementation.
 
+pub mod attack;
 pub mod client;
 pub mod dev;
 pub mod jwt;

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser};
 use contract::claims::JwsAlgorithm;
 use service_kit::config::Service;
+use service_kit::connections::ConnectionOptions;
 use service_kit::rate_limit::RateLimitOptions;
 use service_kit::token::TokenOptions;
 
@@ -107,6 +108,10 @@ pub struct Config {
     /// Per-client request limits on the public API (`/api/keys/…`, `/api/tokens/revoke`).
     #[command(flatten)]
     pub rate_limit: RateLimitOptions,
+
+    /// Connection limits and timeouts of each of its two listeners.
+    #[command(flatten)]
+    pub connections: ConnectionOptions,
 }
 
 /// vault's wrapping keys; `vault-admin` shares the option.

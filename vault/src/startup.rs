@@ -46,11 +46,14 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
         Duration::from_secs(config.jwks_min_refresh_seconds),
     )
     .await?;
-    let key = service_kit::token::tls_key(&pool, &config.tls_key_label).await?;
+    // Each listener's key its own handshake sessions: a flood on the public port cannot
+    // make manager's handshakes on the internal one fail.
+    let handshake_sessions = Some(config.connections.handshake_budget());
+    let key = service_kit::token::tls_key(&pool, &config.tls_key_label, handshake_sessions).await?;
     let (internal_cert, internal_key) = match &config.internal_tls_cert {
         Some(internal) => (
             internal,
-            service_kit::token::tls_key(&pool, &config.internal_tls_key_label).await?,
+            service_kit::token::tls_key(&pool, &config.internal_tls_key_label, handshake_sessions).await?,
         ),
         None => (&config.tls_cert, key.clone()),
     };
@@ -94,11 +97,13 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
     ));
     tracing::info!(kid = %keys.keys().current().kid, token = %config.token.token_label, "vault ready");
 
+    service_kit::connections::check_descriptor_budget(&config.connections, 2);
     let (public_handle, internal_handle) = (Handle::new(), Handle::new());
     let public = service_kit::serve::serve_https(
         "public",
         config.listen_public,
         public_tls,
+        &config.connections,
         public_app(state.clone(), config.rate_limit.limiter()),
         public_handle.clone(),
     )
@@ -107,6 +112,7 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
         "internal",
         config.listen_internal,
         internal_tls,
+        &config.connections,
         internal_app(state, config.max_envelope_bytes),
         internal_handle.clone(),
     )
