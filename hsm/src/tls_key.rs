@@ -361,7 +361,7 @@ mod tests {
     /// pool's only request session busy a budgeted signature still goes through, and with
     /// its own budget busy past its short wait it fails instead of queueing.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn handshake_signatures_use_their_own_sessions_and_fail_fast_when_busy() -> Result<()> {
+    async fn handshake_signatures_use_their_own_sessions_and_fail_soon_when_those_are_busy() -> Result<()> {
         let config = TokenConfig {
             sessions: 1,
             ..hsm_test_config()?
@@ -369,7 +369,9 @@ mod tests {
         let (pool, _login) = crate::test_support::connect(config).await?;
         let label = format!("tls-budget-{}", std::process::id());
         generate_tls_key_pair(&pool, &label, &[4], TlsKeyType::EcdsaP256).await?;
-        let key = TokenTlsKey::load(pool.clone(), &label).await?.with_handshake_budget(1);
+        let key = TokenTlsKey::load(pool.clone(), &label)
+            .await?
+            .with_handshake_budget(1, Duration::from_millis(50));
         let scheme = SignatureScheme::ECDSA_NISTP256_SHA256;
 
         let (busy, release_request) = hold(|started, release| {
