@@ -5,8 +5,9 @@
 # libFuzzer writes the inputs it finds into the first corpus directory it is given and only
 # reads the others: that first one is a fresh temporary directory, removed on exit, so a
 # run starts from the checked-in seeds (fuzz/corpus/<target>/, which it never changes) and
-# leaves nothing behind. A crash is kept in fuzz/artifacts/<target>/ (ignored by git):
-# reproduce it with `cargo +nightly fuzz run <target> fuzz/artifacts/<target>/<file>`.
+# leaves nothing behind. A failing input and the run's log are kept in
+# fuzz/artifacts/<target>/ (ignored by git): reproduce it with
+# `cargo +nightly fuzz run <target> fuzz/artifacts/<target>/<file>` from fuzz/.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -29,8 +30,12 @@ for target in $(cargo +nightly fuzz list); do
         echo "$target: ${runs:-?} runs in ${seconds}s, ${coverage:-cov: ?}, $found new inputs"
     else
         failed+=("$target")
-        echo "$target: FAILED; the end of its log:"
-        tail -n 40 "$log"
+        mkdir -p "artifacts/$target"
+        cp "$log" "artifacts/$target/run.log"
+        echo "$target: FAILED (whole log: fuzz/artifacts/$target/run.log)"
+        grep -m1 -A1 'panicked at' "$log" || true
+        grep -m1 -E '^==[0-9]+== ?ERROR' "$log" || true
+        grep -m1 'Test unit written to' "$log" || true
     fi
 done
 
