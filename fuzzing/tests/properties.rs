@@ -325,9 +325,20 @@ fn rsa_components() {
 }
 
 #[test]
-fn every_target_is_tested_here() {
+fn every_target_is_tested_here_and_fuzzed_in_fuzz() {
     let source = include_str!("properties.rs");
+    let fuzz = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    let manifest = fs::read_to_string(fuzz.join("Cargo.toml")).expect("fuzz/Cargo.toml");
     for (name, _) in fuzzing::TARGETS {
         assert!(source.contains(&format!("holds(\"{name}\")")), "{name} has no test");
+        let target = fs::read_to_string(fuzz.join(format!("fuzz_targets/{name}.rs"))).unwrap_or_default();
+        assert!(
+            target.contains(&format!("fuzzing::{name}(data)")),
+            "fuzz/fuzz_targets/{name}.rs"
+        );
+        assert!(
+            manifest.contains(&format!("name = \"{name}\"")),
+            "{name} is not a bin of fuzz/"
+        );
     }
 }

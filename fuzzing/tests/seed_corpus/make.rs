@@ -1,16 +1,8 @@
-//! The seed corpus `fuzz/corpus/<target>/` and the access-token fixtures: how they are made
-//! (`cargo test -p fuzzing --test seed_corpus -- --ignored` rewrites them) and a check, run
-//! with every `cargo test`, that each seed is what it claims to be.
-//!
-//! Seeds are built the way the system builds the real thing: tokens with manager's header
-//! and claims, envelopes by `contract::envelope::seal`, JWKs by `RsaPublicKey::to_jwk`,
-//! SPKI and PKCS#1 from freshly generated keys. The private keys are thrown away; only the
-//! public JWKS and the list of tokens signed with it are kept, as fixtures.
+//! How the seeds are made: keys generated here and thrown away, tokens, envelopes, JWKs and
+//! DER written the way the system writes them.
 
-use std::error::Error;
 use std::fs;
-use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
@@ -21,52 +13,17 @@ use aws_lc_rs::signature::{
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use contract::claims::{AccessClaims, JwsAlgorithm, READ_SCOPE};
-use contract::envelope::{Binding, Envelope, KeyWrap, Recipient, Version, seal, seal_version_1};
+use contract::envelope::{Binding, Envelope, KeyWrap, Recipient, seal, seal_version_1};
 use contract::jwk::{Jwk, JwkSet, RsaPublicKey};
 use contract::share::HolderShare;
-use contract::wire::{StoreEnvelopeRequest, StoreKeyRequest};
+use contract::wire::StoreEnvelopeRequest;
 use fuzzing::{ACCESS_TOKEN_AUDIENCE, ACCESS_TOKEN_ISSUER, FIXED_SHARE};
 use serde_json::json;
-use vault::access_token::{AccessTokenError, Expectations, Verifier};
-use vault::jwks::JwksSource;
 
-type Result<T = ()> = std::result::Result<T, Box<dyn Error>>;
+use crate::{Result, fuzzing_dir, write_seeds};
 
 /// 2100-01-01: seed tokens stay valid for the corpus's lifetime.
 const FAR_FUTURE: u64 = 4_102_444_800;
-
-fn fuzzing_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn corpus_dir(target: &str) -> PathBuf {
-    fuzzing_dir().join("../fuzz/corpus").join(target)
-}
-
-/// The seeds of `target`, by file name.
-fn seeds(target: &str) -> Result<Vec<(String, Vec<u8>)>> {
-    let mut seeds = Vec::new();
-    for entry in fs::read_dir(corpus_dir(target))? {
-        let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
-        seeds.push((name, fs::read(&path)?));
-    }
-    seeds.sort();
-    Ok(seeds)
-}
-
-/// Replaces `target`'s seeds with `seeds`.
-fn write_seeds(target: &str, seeds: &[(&str, Vec<u8>)]) -> Result {
-    let dir = corpus_dir(target);
-    if dir.exists() {
-        fs::remove_dir_all(&dir)?;
-    }
-    fs::create_dir_all(&dir)?;
-    for (name, bytes) in seeds {
-        fs::write(dir.join(name), bytes)?;
-    }
-    Ok(())
-}
 
 fn rsa_key(size: KeySize) -> Result<(KeyPair, RsaPublicKey)> {
     let pair = KeyPair::generate(size)?;
@@ -399,104 +356,4 @@ fn write_seed_corpus() -> Result {
     access_token_seeds(now)?;
     envelope_seeds(now)?;
     der_seeds()
-}
-
-/// The checked-in verifier fixture, as the access-token target builds it.
-fn fixture_verifier(runtime: &tokio::runtime::Runtime) -> Result<Verifier> {
-    let jwks = tempfile::NamedTempFile::new()?;
-    fs::copy(fuzzing_dir().join("fixtures/manager-jwks.json"), jwks.path())?;
-    let expect = Expectations {
-        algorithms: vec![JwsAlgorithm::Rs256, JwsAlgorithm::Ps256],
-        issuer: ACCESS_TOKEN_ISSUER.into(),
-        audience: ACCESS_TOKEN_AUDIENCE.into(),
-        leeway_seconds: 60,
-    };
-    let source = JwksSource::File(jwks.path().to_owned());
-    Ok(runtime.block_on(Verifier::new(source, &expect, Duration::from_secs(3600)))?)
-}
-
-#[test]
-fn seed_tokens_verify_or_fail_as_their_names_say() -> Result {
-    let runtime = tokio::runtime::Builder::new_current_thread().build()?;
-    let verifier = fixture_verifier(&runtime)?;
-    let signed = fs::read_to_string(fuzzing_dir().join("fixtures/signed-tokens.txt"))?;
-    for (name, token) in seeds("access_token")? {
-        let token = String::from_utf8(token)?;
-        let result = runtime.block_on(verifier.verify(&token));
-        assert_eq!(
-            signed.lines().any(|t| t == token),
-            !name.starts_with("forged"),
-            "{name}"
-        );
-        match name.as_str() {
-            n if n.starts_with("valid") => assert!(result.is_ok(), "{name}: {result:?}"),
-            "signed-wrong-scope" => assert!(matches!(result, Err(AccessTokenError::Scope)), "{name}"),
-            "forged-own-kid" | "forged-no-kid" => {
-                assert!(matches!(result, Err(AccessTokenError::UnknownKey(_))), "{name}")
-            }
-            "forged-hs256" => assert!(
-                matches!(result, Err(AccessTokenError::AlgorithmNotAccepted(_))),
-                "{name}"
-            ),
-            "forged-alg-none" => assert!(matches!(result, Err(AccessTokenError::Malformed(_))), "{name}"),
-            _ => assert!(
-                matches!(result, Err(AccessTokenError::Rejected(_))),
-                "{name}: {result:?}"
-            ),
-        }
-    }
-    Ok(())
-}
-
-#[test]
-fn every_other_seed_is_accepted_by_its_parser() -> Result {
-    let fixed = HolderShare::from_base64url(FIXED_SHARE)?;
-    for (name, seed) in seeds("envelope")? {
-        let envelope = Envelope::parse(std::str::from_utf8(&seed)?)?;
-        let fits_fixed = name.contains("fixed-share");
-        assert_eq!(envelope.check_share(Some(&fixed)).is_ok(), fits_fixed, "{name}");
-        assert_eq!(envelope.version() == Version::V1, name.starts_with("v1"), "{name}");
-    }
-    for (name, seed) in seeds("jwk_document")? {
-        let keys = match serde_json::from_slice::<JwkSet>(&seed) {
-            Ok(set) => set.keys,
-            Err(_) => vec![serde_json::from_slice::<Jwk>(&seed)?],
-        };
-        for jwk in &keys {
-            RsaPublicKey::from_jwk(jwk).map_err(|e| format!("{name}: {e}"))?;
-        }
-    }
-    for (name, seed) in seeds("access_claims")? {
-        let parsed = serde_json::from_slice::<AccessClaims>(&seed).is_ok()
-            || std::str::from_utf8(&seed)?.parse::<JwsAlgorithm>().is_ok();
-        assert!(parsed, "{name}");
-    }
-    for (name, seed) in seeds("holder_share")? {
-        let parsed = HolderShare::from_base64url(std::str::from_utf8(&seed)?).is_ok()
-            || serde_json::from_slice::<HolderShare>(&seed).is_ok();
-        assert!(parsed, "{name}");
-    }
-    for (_, seed) in seeds("store_key_request")? {
-        serde_json::from_slice::<StoreKeyRequest>(&seed)?;
-    }
-    for (_, seed) in seeds("store_envelope_request")? {
-        let request: StoreEnvelopeRequest = serde_json::from_slice(&seed)?;
-        Envelope::parse(&request.envelope)?;
-    }
-    for (name, seed) in seeds("spki")? {
-        assert!(hsm::PublicKeyInfo::from_spki_der(&seed).is_some(), "{name}");
-    }
-    for (name, seed) in seeds("pkcs1_private_key")? {
-        assert!(hsm::RsaPrivateComponents::from_pkcs1_der(&seed).is_some(), "{name}");
-    }
-    for (name, seed) in seeds("der_element")? {
-        let (tag, input) = seed.split_first().ok_or("empty seed")?;
-        assert!(hsm::der::value(input, *tag).is_some(), "{name}");
-    }
-    for (name, seed) in seeds("rsa_components")? {
-        let (len, rest) = seed.split_first_chunk::<2>().ok_or("short seed")?;
-        let (n, e) = rest.split_at(usize::from(u16::from_be_bytes(*len)));
-        assert!(hsm::RsaPublicComponents::new(n, e).is_some(), "{name}");
-    }
-    Ok(())
 }
