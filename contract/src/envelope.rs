@@ -85,8 +85,9 @@ pub enum EnvelopeError {
     /// Not five base64url parts, or a part has the wrong length.
     #[error("malformed envelope: {0}")]
     Malformed(&'static str),
-    /// An `alg` or `enc` this system does not use.
-    #[error("unsupported envelope algorithm {0:?}")]
+    /// An `alg` or `enc` this system does not use. The name is kept for callers but not
+    /// shown: the message reaches logs and error bodies, and the name is request text.
+    #[error("unsupported envelope algorithm (alg or enc)")]
     UnsupportedAlgorithm(String),
     /// The recipient key is unusable.
     #[error("recipient key: {0}")]

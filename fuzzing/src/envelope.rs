@@ -91,7 +91,8 @@ fn check_refusal(text: &str, error: &EnvelopeError) {
                 *name == header.enc || (*name == header.alg && name.parse::<KeyWrap>().is_err()),
                 "refused {name:?}, which is neither the header's alg nor its enc"
             );
-            assert_eq!(error.to_string(), format!("unsupported envelope algorithm {name:?}"));
+            // The message never repeats the name: it is request text.
+            assert_eq!(error.to_string(), "unsupported envelope algorithm (alg or enc)");
         }
         other => panic!("parsing alone reported {other:?}"),
     }

@@ -2,7 +2,9 @@
 //! key scanners); no general parser.
 
 /// The value of the DER element at the start of `input` if its tag is `tag`, and what
-/// follows it. Definite lengths up to 64 KiB only (enough for RSA keys up to 8192 bits).
+/// follows it. Definite lengths up to 64 KiB only (enough for RSA keys up to 8192 bits), in
+/// their shortest form as DER requires (BER's longer forms of the same length are refused,
+/// so that one key has one encoding).
 pub fn value(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
     let (&found, rest) = input.split_first()?;
     let (&first, rest) = rest.split_first()?;
@@ -15,6 +17,14 @@ pub fn value(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
         ),
         _ => return None,
     };
+    let shortest = match first {
+        0x81 => len >= 0x80,
+        0x82 => len > 0xff,
+        _ => true,
+    };
+    if !shortest {
+        return None;
+    }
     (found == tag && rest.len() >= len).then(|| rest.split_at(len))
 }
 
@@ -39,5 +49,21 @@ mod tests {
         assert_eq!(value(&[0x02, 0x05, 0x00], 0x02), None, "truncated value");
         assert_eq!(value(&[0x02, 0x01, 0x05], 0x30), None, "another tag");
         assert_eq!(value(&[0x02, 0x83, 0, 0, 1, 0], 0x02), None, "lengths past 64 KiB");
+    }
+
+    #[test]
+    fn lengths_in_a_longer_form_than_needed_are_refused() {
+        assert_eq!(
+            value(&[0x02, 0x81, 0x01, 0x05], 0x02),
+            None,
+            "0x81 for a length under 128"
+        );
+        assert_eq!(
+            value(&[0x02, 0x82, 0x00, 0x01, 0x05], 0x02),
+            None,
+            "0x82 for a length under 256"
+        );
+        let long = [&[0x04, 0x82, 0x00, 0x80][..], &[7u8; 0x80]].concat();
+        assert_eq!(value(&long, 0x04), None, "0x82 for 128");
     }
 }

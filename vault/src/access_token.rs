@@ -22,13 +22,16 @@ pub enum AccessTokenError {
     #[error("unreadable Authorization header")]
     Unreadable,
     /// The header could not be parsed (includes `alg: none`, which no key type accepts).
-    #[error("malformed token header")]
-    Malformed(#[source] jsonwebtoken::errors::Error),
+    /// Says what kind of problem, never the parser's text, which quotes the header's values.
+    #[error("malformed token header: {0}")]
+    Malformed(&'static str),
     /// `alg` is not one of the configured algorithms.
     #[error("algorithm {0:?} is not accepted")]
     AlgorithmNotAccepted(Algorithm),
-    /// No `kid`, or a `kid` manager has not published.
-    #[error("unknown signing key {0:?}")]
+    /// No `kid`, or a `kid` manager has not published. Shown only when it has the form of
+    /// the kids manager publishes (RFC 7638 thumbprints): anything else is request text
+    /// that does not belong in a log line.
+    #[error("unknown signing key {}", shown_kid(.0.as_deref()))]
     UnknownKey(Option<String>),
     /// Bad signature, expired, not yet valid, wrong `iss`/`aud`, missing claims.
     #[error("token rejected")]
@@ -43,6 +46,35 @@ pub enum AccessTokenError {
     /// 503, never a 401 that would tell the holder to throw a working token away.
     #[error("manager's signing keys are not loaded yet")]
     KeysNotLoaded,
+}
+
+/// What is wrong with an unparsable token header, in words of our own: jsonwebtoken's and
+/// serde's messages quote the offending value.
+fn header_problem(error: &jsonwebtoken::errors::Error) -> &'static str {
+    use jsonwebtoken::errors::ErrorKind;
+    match error.kind() {
+        ErrorKind::InvalidToken => "not three base64url parts",
+        ErrorKind::Base64(_) => "not base64url",
+        ErrorKind::Utf8(_) => "not UTF-8",
+        ErrorKind::Json(json) => match json.classify() {
+            serde_json::error::Category::Data => "a member has the wrong type or an unknown value",
+            _ => "not a JSON object",
+        },
+        ErrorKind::InvalidAlgorithmName => "unknown algorithm",
+        _ => "unreadable",
+    }
+}
+
+/// A `kid` for a log line: itself if it has the form of an RFC 7638 SHA-256 thumbprint
+/// (43 base64url characters), otherwise only its length.
+fn shown_kid(kid: Option<&str>) -> String {
+    match kid {
+        None => "(none)".to_owned(),
+        Some(kid) if kid.len() == 43 && kid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') => {
+            format!("{kid:?}")
+        }
+        Some(kid) => format!("(not a key thumbprint, {} bytes)", kid.len()),
+    }
 }
 
 /// Why the verifier could not be built from configuration.
@@ -224,7 +256,7 @@ impl Verifier {
 
     /// Checks signature, algorithm, `kid`, `iss`, `aud`, `exp`, `nbf` and scope.
     pub async fn verify(&self, token: &str) -> Result<AccessClaims, AccessTokenError> {
-        let header = decode_header(token).map_err(AccessTokenError::Malformed)?;
+        let header = decode_header(token).map_err(|e| AccessTokenError::Malformed(header_problem(&e)))?;
         if !self.validation.algorithms.contains(&header.alg) {
             return Err(AccessTokenError::AlgorithmNotAccepted(header.alg));
         }
@@ -262,4 +294,44 @@ pub fn bearer_token(headers: &axum::http::HeaderMap) -> Result<&str, AccessToken
         return Err(AccessTokenError::Missing);
     }
     Ok(token.trim())
+}
+
+#[cfg(test)]
+mod log_text_tests {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    use super::*;
+
+    fn token_with_header(header: &str) -> String {
+        format!("{}.e30.AAAA", URL_SAFE_NO_PAD.encode(header))
+    }
+
+    /// A card number in the header must not reach the log through the parser's message.
+    #[test]
+    fn a_malformed_header_is_described_without_its_values() {
+        for header in [
+            r#"{"alg":"RS256","kid":4111111111111111}"#,
+            r#"{"alg":"4111111111111111"}"#,
+            "4111111111111111",
+        ] {
+            let error = decode_header(token_with_header(header)).expect_err("malformed");
+            let text = AccessTokenError::Malformed(header_problem(&error)).to_string();
+            assert!(!text.contains("4111"), "{header}: {text}");
+            assert!(text.starts_with("malformed token header: "), "{text}");
+        }
+    }
+
+    #[test]
+    fn only_a_kid_shaped_like_a_thumbprint_is_shown() {
+        let thumbprint = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs";
+        let shown = AccessTokenError::UnknownKey(Some(thumbprint.to_owned())).to_string();
+        assert!(shown.contains(thumbprint), "{shown}");
+        let hidden = AccessTokenError::UnknownKey(Some("4111111111111111".to_owned())).to_string();
+        assert_eq!(hidden, "unknown signing key (not a key thumbprint, 16 bytes)");
+        assert_eq!(
+            AccessTokenError::UnknownKey(None).to_string(),
+            "unknown signing key (none)"
+        );
+    }
 }
