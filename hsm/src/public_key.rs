@@ -147,9 +147,13 @@ pub struct PublicKeyInfo {
 
 impl PublicKeyInfo {
     /// Parses a SubjectPublicKeyInfo (e.g. from a `PUBLIC KEY` PEM file) of a P-256 or RSA
-    /// key; `None` for anything else.
+    /// key; `None` for anything else. The key itself is checked too (a P-256 point on the
+    /// curve, by aws-lc; an RSA key that is a modulus and an exponent), so that what is
+    /// certified is a key.
     pub fn from_spki_der(spki: &[u8]) -> Option<Self> {
         let key_type = if spki.len() == P256_SPKI_PREFIX.len() + 65 && spki.starts_with(&P256_SPKI_PREFIX) {
+            let point = &spki[P256_SPKI_PREFIX.len()..];
+            aws_lc_rs::signature::ParsedPublicKey::new(&aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1, point).ok()?;
             TlsKeyType::EcdsaP256
         } else {
             let (outer, rest) = der::value(spki, 0x30)?;
@@ -157,6 +161,14 @@ impl PublicKeyInfo {
             let (key, after) = der::value(bits, 0x03)?;
             let (tag, _) = key.strip_prefix(&[0x00])?.split_first()?;
             if !rest.is_empty() || !after.is_empty() || *tag != 0x30 {
+                return None;
+            }
+            // RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }, nothing
+            // after: the key's size and exponent are judged where the key is used.
+            let (sequence, after) = der::value(&key[1..], 0x30)?;
+            let (_, exponent) = der::value(sequence, 0x02)?;
+            let (_, end) = der::value(exponent, 0x02)?;
+            if !after.is_empty() || !end.is_empty() {
                 return None;
             }
             TlsKeyType::Rsa
@@ -224,6 +236,23 @@ mod tests {
         assert!(PublicKeyInfo::from_spki_der(&spki.as_ref()[..100]).is_none());
         assert!(PublicKeyInfo::from_spki_der(b"").is_none());
         assert!(PublicKeyInfo::from_spki_der(&[0x30, 0x03, 0x02, 0x01, 0x00]).is_none());
+    }
+
+    /// Found by fuzzing: well-formed wrappers around something that is not a key.
+    #[test]
+    fn an_spki_whose_key_is_not_a_key_is_refused() {
+        let rsa_of_one_byte = [
+            0x30, 0x13, 0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00, 0x03,
+            0x02, 0x00, 0x30,
+        ];
+        assert!(PublicKeyInfo::from_spki_der(&rsa_of_one_byte).is_none());
+        let mut zero_point = P256_SPKI_PREFIX.to_vec();
+        zero_point.push(0x04);
+        zero_point.extend([0u8; 64]);
+        assert!(
+            PublicKeyInfo::from_spki_der(&zero_point).is_none(),
+            "a point off the curve"
+        );
     }
 
     #[test]
