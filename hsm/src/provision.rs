@@ -170,6 +170,10 @@ impl RsaPrivateComponents {
         let mut ints: Vec<zeroize::Zeroizing<Vec<u8>>> = Vec::with_capacity(9);
         while !body.is_empty() {
             let (value, rest) = crate::der::value(body, 0x02)?;
+            // DER INTEGERs have at least one byte; every one here is non-negative.
+            if value.first().is_none_or(|&b| b & 0x80 != 0) {
+                return None;
+            }
             let start = value.iter().position(|&b| b != 0).unwrap_or(value.len());
             ints.push(zeroize::Zeroizing::new(value[start..].to_vec()));
             body = rest;
@@ -369,5 +373,20 @@ mod tests {
         assert_eq!((key.n.as_slice(), key.qinv.as_slice()), (&[5u8][..], &[5u8][..]));
         der.push(0); // trailing byte
         assert!(RsaPrivateComponents::from_pkcs1_der(&der).is_none());
+    }
+
+    /// Found by fuzzing: a zero-length INTEGER and a negative one were read as numbers.
+    #[test]
+    fn pkcs1_integers_that_are_empty_or_negative_are_refused() {
+        let key_with = |version: &[u8], n: &[u8]| {
+            let mut body = [version, n].concat();
+            for _ in 0..7 {
+                body.extend([0x02, 0x01, 0x05]);
+            }
+            [&[0x30, body.len() as u8][..], &body].concat()
+        };
+        assert!(RsaPrivateComponents::from_pkcs1_der(&key_with(&[0x02, 0x01, 0x00], &[0x02, 0x01, 0x05])).is_some());
+        assert!(RsaPrivateComponents::from_pkcs1_der(&key_with(&[0x02, 0x00], &[0x02, 0x01, 0x05])).is_none());
+        assert!(RsaPrivateComponents::from_pkcs1_der(&key_with(&[0x02, 0x01, 0x00], &[0x02, 0x01, 0x85])).is_none());
     }
 }
