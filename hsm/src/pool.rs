@@ -123,21 +123,17 @@ impl TokenPool {
     /// a plain thread: the admin tools) it runs directly.
     pub(crate) fn run_sync<T>(&self, operation: Operation, op: impl Fn(&Session) -> Result<T>) -> Result<T> {
         let call = || self.inner.run_blocking(Access::Read, &op);
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(|| {
-                    let timeout = self.inner.config.operation_timeout;
-                    let permit = runtime
-                        .block_on(tokio::time::timeout(timeout, self.inner.permits.acquire()))
-                        .map_err(|_| Error::TimedOut { operation, timeout })?
-                        .expect("the pool's semaphore is never closed");
-                    let result = call();
-                    drop(permit);
-                    result
-                })
-            }
-            _ => call(),
-        }
+        let Some(runtime) = multi_threaded_runtime() else {
+            return call();
+        };
+        tokio::task::block_in_place(|| {
+            let timeout = self.inner.config.operation_timeout;
+            let _permit = runtime
+                .block_on(tokio::time::timeout(timeout, self.inner.permits.acquire()))
+                .map_err(|_| Error::TimedOut { operation, timeout })?
+                .expect("the pool's semaphore is never closed");
+            call()
+        })
     }
 
     /// Like [`Self::run_sync`], but under `budget` instead of the pool's permits, waiting
@@ -153,26 +149,20 @@ impl TokenPool {
         op: impl Fn(&Session) -> Result<T>,
     ) -> Result<T> {
         let call = || self.inner.run_blocking(Access::Read, &op);
-        if let Ok(_permit) = budget.permits.try_acquire() {
-            return match tokio::runtime::Handle::try_current() {
-                Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                    tokio::task::block_in_place(call)
-                }
-                _ => call(),
+        let Some(runtime) = multi_threaded_runtime() else {
+            let _permit = budget.permits.try_acquire().map_err(|_| Error::Busy { operation })?;
+            return call();
+        };
+        tokio::task::block_in_place(|| {
+            let _permit = match budget.permits.try_acquire() {
+                Ok(permit) => permit,
+                Err(_) => runtime
+                    .block_on(tokio::time::timeout(budget.wait, budget.permits.acquire()))
+                    .map_err(|_| Error::Busy { operation })?
+                    .expect("a budget's semaphore is never closed"),
             };
-        }
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(|| {
-                    let _permit = runtime
-                        .block_on(tokio::time::timeout(budget.wait, budget.permits.acquire()))
-                        .map_err(|_| Error::Busy { operation })?
-                        .expect("a budget's semaphore is never closed");
-                    call()
-                })
-            }
-            _ => Err(Error::Busy { operation }),
-        }
+            call()
+        })
     }
 
     /// Like [`Self::run`], for an `op` that creates or destroys token objects (key
@@ -223,6 +213,14 @@ impl TokenPool {
             .await
             .map_err(|_| Error::TimedOut { operation, timeout })?
     }
+}
+
+/// The current runtime if it is a multi-threaded tokio runtime: the only kind on which a
+/// synchronous caller may wait for a permit under `block_in_place`.
+fn multi_threaded_runtime() -> Option<tokio::runtime::Handle> {
+    tokio::runtime::Handle::try_current()
+        .ok()
+        .filter(|runtime| runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
 }
 
 /// Concurrent calls allowed to one kind of synchronous caller (see [`TokenPool::budget`]).

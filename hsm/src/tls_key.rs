@@ -185,6 +185,11 @@ impl TokenTlsKey {
         }
     }
 
+    /// The scheme this key signs with among those the peer `offered`, most preferred first.
+    pub fn scheme_for(&self, offered: &[SignatureScheme]) -> Option<SignatureScheme> {
+        self.schemes().iter().find(|s| offered.contains(s)).copied()
+    }
+
     /// The scheme this key signs TLS handshakes with when the peer offers it.
     pub fn preferred_scheme(&self) -> SignatureScheme {
         self.schemes()[0]
@@ -201,10 +206,9 @@ impl TokenTlsKey {
 
 impl SigningKey for TokenTlsKey {
     fn choose_scheme(&self, offered: &[SignatureScheme]) -> Option<Box<dyn TlsSigner>> {
-        let scheme = self.schemes().iter().find(|s| offered.contains(s))?;
         Some(Box::new(TokenTlsSigner {
             key: self.clone(),
-            scheme: *scheme,
+            scheme: self.scheme_for(offered)?,
         }))
     }
 

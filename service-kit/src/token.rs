@@ -140,10 +140,9 @@ struct CountedTlsSigner {
 
 impl rustls::sign::SigningKey for CountedTlsKey {
     fn choose_scheme(&self, offered: &[rustls::SignatureScheme]) -> Option<Box<dyn rustls::sign::Signer>> {
-        let scheme = self.0.choose_scheme(offered)?.scheme();
         Some(Box::new(CountedTlsSigner {
             key: self.0.clone(),
-            scheme,
+            scheme: self.0.scheme_for(offered)?,
         }))
     }
 
