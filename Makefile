@@ -3,14 +3,15 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export SOFTHSM2_CONF := $(CURDIR)/.dev/softhsm2.conf
 
-.PHONY: help setup build run test lint bench fuzz clean-dev
+.PHONY: help setup build release run test lint bench fuzz clean-dev
 
 help:
 	@echo "make run    provision .dev/ if needed, build, run manager (:8000) and vault (:8001/:8002)"
 	@echo "make test   provision .dev/ if needed, build, run every test"
 	@echo "make lint   rustfmt --check and clippy -D warnings"
-	@echo "make bench  token sign rates (ECDSA P-256, RSA-2048; in process and through p11-kit) and store/read"
-	@echo "            rates (SQLite; PostgreSQL with 1 and 2 replicas), next to openssl speed, same run;"
+	@echo "make bench  release binaries: store/read req/s and p50/p99 (wrk; in process and isolation mode;"
+	@echo "            SQLite, PostgreSQL with 1 and 2 replicas; busy disk) next to openssl speed, the token's"
+	@echo "            sign rate and fdatasync/s, same run; JSON in target/bench/; BENCH_SECONDS per row (5);"
 	@echo "            a legitimate client's latency calm and under attack"
 	@echo "make fuzz   every fuzz target for FUZZ_SECONDS (default 20) each from the seed corpus"
 	@echo "            (nightly; installs cargo-fuzz if missing); fails on any crash"
@@ -37,16 +38,22 @@ lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-# Ratios, not absolute numbers: the machines are shared and noisy.
-bench: setup build
-	@echo "== token operations: openssl speed, then SoftHSM2 in process, then through p11-kit server =="
-	@bash softhsm-setup/bench-tokens.sh $(BENCH_TOKEN_SECONDS)
-	@echo "== openssl speed rsa2048, 1 process (RSA private ops/s) =="
-	@openssl speed -seconds 5 rsa2048 2>/dev/null | awk '/^rsa 2048/ {print "openssl sign/s: " $$6}'
-	@echo "== loadgen: real services, SoftHSM2 in process; SQLite, then PostgreSQL with 1 and 2 vault replicas =="
-	@target/debug/loadgen --postgres-replicas 1,2 $(BENCH_ARGS)
-	@echo "== a legitimate client's latency, calm and under attack (idle connections, handshake loops, refusal flood) =="
-	@target/debug/loadgen --attack --seconds 8
+# The binaries users deploy; `make bench` measures these.
+release:
+	cargo build --release --workspace --bins
+
+# Ratios, not absolute numbers: the machines are shared and noisy. loadgen measures the release
+# binaries next to openssl speed and the token's own rates in the same run, prints a table and
+# writes target/bench/bench-<UTC>.json (and latest.json); compare two runs with
+# `target/release/loadgen --compare OLD.json NEW.json`. BENCH_SECONDS per row (default 5).
+BENCH_SECONDS ?= 5
+bench: setup release
+	@bash softhsm-setup/install-wrk.sh
+	@echo "== loadgen: L, T, T_iso, fdatasync; store/read with wrk, in process and isolation mode, SQLite and PostgreSQL (1 and 2 vault replicas) =="
+	@status=0; target/release/loadgen --seconds $(BENCH_SECONDS) $(BENCH_ARGS) || status=$$?; \
+	  echo "== a legitimate client's latency, calm and under attack (idle connections, handshake loops, refusal flood) =="; \
+	  target/release/loadgen --attack --seconds 8 || status=$$?; \
+	  exit $$status
 
 # The parsers of untrusted input under libFuzzer (fuzz/run.sh says how the corpus is used).
 FUZZ_SECONDS ?= 20

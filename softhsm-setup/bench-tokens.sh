@@ -2,12 +2,23 @@
 # Token operation rates, SoftHSM loaded in process and then through `p11-kit server`
 # (isolation mode), next to `openssl speed` on the same machine in the same run, so the
 # figures can be read as ratios. Keys: ECDSA P-256 and RSA-2048 in the hsm-test token.
-# Usage: bench-tokens.sh [seconds per figure, default 5]
+# `make bench` (loadgen) measures the RSA-2048 two-thread figures itself; this script is the
+# wider table (ECDSA too, one thread too).
+# Usage: bench-tokens.sh [seconds per figure, default 5] [cargo profile: release (default when
+# built) or debug]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=p11-kit.sh
 source "$ROOT/softhsm-setup/p11-kit.sh"
-ADMIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/hsm-admin"
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
+PROFILE="${2:-}"
+if [ -z "$PROFILE" ]; then
+  PROFILE=release
+  [ -x "$TARGET/release/hsm-admin" ] || PROFILE=debug
+fi
+ADMIN="$TARGET/$PROFILE/hsm-admin"
+[ -x "$ADMIN" ] || { echo "bench-tokens.sh: $ADMIN is missing (make release, or make build for debug)" >&2; exit 1; }
+echo "-- hsm-admin: $ADMIN --"
 export SOFTHSM2_CONF="$ROOT/.dev/softhsm2.conf"
 SECONDS_EACH="${1:-5}"
 SOFTHSM=/usr/lib/softhsm/libsofthsm2.so
