@@ -5,6 +5,7 @@ mod access_tokens;
 mod audit_checkpoints;
 mod bad_input;
 mod durability;
+mod group_commit;
 mod hostile_traffic;
 mod isolation;
 mod lifecycle;

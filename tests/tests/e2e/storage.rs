@@ -44,6 +44,8 @@ suite!(
     rewrap_updates_only_rows_that_did_not_change_meanwhile,
     a_read_by_a_token_revoked_before_its_commit_is_not_granted,
     checkpoints_are_stored_once_per_record_however_many_replicas_sign_it,
+    a_write_that_fails_fails_alone_among_concurrent_writes,
+    lookup_tells_revocation_and_the_row_in_one_answer,
 );
 
 fn secret(key_id: &str, envelope: &str, reads_left: Option<u32>) -> StoredSecret {
@@ -214,6 +216,53 @@ async fn the_audit_chain_verifies_after_concurrent_writes(store: Arc<Store>) -> 
     // The same, a page of 7 at a time, as `audit-verify` reads it.
     let paged = store.verify_audit(7).await?.map(|verifier| verifier.count());
     assert_eq!(paged, Ok(80));
+    Ok(())
+}
+
+/// Writes from concurrent callers share transactions (group commit); one that fails inside
+/// its transaction (here: a time no column can hold) fails only its own caller, and every
+/// other write commits once, in an unbroken chain.
+async fn a_write_that_fails_fails_alone_among_concurrent_writes(store: Arc<Store>) -> Result<()> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..60 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let mut stored = secret(&format!("k{i}"), "e", Some(2));
+            if i % 20 == 7 {
+                stored.created_at = u64::MAX;
+            }
+            (i, store.put(&stored, None).await)
+        });
+    }
+    let mut failed = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined? {
+            (_, Ok(outcome)) => assert_eq!(outcome, PutOutcome::Created),
+            (i, Err(_)) => failed.push(i),
+        }
+    }
+    failed.sort();
+    assert_eq!(failed, [7, 27, 47]);
+    for i in 0..60 {
+        let expected = !failed.contains(&i);
+        assert_eq!(store.get(&format!("k{i}")).await?.is_some(), expected, "k{i}");
+    }
+    assert_eq!(verify_chain(&store.audit_records().await?), Ok(57));
+    Ok(())
+}
+
+async fn lookup_tells_revocation_and_the_row_in_one_answer(store: Arc<Store>) -> Result<()> {
+    let nothing = store.lookup("absent", "j").await?;
+    assert_eq!((nothing.revoked, nothing.secret), (false, None));
+    store.put(&secret("k", "e", Some(3)), None).await?;
+    store
+        .revoke("j", 4_000_000_000, AuditEntry::new(AuditEvent::Revoked, "k"))
+        .await?;
+    let found = store.lookup("k", "j").await?;
+    assert_eq!((found.revoked, found.secret), (true, Some(secret("k", "e", Some(3)))));
+    let other = store.lookup("k", "other").await?;
+    assert!(!other.revoked);
+    assert_eq!(store.lookup("absent", "j").await?.secret, None);
     Ok(())
 }
 

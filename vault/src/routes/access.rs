@@ -16,6 +16,7 @@ use crate::access_token::{AccessTokenError, bearer_token};
 use crate::audit::{AuditEntry, AuditEvent};
 use crate::error::{ApiError, Refused, check_key_id};
 use crate::state::AppState;
+use crate::storage::{Lookup, StoredSecret};
 
 /// A request carrying a valid access token (signature, algorithm, issuer, audience, time,
 /// scope), revoked or not: what revoking needs.
@@ -33,13 +34,15 @@ impl FromRequestParts<Arc<AppState>> for Verified {
 /// A request for the secret `key_id` (the path's) carrying a valid, unrevoked access token
 /// for exactly that secret. Checked in this order: the key_id's form (400, before anything
 /// else looks at the request), token (401), not revoked (401), names this key (403);
-/// whether the token's subject owns the secret is the handler's to check, after it has
-/// looked the secret up (404 first).
+/// whether the secret exists (404) and the token's subject owns it (403) is the handler's
+/// to check, with the row looked up here in the same round trip as the revocation.
 pub struct Authorized {
     /// The secret the path names.
     pub key_id: String,
     /// The token's claims.
     pub claims: AccessClaims,
+    /// The row stored under `key_id` when the request was admitted (expired or not).
+    pub secret: Option<StoredSecret>,
 }
 
 impl FromRequestParts<Arc<AppState>> for Authorized {
@@ -51,13 +54,14 @@ impl FromRequestParts<Arc<AppState>> for Authorized {
             .map_err(|_| ApiError::InvalidKeyId)?;
         check_key_id(&key_id)?;
         let Verified(claims) = Verified::from_request_parts(parts, state).await?;
-        if state.store.is_revoked(&claims.jti).await? {
+        let Lookup { revoked, secret } = state.store.lookup(&key_id, &claims.jti).await?;
+        if revoked {
             return Err(AccessTokenError::Revoked.into());
         }
         if claims.key_id != key_id {
             return Err(ApiError::WrongKey);
         }
-        Ok(Authorized { key_id, claims })
+        Ok(Authorized { key_id, claims, secret })
     }
 }
 

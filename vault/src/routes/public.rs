@@ -30,16 +30,17 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
 
 /// After [`Authorized`]: the key exists and is live (404), the token's subject owns it
 /// (403), the token carries the secret's share (403). The token then unwraps; the read is
-/// counted and audited in one transaction that checks revocation, expiry and existence
-/// again, and only after that commits does the plaintext leave. If the audit write fails,
+/// counted and audited in a transaction (shared with concurrent writes: group commit) that
+/// checks revocation, expiry and existence again, and only after that commits does the
+/// plaintext leave. If the audit write fails,
 /// the read fails (503).
 async fn read_key(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Authorized { key_id, claims }: Authorized,
+    Authorized { key_id, claims, secret }: Authorized,
 ) -> Result<Response, ApiError> {
     let now = unix_now();
-    let secret = state.store.get(&key_id).await?.ok_or(ApiError::NotFound)?;
+    let secret = secret.ok_or(ApiError::NotFound)?;
     if secret.expires_at <= now {
         return Err(ApiError::NotFound);
     }
@@ -74,9 +75,9 @@ async fn read_key(
 async fn destroy_key(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Authorized { key_id, claims }: Authorized,
+    Authorized { key_id, claims, secret }: Authorized,
 ) -> Result<Json<DestroyResponse>, ApiError> {
-    if let Some(secret) = state.store.get(&key_id).await?
+    if let Some(secret) = secret
         && secret.user_id != claims.sub
     {
         return Err(ApiError::NotOwner);

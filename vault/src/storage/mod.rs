@@ -7,23 +7,29 @@
 
 mod backend;
 mod checkpoints;
+mod group_commit;
 mod queries;
+mod writes;
 
 use sqlx::AnyPool;
 
 use backend::Backend;
 pub use checkpoints::{CheckpointState, StoredCheckpoint};
+use group_commit::Committer;
 
 /// The wall clock audit records are stamped with: seconds since the Unix epoch.
 pub type Clock = fn() -> u64;
 
 /// vault's storage: envelopes, revocations and the audit trail. Cloning shares the
-/// connection pool (the checkpoint signer holds a clone).
+/// connection pool and the committer (the checkpoint signer holds a clone). A request's
+/// durable writes go through the committer (`group_commit.rs`); reads, sweeps and rewraps
+/// use the pool directly.
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
     clock: Clock,
+    committer: Committer,
 }
 
 impl Store {
@@ -37,21 +43,22 @@ impl Store {
             .or_else(|| database_url.strip_prefix("sqlite:"))
         {
             let pool = Backend::open_sqlite(std::path::Path::new(path)).await?;
-            return Ok(Self {
-                pool,
-                backend: Backend::Sqlite,
-                clock,
-            });
+            return Ok(Self::with(pool, Backend::Sqlite, clock));
         }
         if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
             let pool = Backend::open_postgres(database_url).await?;
-            return Ok(Self {
-                pool,
-                backend: Backend::Postgres,
-                clock,
-            });
+            return Ok(Self::with(pool, Backend::Postgres, clock));
         }
         Err(StoreError::UnsupportedUrl)
+    }
+
+    fn with(pool: AnyPool, backend: Backend, clock: Clock) -> Self {
+        Self {
+            committer: Committer::start(pool.clone(), backend, clock),
+            pool,
+            backend,
+            clock,
+        }
     }
 }
 
@@ -73,6 +80,15 @@ pub struct StoredSecret {
     /// The wrapping key the content key is wrapped to now, when `rewrap` moved it away
     /// from the key named in the envelope's header.
     pub wrap_kid: Option<String>,
+}
+
+/// What [`Store::lookup`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lookup {
+    /// The token is revoked.
+    pub revoked: bool,
+    /// The secret, if stored (expired or not).
+    pub secret: Option<StoredSecret>,
 }
 
 /// One rewrapped content key, to be written if the row still holds `old_envelope`.
@@ -136,4 +152,14 @@ pub enum StoreError {
     /// `database_url` is neither `sqlite://` nor `postgres://`.
     #[error("database_url must start with sqlite:// or postgres://")]
     UnsupportedUrl,
+    /// The transaction this write shared with others could not begin or commit: none of
+    /// them is durable.
+    #[error("the batch of writes failed")]
+    BatchFailed(#[source] std::sync::Arc<StoreError>),
+    /// The task that commits writes has stopped (the process is shutting down).
+    #[error("the committer has stopped")]
+    CommitterGone,
+    /// The committer answered a write with the outcome of another kind of write (a bug).
+    #[error("a write was answered with another write's outcome")]
+    MismatchedAnswer,
 }

@@ -3,18 +3,17 @@
 //! the write lock that serialises audit appends, is [`Backend::begin_write`](super::backend).
 
 use sqlx::any::AnyRow;
-use sqlx::{Any, AnyConnection, Row, Transaction};
-
-use contract::error_code::ErrorCode;
+use sqlx::{Any, Row, Transaction};
 
 use crate::audit::{AuditEntry, AuditEvent, AuditRecord, ChainBreak, ChainVerifier};
 
-use super::{PutOutcome, ReadGrant, Rewrapped, Store, StoreError, StoredSecret, Swept};
+use super::writes::ChainHead;
+use super::{Lookup, Rewrapped, Store, StoreError, StoredSecret, Swept};
 
-const SELECT_SECRET: &str =
+pub(super) const SELECT_SECRET: &str =
     "SELECT key_id, user_id, envelope, created_at, expires_at, reads_left, wrap_kid FROM secrets WHERE key_id = $1";
 
-fn to_i64(value: u64, what: &'static str) -> Result<i64, StoreError> {
+pub(super) fn to_i64(value: u64, what: &'static str) -> Result<i64, StoreError> {
     i64::try_from(value).map_err(|_| StoreError::Corrupt(what))
 }
 
@@ -22,37 +21,7 @@ fn to_u64(value: i64, what: &'static str) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| StoreError::Corrupt(what))
 }
 
-/// Appends `entry` at `at` after the current last record, inside the caller's write
-/// transaction.
-async fn append_audit(conn: &mut AnyConnection, at: i64, entry: &AuditEntry) -> Result<(), StoreError> {
-    let last = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(&mut *conn)
-        .await?;
-    let last = match last {
-        Some(row) => Some((row.try_get::<i64, _>("seq")?, row.try_get::<String, _>("hash")?)),
-        None => None,
-    };
-    let record = AuditRecord::next(last.as_ref().map(|(seq, hash)| (*seq, hash.as_str())), at, entry);
-    sqlx::query(
-        "INSERT INTO audit (seq, at, event, key_id, user_id, jti, client, outcome, prev_hash, hash)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(record.seq)
-    .bind(record.at)
-    .bind(&record.event)
-    .bind(&record.key_id)
-    .bind(&record.user_id)
-    .bind(&record.jti)
-    .bind(&record.client)
-    .bind(&record.outcome)
-    .bind(&record.prev_hash)
-    .bind(&record.hash)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-fn secret_from_row(row: &AnyRow) -> Result<StoredSecret, StoreError> {
+pub(super) fn secret_from_row(row: &AnyRow) -> Result<StoredSecret, StoreError> {
     let reads_left: Option<i64> = row.try_get("reads_left")?;
     Ok(StoredSecret {
         key_id: row.try_get("key_id")?,
@@ -93,50 +62,6 @@ impl Store {
         to_i64((self.clock)(), "now")
     }
 
-    /// Stores `secret` unless its key_id exists; idempotent for an identical secret.
-    /// Audits `stored` (at `created_at`, from `client`) when the row is created.
-    pub async fn put(&self, secret: &StoredSecret, client: Option<String>) -> Result<PutOutcome, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO secrets (key_id, user_id, envelope, created_at, expires_at, reads_left, wrap_kid)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (key_id) DO NOTHING",
-        )
-        .bind(&secret.key_id)
-        .bind(&secret.user_id)
-        .bind(&secret.envelope)
-        .bind(to_i64(secret.created_at, "created_at")?)
-        .bind(to_i64(secret.expires_at, "expires_at")?)
-        .bind(secret.reads_left.map(i64::from))
-        .bind(&secret.wrap_kid)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if inserted == 1 {
-            let entry = AuditEntry::new(AuditEvent::Stored, &secret.key_id)
-                .user(&secret.user_id)
-                .client(client);
-            append_audit(&mut tx, self.now()?, &entry).await?;
-            tx.commit().await?;
-            return Ok(PutOutcome::Created);
-        }
-        let existing = sqlx::query(SELECT_SECRET)
-            .bind(&secret.key_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        match existing.map(|row| secret_from_row(&row)).transpose()? {
-            Some(existing)
-                if existing.user_id == secret.user_id
-                    && existing.envelope == secret.envelope
-                    && existing.expires_at == secret.expires_at
-                    && existing.reads_left == secret.reads_left =>
-            {
-                Ok(PutOutcome::AlreadyStored)
-            }
-            _ => Ok(PutOutcome::Conflict),
-        }
-    }
-
     /// The secret stored under `key_id`, if any (expired or not).
     pub async fn get(&self, key_id: &str) -> Result<Option<StoredSecret>, StoreError> {
         let row = sqlx::query(SELECT_SECRET)
@@ -146,111 +71,27 @@ impl Store {
         row.map(|row| secret_from_row(&row)).transpose()
     }
 
-    /// Atomically counts one read of a secret live at `now` by the token `jti` and appends
-    /// `audit`; destroys the secret when that was its last read. Exactly `reads_left` calls
-    /// get `Granted`. Revocation, expiry and existence are checked again here, under the
-    /// write lock every revocation and destruction also takes: one that committed before
-    /// this read's commit releases nothing, however long the token took to unwrap.
-    pub async fn consume_read(
-        &self,
-        key_id: &str,
-        jti: &str,
-        now: u64,
-        audit: AuditEntry,
-    ) -> Result<ReadGrant, StoreError> {
-        let now = to_i64(now, "now")?;
-        let mut tx = self.begin_write().await?;
-        // The decrement is conditional, so under any concurrency exactly `reads_left`
-        // updates match; a row with NULL (unlimited) matches and stays NULL. One statement
-        // on the way that grants, inside the lock every writer takes.
-        let updated = sqlx::query(
-            "UPDATE secrets SET reads_left = reads_left - 1
-             WHERE key_id = $1 AND expires_at > $2 AND (reads_left IS NULL OR reads_left > 0)
-               AND NOT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = $3)
-             RETURNING reads_left",
+    /// In one round trip: whether `jti` is revoked, and the secret stored under `key_id`
+    /// (expired or not) — what admitting a request for a secret needs to know first.
+    pub async fn lookup(&self, key_id: &str, jti: &str) -> Result<Lookup, StoreError> {
+        // One row whatever exists: the revocation as a column, the secret LEFT JOINed (its
+        // columns NULL when there is none). `CAST … AS BIGINT` reads the same on both.
+        let row = sqlx::query(
+            "SELECT CAST(CASE WHEN EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = $1) THEN 1 ELSE 0 END AS BIGINT)
+                      AS revoked,
+                    s.key_id, s.user_id, s.envelope, s.created_at, s.expires_at, s.reads_left, s.wrap_kid
+             FROM (SELECT 1 AS one) AS anchor LEFT JOIN secrets s ON s.key_id = $2",
         )
-        .bind(key_id)
-        .bind(now)
         .bind(jti)
-        .fetch_optional(&mut *tx)
+        .bind(key_id)
+        .fetch_one(&self.pool)
         .await?;
-        let Some(row) = updated else {
-            let revoked = sqlx::query("SELECT 1 FROM revoked_tokens WHERE jti = $1")
-                .bind(jti)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if revoked.is_some() {
-                tx.rollback().await?;
-                return Ok(ReadGrant::Revoked);
-            }
-            let exists = sqlx::query("SELECT reads_left FROM secrets WHERE key_id = $1 AND expires_at > $2")
-                .bind(key_id)
-                .bind(now)
-                .fetch_optional(&mut *tx)
-                .await?;
-            tx.rollback().await?;
-            return Ok(if exists.is_some() {
-                ReadGrant::Exhausted
-            } else {
-                ReadGrant::Gone
-            });
+        let revoked = row.try_get::<i64, _>("revoked")? != 0;
+        let secret = match row.try_get::<Option<String>, _>("key_id")? {
+            Some(_) => Some(secret_from_row(&row)?),
+            None => None,
         };
-        let left: Option<i64> = row.try_get("reads_left")?;
-        let at = self.now()?;
-        append_audit(&mut tx, at, &audit).await?;
-        if left == Some(0) {
-            sqlx::query("DELETE FROM secrets WHERE key_id = $1")
-                .bind(key_id)
-                .execute(&mut *tx)
-                .await?;
-            let destroyed = AuditEntry {
-                event: AuditEvent::Destroyed,
-                outcome: ErrorCode::ReadLimitReached.as_str().to_owned(),
-                ..audit
-            };
-            append_audit(&mut tx, at, &destroyed).await?;
-        }
-        tx.commit().await?;
-        Ok(ReadGrant::Granted)
-    }
-
-    /// Deletes the secret and appends `audit`; false when there was nothing to delete.
-    pub async fn destroy(&self, key_id: &str, audit: AuditEntry) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let deleted = sqlx::query("DELETE FROM secrets WHERE key_id = $1")
-            .bind(key_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        let audit = if deleted == 1 {
-            audit
-        } else {
-            audit.outcome("already_gone")
-        };
-        append_audit(&mut tx, self.now()?, &audit).await?;
-        tx.commit().await?;
-        Ok(deleted == 1)
-    }
-
-    /// Records `jti` as revoked until `expires_at` and appends `audit`; false when it
-    /// already was.
-    pub async fn revoke(&self, jti: &str, expires_at: u64, audit: AuditEntry) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let inserted =
-            sqlx::query("INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING")
-                .bind(jti)
-                .bind(to_i64(expires_at, "expires_at")?)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        let audit = if inserted == 1 {
-            audit
-        } else {
-            audit.outcome("already_revoked")
-        };
-        append_audit(&mut tx, self.now()?, &audit).await?;
-        tx.commit().await?;
-        Ok(inserted == 1)
+        Ok(Lookup { revoked, secret })
     }
 
     /// Whether `jti` is revoked.
@@ -272,11 +113,12 @@ impl Store {
             .fetch_all(&mut *tx)
             .await?;
         let stamped = self.now()?;
+        let mut head = ChainHead::load(&mut tx).await?;
         for row in &expired {
             let key_id: String = row.try_get("key_id")?;
             let user_id: String = row.try_get("user_id")?;
             let entry = AuditEntry::new(AuditEvent::Expired, &key_id).user(&user_id);
-            append_audit(&mut tx, stamped, &entry).await?;
+            head.append(&mut tx, stamped, &entry).await?;
         }
         let revocations = sqlx::query("DELETE FROM revoked_tokens WHERE expires_at <= $1")
             .bind(at)
@@ -328,14 +170,6 @@ impl Store {
         }
         tx.commit().await?;
         Ok(updated)
-    }
-
-    /// Appends an audit record on its own (denials).
-    pub async fn audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        append_audit(&mut tx, self.now()?, &entry).await?;
-        tx.commit().await?;
-        Ok(())
     }
 
     /// Up to `limit` audit records after `after_seq`, in order: the trail a page at a time.
