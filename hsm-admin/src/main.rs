@@ -22,6 +22,11 @@ struct Cli {
     /// File holding the user PIN (mode 0600).
     #[arg(long, env = "PKCS11_PIN_FILE")]
     pin_file: PathBuf,
+    /// Instances of the module to load: behind p11-kit-client.so each is a connection of
+    /// its own, which p11-kit's server answers one request at a time (for `bench`). A module
+    /// that keeps one state per process (SoftHSM in process) is one whatever this says.
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
     #[command(subcommand)]
     command: Command,
 }
@@ -207,7 +212,7 @@ enum Usage {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let module = hsm::Module::load(&cli.module)?;
+    let module = hsm::Module::load_connections(&cli.module, cli.connections)?;
     let pin = hsm::read_pin_file(&cli.pin_file)?;
     match cli.command {
         Command::InitToken { so_pin_file } => {
@@ -356,9 +361,10 @@ async fn main() -> anyhow::Result<()> {
             let key = hsm::TokenTlsKey::load(pool, &label).await?;
             let rate = bench(&key, Duration::from_secs(seconds), threads)?;
             println!(
-                "{} sign/s: {rate:.0} ({} thread(s), {})",
+                "{} sign/s: {rate:.0} ({} thread(s), {} connection(s), {})",
                 key.public_key_info().key_type(),
                 threads,
+                module.connections(),
                 module.path().display()
             );
         }

@@ -39,7 +39,10 @@ mod export;
 mod generations;
 mod key_policy;
 mod keys;
+mod lane;
 mod module;
+#[cfg(test)]
+mod p11_kit_tests;
 mod pin;
 mod pool;
 mod provision;

@@ -1,17 +1,16 @@
 //! A bounded pool of logged-in PKCS#11 sessions on one token, used off the async runtime.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use cryptoki::context::Pkcs11;
-use cryptoki::error::{Error as CkError, RvError};
-use cryptoki::session::{Session, SessionState, UserType};
-use cryptoki::slot::Slot;
+use cryptoki::error::RvError;
+use cryptoki::session::{Session, SessionState};
 use secrecy::SecretString;
 use tokio::sync::Semaphore;
 
 use crate::error::{Error, Operation, Result, is_session_fatal, rv_of};
+use crate::lane::Lane;
 use crate::module::Module;
 
 /// How to reach one token and how hard to use it.
@@ -29,15 +28,17 @@ pub struct TokenConfig {
     pub operation_timeout: Duration,
 }
 
-/// A pool of sessions on one token, logged in once.
+/// A pool of sessions on one token, logged in once per connection of the module.
 ///
 /// Cloning is cheap. At most `sessions` calls run at once: async calls on tokio's blocking
 /// pool, synchronous ones (rustls' handshake signatures) on the calling thread.
 /// `Session` is `Send` but not `Sync`, so each session is
 /// used by one worker at a time: it is checked out for the call and checked back in.
+/// Each call goes to the least busy connection of the module (see [`Module::load_connections`]),
+/// where sessions, slot and login are that connection's own.
 /// After a session- or token-fatal error (session closed, device removed, token gone,
-/// not logged in) the pool drops every session, finds the token again by label, logs
-/// in again and retries the call once; a wrong PIN is never retried.
+/// not logged in) the pool drops every session of that connection, finds the token again
+/// by label, logs in again and retries the call once; a wrong PIN is never retried.
 #[derive(Clone)]
 pub struct TokenPool {
     inner: Arc<Inner>,
@@ -50,24 +51,26 @@ struct Inner {
     /// Sessions kept open beyond `config.sessions` for callers with their own budget
     /// (see [`TokenPool::budget`]).
     reserved: AtomicUsize,
-    state: Mutex<State>,
+    /// One per connection of the module, in the module's order.
+    lanes: Vec<Lane>,
+    /// Where the search for the least busy lane starts next, so that idle lanes take
+    /// calls in turn.
+    next_lane: AtomicUsize,
 }
 
-/// The login session keeps the token logged in: closing a token's last session logs
-/// the application out.
-/// `generation` changes on every reset so that a session checked out before a reset
-/// is not put back into the new pool.
-#[derive(Default)]
-struct State {
-    slot: Option<Slot>,
-    login: Option<Session>,
-    idle: Vec<Session>,
-    generation: u64,
+/// Which lanes a call may run on.
+#[derive(Debug, Clone, Copy)]
+enum Route {
+    /// The least busy lane, then the others.
+    LeastBusy,
+    /// Only this one (logging in every connection at start-up).
+    Lane(usize),
 }
 
 impl TokenPool {
-    /// Finds the token, opens a session and logs in, so that a wrong label, an
-    /// unreachable token server or a wrong PIN fails start-up instead of the first request.
+    /// Finds the token, opens a session and logs in on every connection of `module`, one
+    /// after another, so that a wrong label, an unreachable token server or a wrong PIN
+    /// fails start-up instead of the first request.
     pub async fn connect(module: &Module, mut config: TokenConfig) -> Result<Self> {
         config.sessions = config.sessions.max(1);
         let sessions = config.sessions;
@@ -77,10 +80,14 @@ impl TokenPool {
                 permits: Arc::new(Semaphore::new(sessions)),
                 reserved: AtomicUsize::new(0),
                 config,
-                state: Mutex::new(State::default()),
+                lanes: module.connections.iter().cloned().map(Lane::new).collect(),
+                next_lane: AtomicUsize::new(0),
             }),
         };
-        pool.run(Operation::Connect, |_session| Ok(())).await?;
+        for lane in 0..pool.inner.lanes.len() {
+            pool.run_as(Access::Read, Route::Lane(lane), Operation::Connect, |_session| Ok(()))
+                .await?;
+        }
         Ok(pool)
     }
 
@@ -122,7 +129,7 @@ impl TokenPool {
     /// thread instead of waiting out a token round trip. Elsewhere (a current-thread runtime,
     /// a plain thread: the admin tools) it runs directly.
     pub(crate) fn run_sync<T>(&self, operation: Operation, op: impl Fn(&Session) -> Result<T>) -> Result<T> {
-        let call = || self.inner.run_blocking(Access::Read, &op);
+        let call = || self.inner.run_blocking(Access::Read, Route::LeastBusy, &op);
         let Some(runtime) = multi_threaded_runtime() else {
             return call();
         };
@@ -148,7 +155,7 @@ impl TokenPool {
         operation: Operation,
         op: impl Fn(&Session) -> Result<T>,
     ) -> Result<T> {
-        let call = || self.inner.run_blocking(Access::Read, &op);
+        let call = || self.inner.run_blocking(Access::Read, Route::LeastBusy, &op);
         let Some(runtime) = multi_threaded_runtime() else {
             let _permit = budget.permits.try_acquire().map_err(|_| Error::Busy { operation })?;
             return call();
@@ -173,7 +180,7 @@ impl TokenPool {
         T: Send + 'static,
         F: Fn(&Session) -> Result<T> + Send + 'static,
     {
-        self.run_as(Access::Write, operation, op).await
+        self.run_as(Access::Write, Route::LeastBusy, operation, op).await
     }
 
     /// Runs `op` with a logged-in session on a blocking worker.
@@ -184,10 +191,21 @@ impl TokenPool {
         T: Send + 'static,
         F: Fn(&Session) -> Result<T> + Send + 'static,
     {
-        self.run_as(Access::Read, operation, op).await
+        self.run_as(Access::Read, Route::LeastBusy, operation, op).await
     }
 
-    async fn run_as<T, F>(&self, access: Access, operation: Operation, op: F) -> Result<T>
+    /// Like [`Self::run`], on connection `index` of the module only: tests show that every
+    /// connection works, not just the one a call happened to land on.
+    #[cfg(test)]
+    pub(crate) async fn run_on_connection<T, F>(&self, index: usize, operation: Operation, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(&Session) -> Result<T> + Send + 'static,
+    {
+        self.run_as(Access::Read, Route::Lane(index), operation, op).await
+    }
+
+    async fn run_as<T, F>(&self, access: Access, route: Route, operation: Operation, op: F) -> Result<T>
     where
         T: Send + 'static,
         F: Fn(&Session) -> Result<T> + Send + 'static,
@@ -202,7 +220,7 @@ impl TokenPool {
             // The permit moves into the worker so that a call that outlives its timeout
             // still counts against the bound until it really returns.
             tokio::task::spawn_blocking(move || {
-                let result = inner.run_blocking(access, &op);
+                let result = inner.run_blocking(access, route, &op);
                 drop(permit);
                 result
             })
@@ -239,44 +257,77 @@ enum Access {
 }
 
 impl Inner {
-    fn run_blocking<T>(&self, access: Access, op: &impl Fn(&Session) -> Result<T>) -> Result<T> {
+    /// Runs `op` on a lane of `route`, recovering from a lost session or server there.
+    ///
+    /// A lane whose connection stays down (its server is gone, or it was re-initialised
+    /// less than a second ago) hands the call to the next one: after an outage the lanes
+    /// come back one by one, and a call must not fail on one still down while another
+    /// works. A module-down error comes before `op` ran, so `op` still runs again only
+    /// after a session-fatal error.
+    fn run_blocking<T>(&self, access: Access, route: Route, op: &impl Fn(&Session) -> Result<T>) -> Result<T> {
+        let mut last_error = None;
+        for index in self.lanes_for(route) {
+            let lane = &self.lanes[index];
+            let _busy = lane.enter();
+            match self.run_on(lane, access, op) {
+                Err(error) if is_module_down(&error) => last_error = Some(error),
+                other => return other,
+            }
+        }
+        Err(last_error.expect("a route names at least one lane"))
+    }
+
+    /// The lanes to try, in order: for [`Route::LeastBusy`] every lane, the least busy
+    /// first and, among equally busy ones, each in turn.
+    fn lanes_for(&self, route: Route) -> Vec<usize> {
+        match route {
+            Route::Lane(index) => vec![index],
+            Route::LeastBusy => {
+                let count = self.lanes.len();
+                let start = self.next_lane.fetch_add(1, Ordering::Relaxed);
+                let mut order: Vec<usize> = (0..count).map(|k| (start + k) % count).collect();
+                order.sort_by_key(|&index| self.lanes[index].busy());
+                order
+            }
+        }
+    }
+
+    fn run_on<T>(&self, lane: &Lane, access: Access, op: &impl Fn(&Session) -> Result<T>) -> Result<T> {
         let mut reinitialized = false;
         loop {
             let result = {
-                let shared = &self.module.shared;
-                let _gate = shared.gate.read().unwrap_or_else(|p| p.into_inner());
-                let _reading =
-                    (access == Access::Read).then(|| shared.objects.read().unwrap_or_else(|p| p.into_inner()));
-                let _writing =
-                    (access == Access::Write).then(|| shared.objects.write().unwrap_or_else(|p| p.into_inner()));
-                self.run_with_session(op)
+                let _gate = lane.connection.gate.read().unwrap_or_else(|p| p.into_inner());
+                let objects = &self.module.shared.objects;
+                let _reading = (access == Access::Read).then(|| objects.read().unwrap_or_else(|p| p.into_inner()));
+                let _writing = (access == Access::Write).then(|| objects.write().unwrap_or_else(|p| p.into_inner()));
+                self.run_with_session(lane, op)
             };
             match result {
                 Err(error) if !reinitialized && is_module_down(&error) => {
                     reinitialized = true;
-                    if !self.module.reinitialize() {
+                    if !lane.connection.reinitialize(&self.module) {
                         return Err(error);
                     }
                     tracing::warn!(token = %self.config.token_label, error = %error, "token unreachable; re-initialised the PKCS#11 module");
-                    self.reset();
+                    lane.reset();
                 }
                 other => return other,
             }
         }
     }
 
-    fn run_with_session<T>(&self, op: &impl Fn(&Session) -> Result<T>) -> Result<T> {
+    fn run_with_session<T>(&self, lane: &Lane, op: &impl Fn(&Session) -> Result<T>) -> Result<T> {
         let mut recovered = false;
         loop {
-            let (session, generation) = self.checkout()?;
+            let (session, generation) = lane.checkout(&self.module, &self.config)?;
             match op(&session) {
                 Ok(value) => {
-                    self.checkin(session, generation);
+                    lane.checkin(session, generation, self.idle_per_lane());
                     return Ok(value);
                 }
                 Err(error) if is_lost(&error, &session) => {
                     drop(session);
-                    self.reset();
+                    lane.reset();
                     if recovered {
                         return Err(error);
                     }
@@ -284,132 +335,17 @@ impl Inner {
                     recovered = true;
                 }
                 Err(other) => {
-                    self.checkin(session, generation);
+                    lane.checkin(session, generation, self.idle_per_lane());
                     return Err(other);
                 }
             }
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A worker that panicked while holding the lock left at worst a stale session
-        // list, which the next fatal error resets anyway.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn checkout(&self) -> Result<(Session, u64)> {
-        let mut state = self.lock();
-        if let Some(session) = state.idle.pop() {
-            return Ok((session, state.generation));
-        }
-        let slot = self.ensure_logged_in(&mut state)?;
-        match self.module.ctx.open_rw_session(slot) {
-            Ok(session) => Ok((session, state.generation)),
-            Err(e) => {
-                if is_session_fatal(&e) || rv_of(&e) == Some(RvError::SlotIdInvalid) {
-                    Self::clear(&mut state);
-                }
-                Err(Error::Pkcs11 {
-                    operation: Operation::OpenSession,
-                    source: e,
-                })
-            }
-        }
-    }
-
-    fn checkin(&self, session: Session, generation: u64) {
-        let mut state = self.lock();
-        let kept = self.config.sessions + self.reserved.load(Ordering::Relaxed);
-        if state.generation == generation && state.idle.len() < kept {
-            state.idle.push(session);
-        }
-    }
-
-    fn reset(&self) {
-        Self::clear(&mut self.lock());
-    }
-
-    /// Closing sessions on a vanished token fails; cryptoki logs that and moves on.
-    fn clear(state: &mut State) {
-        state.idle.clear();
-        state.login = None;
-        state.slot = None;
-        state.generation += 1;
-    }
-
-    fn ensure_logged_in(&self, state: &mut State) -> Result<Slot> {
-        if let (Some(slot), Some(_)) = (state.slot, state.login.as_ref()) {
-            return Ok(slot);
-        }
-        let slot = self.find_slot()?;
-        let session = self
-            .module
-            .ctx
-            .open_rw_session(slot)
-            .map_err(Error::pkcs11(Operation::OpenLoginSession))?;
-        self.login(&session)?;
-        state.slot = Some(slot);
-        state.login = Some(session);
-        Ok(slot)
-    }
-
-    /// Logs the application in. SoftHSM keeps the login flags in the token's file and
-    /// rewrites it on every C_Login, so two processes logging in to one token at the
-    /// same instant can read it torn and get CKR_GENERAL_ERROR or
-    /// CKR_USER_PIN_NOT_INITIALIZED (measured: 1 to 7 of 12 simultaneous starts). Those
-    /// two are retried a few times with a short, growing pause; a refused PIN never is.
-    fn login(&self, session: &Session) -> Result<()> {
-        const ATTEMPTS: u32 = 8;
-        let mut attempt = 1;
-        loop {
-            match session.login(UserType::User, Some(&self.config.pin)) {
-                Ok(()) => return Ok(()),
-                Err(e) if rv_of(&e) == Some(RvError::UserAlreadyLoggedIn) => return Ok(()),
-                Err(e)
-                    if attempt < ATTEMPTS
-                        && matches!(rv_of(&e), Some(RvError::GeneralError | RvError::UserPinNotInitialized)) =>
-                {
-                    tracing::debug!(attempt, error = %e, "login raced another process; retrying");
-                    std::thread::sleep(Duration::from_millis(25 * u64::from(attempt)));
-                    attempt += 1;
-                }
-                Err(e) => return Err(login_error(&self.config.token_label, e)),
-            }
-        }
-    }
-
-    /// Slot discovery runs on its own thread so that a module spinning inside
-    /// C_GetSlotList (p11-kit-client with an unreachable server) costs a leaked thread
-    /// and a clear error, not a hung service.
-    fn find_slot(&self) -> Result<Slot> {
-        let timeout = self.config.slot_discovery_timeout;
-        let started = Instant::now();
-        let shared = Arc::clone(&self.module.shared);
-        // One discovery at a time per module; one stuck in the module (past our bound)
-        // makes the others give up instead of piling up threads.
-        while shared.discovering.swap(true, Ordering::SeqCst) {
-            if started.elapsed() >= timeout {
-                return Err(Error::SlotDiscoveryTimedOut(timeout));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let timeout = timeout.saturating_sub(started.elapsed());
-        let ctx = self.module.ctx.clone();
-        let label = self.config.token_label.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let spawned = std::thread::Builder::new()
-            .name("pkcs11-slot-discovery".into())
-            .spawn(move || {
-                let found = find_slot_by_label(&ctx, &label);
-                shared.discovering.store(false, Ordering::SeqCst);
-                let _ = tx.send(found);
-            });
-        if let Err(e) = spawned {
-            self.module.shared.discovering.store(false, Ordering::SeqCst);
-            return Err(Error::DiscoveryThread(e));
-        }
-        rx.recv_timeout(timeout)
-            .map_err(|_| Error::SlotDiscoveryTimedOut(timeout))?
+    /// Idle sessions a lane keeps: the pool's sessions and those reserved for budgets,
+    /// shared out over the lanes.
+    fn idle_per_lane(&self) -> usize {
+        (self.config.sessions + self.reserved.load(Ordering::Relaxed)).div_ceil(self.lanes.len())
     }
 }
 
@@ -445,45 +381,6 @@ fn is_module_down(error: &Error) -> bool {
     }
 }
 
-fn find_slot_by_label(ctx: &Pkcs11, label: &str) -> Result<Slot> {
-    let slots = ctx
-        .get_slots_with_token()
-        .map_err(Error::pkcs11(Operation::ListSlots))?;
-    let mut present = Vec::new();
-    for slot in slots {
-        let Ok(info) = ctx.get_token_info(slot) else {
-            continue;
-        };
-        if info.label().trim_end() == label {
-            return Ok(slot);
-        }
-        present.push(info.label().trim_end().to_owned());
-    }
-    Err(Error::TokenNotFound {
-        label: label.to_owned(),
-        present,
-    })
-}
-
-fn login_error(label: &str, e: CkError) -> Error {
-    match rv_of(&e) {
-        Some(
-            rv @ (RvError::PinIncorrect
-            | RvError::PinLocked
-            | RvError::PinInvalid
-            | RvError::PinLenRange
-            | RvError::PinExpired),
-        ) => Error::PinRejected {
-            label: label.to_owned(),
-            rv,
-        },
-        _ => Error::Pkcs11 {
-            operation: Operation::Login,
-            source: e,
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -511,14 +408,14 @@ mod tests {
         let signer = crate::Signer::new(pool.clone(), label.clone(), crate::RsaScheme::Pkcs1Sha256);
         signer.sign(b"before").await?;
 
-        let generation = pool.inner.lock().generation;
+        let generation = pool.inner.lanes[0].generation();
         pool.run(Operation::Logout, |session| {
             session.logout().map_err(Error::pkcs11(Operation::Logout))
         })
         .await?;
         signer.sign(b"after").await?;
         assert!(
-            pool.inner.lock().generation > generation,
+            pool.inner.lanes[0].generation() > generation,
             "the pool must have reconnected"
         );
 

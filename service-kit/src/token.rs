@@ -25,6 +25,12 @@ pub struct TokenOptions {
     /// PKCS#11 sessions (and concurrent token operations).
     #[arg(long, default_value_t = 4)]
     pub pkcs11_sessions: usize,
+    /// Instances of the module, each its own connection to a token server: `auto` (one per
+    /// session, up to 4, for p11-kit-client.so, whose server answers each connection one
+    /// request at a time; one for any other module) or a number. A module that keeps one
+    /// state per process (SoftHSM loaded in process) is always one.
+    #[arg(long, default_value = "auto")]
+    pub pkcs11_connections: Connections,
     /// Bound on one token operation, queueing included, in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     pub pkcs11_timeout_ms: u64,
@@ -34,13 +40,14 @@ pub struct TokenOptions {
 }
 
 impl TokenOptions {
-    /// For admin tools, which share the service's options: at most two sessions are plenty
-    /// for one command, and they wait longer than a service would (at least 10 s to find
+    /// For admin tools, which share the service's options: at most two sessions on one
+    /// connection are plenty for one command, and they wait longer than a service would (at least 10 s to find
     /// the token, 2 min per operation: key generation on a slow HSM), since nobody is
     /// queueing behind them.
     pub fn for_admin(&self) -> Self {
         Self {
             pkcs11_sessions: self.pkcs11_sessions.clamp(1, 2),
+            pkcs11_connections: Connections::Exactly(std::num::NonZeroUsize::MIN),
             slot_discovery_timeout_ms: self.slot_discovery_timeout_ms.max(10_000),
             pkcs11_timeout_ms: self.pkcs11_timeout_ms.max(120_000),
             ..self.clone()
@@ -80,7 +87,11 @@ impl TokenOptions {
                 anyhow::bail!("no token PIN: set --pin-file (or pin_file in the config file) or {variable}")
             }
         };
-        let module = hsm::Module::load(&self.pkcs11_module)?;
+        let connections = match self.pkcs11_connections {
+            Connections::Auto => hsm::Module::default_connections(&self.pkcs11_module, self.pkcs11_sessions),
+            Connections::Exactly(count) => count.get(),
+        };
+        let module = hsm::Module::load_connections(&self.pkcs11_module, connections)?;
         let config = hsm::TokenConfig {
             token_label: self.token_label.clone(),
             pin,
@@ -95,6 +106,30 @@ impl TokenOptions {
                 self.pkcs11_module.display()
             )
         })
+    }
+}
+
+/// How many instances of the PKCS#11 module a service loads (see
+/// [`hsm::Module::load_connections`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Connections {
+    /// [`hsm::Module::default_connections`] for the module and the session count.
+    Auto,
+    /// This many, or fewer when the module keeps one state per process.
+    Exactly(std::num::NonZeroUsize),
+}
+
+impl std::str::FromStr for Connections {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        if value == "auto" {
+            return Ok(Self::Auto);
+        }
+        value
+            .parse()
+            .map(Self::Exactly)
+            .map_err(|_| format!("{value:?} is neither \"auto\" nor a number of connections from 1 up"))
     }
 }
 
@@ -172,5 +207,18 @@ impl rustls::sign::Signer for CountedTlsSigner {
 
     fn scheme(&self) -> rustls::SignatureScheme {
         self.scheme
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Connections;
+
+    #[test]
+    fn connections_are_auto_or_a_positive_number() {
+        assert_eq!("auto".parse(), Ok(Connections::Auto));
+        assert_eq!("3".parse(), Ok(Connections::Exactly(3.try_into().expect("non-zero"))));
+        assert!("0".parse::<Connections>().is_err());
+        assert!("many".parse::<Connections>().is_err());
     }
 }

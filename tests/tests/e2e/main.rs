@@ -19,6 +19,7 @@ mod split_trust;
 mod startup;
 mod storage;
 mod tls_keys;
+mod token_connections;
 mod transport;
 mod workflow;
 mod wrapping_rotation;
