@@ -75,6 +75,7 @@ impl Row {
             row["busy_disk_fdatasync_per_s"] = json!(round(rate, 0));
         }
         if self.flagged() {
+            row["socket_error_kinds"] = json!(r.socket_error_kinds);
             row["statuses"] = json!(r.statuses);
             row["first_bad"] = json!(r.first_bad);
         }
@@ -114,7 +115,8 @@ pub fn table(base: &Baseline, rows: &[Row]) -> String {
         if row.flagged() {
             let _ = write!(
                 note,
-                "  !! FAILED REQUESTS: {} {}",
+                "  !! FAILED REQUESTS: {} {} {}",
+                r.socket_error_kinds,
                 r.statuses,
                 r.first_bad.replace('\n', " ")
             );

@@ -73,6 +73,8 @@ pub struct WrkResult {
     pub seconds: f64,
     /// Socket errors: connect, read, write, timeout.
     pub socket_errors: u64,
+    /// Those by kind, `kind=count` pairs (`read`: the server closed the connection).
+    pub socket_error_kinds: String,
     /// Responses that were not 2xx.
     pub non_2xx: u64,
     /// `status=count` pairs of those.
@@ -170,13 +172,17 @@ async fn one(script: PathBuf, url: String, connections: usize, duration: Duratio
     let v: Value = serde_json::from_str(line).with_context(|| format!("wrk's JSON: {line}"))?;
     let n = |key: &str| v[key].as_f64().unwrap_or(0.0);
     let text = |key: &str| v[key].as_str().unwrap_or_default().to_owned();
+    let kinds = ["connect", "read", "write", "timeout"].map(|kind| (kind, n(&format!("errors_{kind}")) as u64));
     Ok(WrkResult {
+        socket_error_kinds: kinds
+            .iter()
+            .filter(|(_, count)| *count > 0)
+            .map(|(kind, count)| format!("{kind}={count}"))
+            .collect::<Vec<_>>()
+            .join(","),
         requests: n("requests") as u64,
         seconds: n("duration_us") / 1e6,
-        socket_errors: ["errors_connect", "errors_read", "errors_write", "errors_timeout"]
-            .iter()
-            .map(|k| n(k) as u64)
-            .sum(),
+        socket_errors: kinds.iter().map(|(_, count)| count).sum(),
         non_2xx: n("non_2xx") as u64,
         statuses: text("statuses"),
         first_bad: text("first_bad"),
