@@ -111,9 +111,13 @@ impl WrkResult {
             for (mine, theirs) in [
                 (&mut all.statuses, &part.statuses),
                 (&mut all.first_bad, &part.first_bad),
+                (&mut all.socket_error_kinds, &part.socket_error_kinds),
             ] {
-                if mine.is_empty() {
-                    mine.clone_from(theirs);
+                if !theirs.is_empty() {
+                    if !mine.is_empty() {
+                        mine.push_str("; ");
+                    }
+                    mine.push_str(theirs);
                 }
             }
         }
