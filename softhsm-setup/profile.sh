@@ -6,7 +6,9 @@
 # runtime, allocator, kernel) — self time, so the categories add up to the whole.
 # Usage: profile.sh [seconds per phase, default 10] [connections, default 32]
 # BIN (default target/release) names the binaries; OUT (default target/profile) keeps
-# perf.data and the per-symbol reports.
+# perf.data and the per-symbol reports. FLAMEGRAPH=1 also records call stacks (DWARF
+# unwinding: release builds keep no frame pointers; heavier, so at a lower rate) and draws
+# $OUT/<phase>-<service>.svg with inferno (`cargo install inferno` when missing).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="${BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release}"
@@ -106,6 +108,7 @@ phase() { # name, wrk arguments...
   local requests
   requests="$(awk '/requests in/ {print $1}' "$OUT/$name.wrk.txt")"
   wait "$perf_pid" || true
+  [ "${FLAMEGRAPH:-0}" = 1 ] && flamegraphs "$name" "$@"
   for which in vault manager; do
     local pid_var="${which}_pid"
     echo "-- $which: CPU ms per request by category (self time) --"
@@ -114,6 +117,23 @@ phase() { # name, wrk arguments...
       --percent-limit 0.3 2>/dev/null | grep -v '^#' | grep -v '^$' >"$OUT/$name-$which.txt" || true
   done
 }
+
+flamegraphs() { # phase name, wrk arguments...: a second run with call stacks, one SVG per service
+  local name="$1"; shift
+  perf record -F 99 --call-graph dwarf,16384 -o "$OUT/$name.stacks.data" -p "$vault_pid,$manager_pid" \
+    -- sleep "$SECONDS_EACH" >/dev/null 2>&1 &
+  local perf_pid=$!
+  wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_EACH}s" "$@" >/dev/null
+  wait "$perf_pid" || true
+  for which in vault manager; do
+    local pid_var="${which}_pid"
+    perf script -i "$OUT/$name.stacks.data" --pid "${!pid_var}" 2>/dev/null | inferno-collapse-perf |
+      inferno-flamegraph --title "$which, $name (wrk -c$CONNECTIONS)" >"$OUT/$name-$which.svg" || true
+  done
+}
+if [ "${FLAMEGRAPH:-0}" = 1 ] && ! command -v inferno-flamegraph >/dev/null; then
+  cargo install inferno --locked
+fi
 
 phase store -s "$RUN/store.lua" https://127.0.0.1:18000/api/keys
 phase read -s "$RUN/read.lua" https://127.0.0.1:18001/api/keys

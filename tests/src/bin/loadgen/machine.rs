@@ -102,6 +102,9 @@ pub async fn token_rates(threads: usize, seconds: u64) -> Result<(f64, f64)> {
         .arg(e2e::tokens::p11kit_client()?)
         .args(["--token", BENCH_TOKEN, "--pin-file"])
         .arg(e2e::dev_dir()?.join(format!("pins/{BENCH_TOKEN}.pin")))
+        // One connection per thread, as the services' `pkcs11_connections = "auto"` opens:
+        // p11-kit serves each connection one request at a time.
+        .args(["--connections", &threads.to_string()])
         .args(bench)
         .output()?;
     if !output.status.success() {

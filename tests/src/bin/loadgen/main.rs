@@ -58,6 +58,10 @@ struct Args {
     /// PKCS#11 sessions per service (default: the services' own default).
     #[arg(long)]
     sessions: Option<usize>,
+    /// More arguments for every service, e.g. `--service-arg=--handshake-wait-ms=1000`
+    /// (repeat for several): to measure a setting before changing its default.
+    #[arg(long = "service-arg", allow_hyphen_values = true)]
+    service_args: Vec<String>,
     /// Secrets the read rows go round-robin over.
     #[arg(long, default_value_t = 256)]
     read_secrets: usize,
@@ -91,10 +95,11 @@ async fn main() -> Result<()> {
         return Ok(());
     }
     let sessions = args.sessions.map(|n| n.to_string());
-    let service_args: Vec<&str> = match &sessions {
+    let mut service_args: Vec<&str> = match &sessions {
         Some(n) => vec!["--pkcs11-sessions", n.as_str()],
         None => Vec::new(),
     };
+    service_args.extend(args.service_args.iter().map(String::as_str));
     if args.attack {
         return attack::latency_under_attack(&service_args, Duration::from_secs(args.seconds)).await;
     }
@@ -126,6 +131,7 @@ async fn bench(args: &Args, service_args: &[&str]) -> Result<()> {
         "seconds_per_row": args.seconds,
         "baseline_seconds": args.baseline_seconds,
         "pkcs11_sessions": args.sessions.map_or(json!("service default"), |n| json!(n)),
+        "service_args": args.service_args,
         "read_secrets": args.read_secrets,
         "wrk": wrk_version,
         "wrk_threads_per_process": 1,
