@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export SOFTHSM2_CONF := $(CURDIR)/.dev/softhsm2.conf
 
-.PHONY: help setup build release run test lint bench fuzz clean-dev
+.PHONY: help setup build release run test lint bench profile fuzz clean-dev
 
 help:
 	@echo "make run    provision .dev/ if needed, build, run manager (:8000) and vault (:8001/:8002)"
@@ -13,6 +13,8 @@ help:
 	@echo "            SQLite, PostgreSQL with 1 and 2 replicas; busy disk) next to openssl speed, the token's"
 	@echo "            sign rate and fdatasync/s, same run; JSON in target/bench/; BENCH_SECONDS per row (5);"
 	@echo "            a legitimate client's latency calm and under attack"
+	@echo "make profile  perf of release vault and manager under wrk: CPU ms per store and per read by"
+	@echo "            category (token, TLS, HTTP, JSON, JOSE, SQLite, ...); FLAMEGRAPH=1 adds SVGs"
 	@echo "make fuzz   every fuzz target for FUZZ_SECONDS (default 20) each from the seed corpus"
 	@echo "            (nightly; installs cargo-fuzz if missing); fails on any crash"
 
@@ -54,6 +56,10 @@ bench: setup release
 	  echo "== a legitimate client's latency, calm and under attack (idle connections, handshake loops, refusal flood) =="; \
 	  target/release/loadgen --attack --seconds 8 || status=$$?; \
 	  exit $$status
+
+# Where a request's CPU goes (softhsm-setup/profile.sh): target/profile/ keeps the reports.
+profile: setup release
+	@bash softhsm-setup/profile.sh $(PROFILE_SECONDS)
 
 # The parsers of untrusted input under libFuzzer (fuzz/run.sh says how the corpus is used).
 FUZZ_SECONDS ?= 20
