@@ -116,11 +116,13 @@ impl Burst {
                 Ok(Outcome::Revoked(stored))
             });
         }
-        // A valid token presented for another secret: refused and audited as a denial.
-        for stored in &self.to_revoke[..3] {
-            let (client, stored, other) = (client.clone(), stored.clone(), self.limited.key_id.clone());
+        // A valid token presented for another secret: refused and audited as a denial. The
+        // limited secret's token, which nothing revokes (a token being revoked meanwhile could
+        // be refused as revoked instead).
+        for other in &self.to_revoke[..3] {
+            let (client, token, other) = (client.clone(), self.limited.access_token.clone(), other.key_id.clone());
             tasks.spawn(async move {
-                let (status, body) = client.read(vault, &other, &stored.access_token).await?;
+                let (status, body) = client.read(vault, &other, &token).await?;
                 ensure!(status == StatusCode::FORBIDDEN, "wrong key: {status} {body}");
                 Ok(Outcome::Denied)
             });
