@@ -20,7 +20,7 @@ use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
 use super::backend::Backend;
-use super::queries::to_i64;
+use super::queries::stamp;
 use super::writes::{ChainHead, Write, Written};
 use super::{Clock, StoreError};
 
@@ -106,7 +106,7 @@ impl Batcher {
     async fn apply(&self, batch: &[Job]) -> Result<Vec<Written>, Failure> {
         let mut tx = self.backend.begin_write(&self.pool).await.map_err(Failure::All)?;
         let mut head = ChainHead::load(&mut tx).await.map_err(Failure::All)?;
-        let now = || to_i64((self.clock)(), "now");
+        let now = || stamp(self.clock);
         let mut written = Vec::with_capacity(batch.len());
         for (index, job) in batch.iter().enumerate() {
             match job.write.apply(&mut tx, &mut head, now).await {

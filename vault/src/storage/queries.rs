@@ -8,13 +8,19 @@ use sqlx::{Any, Row, Transaction};
 use crate::audit::{AuditEntry, AuditEvent, AuditRecord, ChainBreak, ChainVerifier};
 
 use super::writes::ChainHead;
-use super::{Lookup, Rewrapped, Store, StoreError, StoredSecret, Swept};
+use super::{Clock, Lookup, Rewrapped, Store, StoreError, StoredSecret, Swept};
 
 pub(super) const SELECT_SECRET: &str =
     "SELECT key_id, user_id, envelope, created_at, expires_at, reads_left, wrap_kid FROM secrets WHERE key_id = $1";
 
 pub(super) fn to_i64(value: u64, what: &'static str) -> Result<i64, StoreError> {
     i64::try_from(value).map_err(|_| StoreError::Corrupt(what))
+}
+
+/// The time to stamp audit records with; read under the write lock, so that times never
+/// decrease along the chain.
+pub(super) fn stamp(clock: Clock) -> Result<i64, StoreError> {
+    to_i64(clock(), "now")
 }
 
 fn to_u64(value: i64, what: &'static str) -> Result<u64, StoreError> {
@@ -54,12 +60,6 @@ fn record_from_row(row: &AnyRow) -> Result<AuditRecord, StoreError> {
 impl Store {
     async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
         self.backend.begin_write(&self.pool).await
-    }
-
-    /// The time to stamp audit records with; read under the write lock, so that times never
-    /// decrease along the chain.
-    fn now(&self) -> Result<i64, StoreError> {
-        to_i64((self.clock)(), "now")
     }
 
     /// The secret stored under `key_id`, if any (expired or not).
@@ -112,7 +112,7 @@ impl Store {
             .bind(at)
             .fetch_all(&mut *tx)
             .await?;
-        let stamped = self.now()?;
+        let stamped = stamp(self.clock)?;
         let mut head = ChainHead::load(&mut tx).await?;
         for row in &expired {
             let key_id: String = row.try_get("key_id")?;

@@ -122,12 +122,8 @@ impl Write {
                     .await?
                     .rows_affected()
                     == 1;
-                let audit = if deleted {
-                    audit.clone()
-                } else {
-                    audit.clone().outcome("already_gone")
-                };
-                head.append(conn, now()?, &audit).await?;
+                head.append(conn, now()?, &outcome_unless(deleted, audit, "already_gone"))
+                    .await?;
                 Ok(Written::Destroyed(deleted))
             }
             Write::Revoke { jti, expires_at, audit } => {
@@ -140,12 +136,8 @@ impl Write {
                 .await?
                 .rows_affected()
                     == 1;
-                let audit = if inserted {
-                    audit.clone()
-                } else {
-                    audit.clone().outcome("already_revoked")
-                };
-                head.append(conn, now()?, &audit).await?;
+                head.append(conn, now()?, &outcome_unless(inserted, audit, "already_revoked"))
+                    .await?;
                 Ok(Written::Revoked(inserted))
             }
             Write::Audit(entry) => {
@@ -153,6 +145,16 @@ impl Write {
                 Ok(Written::Audited)
             }
         }
+    }
+}
+
+/// `audit` as it is when the write changed something; otherwise with `outcome`, which
+/// says why nothing changed (an idempotent repeat).
+fn outcome_unless(changed: bool, audit: &AuditEntry, outcome: &str) -> AuditEntry {
+    if changed {
+        audit.clone()
+    } else {
+        audit.clone().outcome(outcome)
     }
 }
 
