@@ -2,6 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export SOFTHSM2_CONF := $(CURDIR)/.dev/softhsm2.conf
+export KRYOPTIC_CONF := $(CURDIR)/.dev/kryoptic/kryoptic.conf
 
 .PHONY: help setup build release run test lint bench profile fuzz clean-dev
 

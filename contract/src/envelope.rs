@@ -167,13 +167,17 @@ fn is_check_value(text: &str) -> bool {
 pub struct Recipient {
     key: OaepPublicEncryptingKey,
     kid: String,
+    key_wrap: Option<KeyWrap>,
 }
 
 impl Recipient {
     /// Builds the recipient from vault's exported JWK; `kid` is recomputed from the key
-    /// (RFC 7638) rather than trusted from the file.
+    /// (RFC 7638) rather than trusted from the file. The JWK's `alg`, when it names a
+    /// wrapping this system uses, is the one vault's token opens ([`Recipient::key_wrap`]).
     pub fn from_jwk(jwk: &Jwk) -> Result<Self, EnvelopeError> {
-        Self::from_public_key(&RsaPublicKey::from_jwk(jwk)?)
+        let mut recipient = Self::from_public_key(&RsaPublicKey::from_jwk(jwk)?)?;
+        recipient.key_wrap = jwk.alg.as_deref().and_then(|alg| alg.parse().ok());
+        Ok(recipient)
     }
 
     /// The recipient for an RSA public key (its `kid` is the key's thumbprint).
@@ -184,12 +188,19 @@ impl Recipient {
         Ok(Self {
             key,
             kid: public.thumbprint(),
+            key_wrap: None,
         })
     }
 
     /// The recipient key's `kid`.
     pub fn kid(&self) -> &str {
         &self.kid
+    }
+
+    /// The wrapping its JWK's `alg` asks for, if it named one (vault publishes the one its
+    /// token opens: `RSA-OAEP-256` where the token does OAEP with SHA-256).
+    pub fn key_wrap(&self) -> Option<KeyWrap> {
+        self.key_wrap
     }
 
     /// Wraps a content key to this recipient (what `rewrap` does with an unwrapped key);

@@ -5,9 +5,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use crate::key_wrap::KeyWrapChoice;
 use clap::{Args, Parser};
 use contract::claims::JwsAlgorithm;
-use contract::envelope::KeyWrap;
 use service_kit::config::Service;
 use service_kit::connections::ConnectionOptions;
 use service_kit::rate_limit::RateLimitOptions;
@@ -42,8 +42,8 @@ pub struct Config {
     /// Server certificate chain (PEM).
     #[arg(long)]
     pub tls_cert: PathBuf,
-    /// Label of the server certificate's private key in the token (ECDSA P-256 or RSA);
-    /// TLS handshakes are signed inside the token.
+    /// Label of the server certificate's private key in the token (ECDSA P-256 or RSA), or
+    /// a PKCS#11 URI with `object=`; TLS handshakes are signed inside the token.
     #[arg(long, default_value = "manager-tls")]
     pub tls_key_label: String,
 
@@ -60,7 +60,8 @@ pub struct Config {
     /// Client certificate (PEM) presented to vault's internal listener.
     #[arg(long)]
     pub client_cert: PathBuf,
-    /// Label of the client certificate's private key in the token.
+    /// Label of the client certificate's private key in the token, or a PKCS#11 URI with
+    /// `object=`.
     #[arg(long, default_value = "manager-client-tls")]
     pub client_key_label: String,
     /// vault's public wrapping key as a JWK file (exported at provisioning). When unset,
@@ -68,10 +69,11 @@ pub struct Config {
     /// `key_refresh_seconds`, which is what makes wrapping-key rotation reach manager.
     #[arg(long)]
     pub vault_public_key: Option<PathBuf>,
-    /// Content-key wrapping: RSA-OAEP (SHA-1; the only one SoftHSM2 2.6.1 opens) or
-    /// RSA-OAEP-256 (for HSMs that support OAEP with SHA-256).
-    #[arg(long, default_value = "RSA-OAEP")]
-    pub key_wrap: KeyWrap,
+    /// Content-key wrapping: `auto` (the `alg` vault publishes with its wrapping key: the
+    /// OAEP its token opens, RSA-OAEP-256 where it does SHA-256), or RSA-OAEP (SHA-1; the
+    /// only one SoftHSM2 2.6.1 opens) or RSA-OAEP-256 to force one.
+    #[arg(long, default_value = "auto")]
+    pub key_wrap: KeyWrapChoice,
     /// Bound on one call to vault, in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     pub vault_timeout_ms: u64,
@@ -107,8 +109,9 @@ pub struct Config {
 /// manager's signing keys and how they sign; `manager-admin` shares the options.
 #[derive(Debug, Clone, Args)]
 pub struct SigningKeyOptions {
-    /// Label of the RSA key pair that signs access tokens; rotated generations are
-    /// labelled `<label>.1`, `<label>.2`, ... and the newest signs.
+    /// Label of the RSA key pair that signs access tokens, or a PKCS#11 URI with
+    /// `object=`; rotated generations are labelled `<label>.1`, `<label>.2`, ... and the
+    /// newest signs.
     #[arg(long, default_value = "manager-signing")]
     pub signing_key_label: String,
     /// Token signature algorithm: RS256 or PS256.
@@ -123,10 +126,61 @@ pub struct SigningKeyOptions {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
+    use service_kit::config::{ConfigError, parse_layered_from};
+
+    use super::{Config, SERVICE};
+
     /// Keeps `config/manager.example.toml` and the options in step.
     #[test]
     fn the_example_config_documents_exactly_the_options() {
         let example = include_str!("../../config/manager.example.toml");
         assert_eq!(service_kit::config::check_documented::<super::Config>(example), Ok(()));
+    }
+
+    /// manager's configuration from the required options and `extra`.
+    fn parse(extra: &[&str]) -> Result<Config, ConfigError> {
+        let required = [
+            "manager",
+            "--tls-cert",
+            "/t.pem",
+            "--vault-ca",
+            "/ca.pem",
+            "--client-cert",
+            "/c.pem",
+        ];
+        parse_layered_from(SERVICE, required.iter().chain(extra).map(Into::into).collect(), None)
+    }
+
+    #[test]
+    fn the_token_and_every_key_option_take_pkcs11_uris_and_hold_plain_values() -> Result<(), ConfigError> {
+        let config = parse(&[
+            "--token-label",
+            "pkcs11:token=manager?pin-source=/etc/manager.pin",
+            "--signing-key-label",
+            "pkcs11:object=manager-signing;type=private",
+            "--tls-key-label",
+            "pkcs11:token=manager;object=manager-tls?pin-source=file:///etc/manager.pin",
+            "--client-key-label",
+            "pkcs11:object=manager-client-tls",
+        ])?;
+        assert_eq!(config.token.token_label, "manager");
+        assert_eq!(config.token.pkcs11_module, Path::new("/usr/lib/softhsm/libsofthsm2.so"));
+        assert_eq!(config.token.pin_file.as_deref(), Some(Path::new("/etc/manager.pin")));
+        assert_eq!(config.signing.signing_key_label, "manager-signing");
+        assert_eq!(config.tls_key_label, "manager-tls");
+        assert_eq!(config.client_key_label, "manager-client-tls");
+        Ok(())
+    }
+
+    #[test]
+    fn a_key_uri_for_a_certificate_is_refused_naming_the_option() {
+        let result = parse(&["--client-key-label", "pkcs11:object=manager-client-tls;type=cert"]);
+        assert!(
+            matches!(&result, Err(ConfigError::Pkcs11Uri { option, source: hsm::NameError::NotPrivateKey { .. } })
+                if option == "client_key_label"),
+            "{result:?}"
+        );
     }
 }

@@ -8,6 +8,7 @@
 pub mod config;
 pub mod error;
 pub mod issuer;
+pub mod key_wrap;
 pub mod routes;
 pub mod startup;
 pub mod state;

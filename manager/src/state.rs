@@ -1,6 +1,6 @@
 //! What every manager handler shares.
 
-use contract::envelope::KeyWrap;
+use crate::key_wrap::KeyWrapChoice;
 
 use crate::issuer::Issuer;
 use crate::vault_client::VaultClient;
@@ -27,7 +27,7 @@ pub struct AppState {
     /// vault's public wrapping key.
     pub vault_key: VaultKey,
     /// How content keys are wrapped.
-    pub key_wrap: KeyWrap,
+    pub key_wrap: KeyWrapChoice,
     /// vault's internal API.
     pub vault: VaultClient,
     /// Request limits.

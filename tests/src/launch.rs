@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use tokio::process::Command;
 
-use crate::dev::{binary, dev_dir};
+use crate::dev::binary;
 use crate::process::Service;
-use crate::tokens::{TokenServer, p11kit_client, private_softhsm};
+use crate::tokens::{Implementation, TokenServer, p11kit_client};
 
 /// How to start one service.
 pub struct Launch {
@@ -19,6 +19,7 @@ pub struct Launch {
     /// The listeners it reports once it serves.
     listeners: &'static [&'static str],
     dir: PathBuf,
+    implementation: Implementation,
     token_server: Option<String>,
     database_url: Option<String>,
     args: Vec<OsString>,
@@ -32,6 +33,7 @@ impl Launch {
             name: "vault",
             listeners: &["public", "internal"],
             dir: dir.to_owned(),
+            implementation: Implementation::SoftHsm,
             token_server: None,
             database_url: Some(database),
             args: ["--listen-public", "127.0.0.1:0", "--listen-internal", "127.0.0.1:0"]
@@ -46,6 +48,7 @@ impl Launch {
             name: "manager",
             listeners: &["api"],
             dir: dir.to_owned(),
+            implementation: Implementation::SoftHsm,
             token_server: None,
             database_url: None,
             args: vec![
@@ -60,6 +63,13 @@ impl Launch {
     /// vault's storage (`sqlite://…` or `postgres://…`).
     pub fn database(mut self, url: &str) -> Self {
         self.database_url = Some(url.to_owned());
+        self
+    }
+
+    /// Its token in `implementation` (a private copy of it, with the configuration
+    /// `softhsm-setup/setup.sh` wrote for it) instead of SoftHSM2.
+    pub fn on(mut self, implementation: Implementation) -> Self {
+        self.implementation = implementation;
         self
     }
 
@@ -78,11 +88,12 @@ impl Launch {
     /// The command, for tests that run it to completion (start-up failures).
     pub fn command(&self) -> Result<Command> {
         let mut command = Command::new(binary(self.name)?);
+        let (variable, conf) = self.implementation.private_copy(&self.dir)?;
         command
-            .env("SOFTHSM2_CONF", private_softhsm(&self.dir)?)
+            .env(variable, conf)
             .env("RUST_LOG", "info")
             .arg("--config")
-            .arg(dev_dir()?.join(format!("{}.toml", self.name)));
+            .arg(self.implementation.service_config(self.name)?);
         if let Some(address) = &self.token_server {
             command
                 .env("P11_KIT_SERVER_ADDRESS", address)

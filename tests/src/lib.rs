@@ -37,7 +37,7 @@ pub use dev::{binary, dev_dir, free_port};
 pub use launch::Launch;
 pub use process::Service;
 pub use system::{Replicas, System};
-pub use tokens::{TokenServer, hsm_admin};
+pub use tokens::{Implementation, TokenServer, hsm_admin, hsm_admin_on};
 
 /// Polls `url` until it answers 200, for at most 20 s.
 pub async fn wait_ready(http: &reqwest::Client, url: &str) -> Result<()> {

@@ -9,10 +9,10 @@ use contract::wire::StoreKeyResponse;
 use serde_json::Value;
 
 use crate::client::{Answer, Client};
-use crate::dev::{binary, dev_dir, free_port};
+use crate::dev::{binary, free_port};
 use crate::launch::Launch;
 use crate::process::Service;
-use crate::tokens::private_softhsm;
+use crate::tokens::Implementation;
 
 /// vault and manager running together on a private token copy and SQLite database.
 pub struct System {
@@ -24,6 +24,8 @@ pub struct System {
     pub manager: Service,
     /// A user of both.
     pub client: Client,
+    /// The PKCS#11 implementation holding both services' tokens.
+    pub implementation: Implementation,
 }
 
 impl System {
@@ -34,9 +36,19 @@ impl System {
 
     /// Like [`System::start`] with extra arguments for each service.
     pub async fn start_with(vault_args: &[&str], manager_args: &[&str]) -> Result<Self> {
+        Self::start_on(Implementation::SoftHsm, vault_args, manager_args).await
+    }
+
+    /// Like [`System::start_with`], with both tokens in `implementation`.
+    pub async fn start_on(implementation: Implementation, vault_args: &[&str], manager_args: &[&str]) -> Result<Self> {
         let dir = tempfile::tempdir()?;
-        let vault = Launch::vault(dir.path()).args(vault_args).start().await?;
+        let vault = Launch::vault(dir.path())
+            .on(implementation)
+            .args(vault_args)
+            .start()
+            .await?;
         let manager = Launch::manager(dir.path(), vault.addr("internal"))
+            .on(implementation)
             .args(manager_args)
             .start()
             .await?;
@@ -46,6 +58,7 @@ impl System {
             vault,
             manager,
             client,
+            implementation,
         })
     }
 
@@ -53,6 +66,15 @@ impl System {
     /// `/.well-known/jwks.json` (as needed for key rotation) instead of the exported file;
     /// returns once vault has them.
     pub async fn start_with_jwks_url(vault_args: &[&str], manager_args: &[&str]) -> Result<Self> {
+        Self::start_with_jwks_url_on(Implementation::SoftHsm, vault_args, manager_args).await
+    }
+
+    /// Like [`System::start_with_jwks_url`], with both tokens in `implementation`.
+    pub async fn start_with_jwks_url_on(
+        implementation: Implementation,
+        vault_args: &[&str],
+        manager_args: &[&str],
+    ) -> Result<Self> {
         let port = free_port()?;
         let jwks = format!("https://127.0.0.1:{port}/.well-known/jwks.json");
         let listen = format!("127.0.0.1:{port}");
@@ -64,7 +86,7 @@ impl System {
             .into_iter()
             .chain(manager_args.iter().copied())
             .collect();
-        let system = Self::start_with(&vault_args, &manager_args).await?;
+        let system = Self::start_on(implementation, &vault_args, &manager_args).await?;
         crate::wait_ready(&system.client.http, &system.vault_url("/readyz")).await?;
         Ok(system)
     }
@@ -73,10 +95,11 @@ impl System {
     /// copy and the dev configuration of the service it administers.
     pub fn admin(&self, name: &str, args: &[&str]) -> Result<std::process::Output> {
         let service = name.trim_end_matches("-admin");
+        let (variable, conf) = self.implementation.private_copy(self.dir.path())?;
         let output = std::process::Command::new(binary(name)?)
-            .env("SOFTHSM2_CONF", private_softhsm(self.dir.path())?)
+            .env(variable, conf)
             .arg("--config")
-            .arg(dev_dir()?.join(format!("{service}.toml")))
+            .arg(self.implementation.service_config(service)?)
             .args(args)
             .output()?;
         Ok(output)

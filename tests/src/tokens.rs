@@ -54,6 +54,74 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The PKCS#11 implementations the tests run the services on, each provisioned by
+/// `softhsm-setup/setup.sh` with the same tokens, keys and certificates (from one dev CA):
+/// SoftHSM2 in `.dev/`, Kryoptic in `.dev/kryoptic/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Implementation {
+    /// SoftHSM2 2.6.1 as Debian packages it; its configuration is `SOFTHSM2_CONF`.
+    SoftHsm,
+    /// Kryoptic (crates.io), a PKCS#11 3.x token over OpenSSL keeping its objects in
+    /// SQLite; its configuration is `KRYOPTIC_CONF`.
+    Kryoptic,
+}
+
+impl Implementation {
+    /// Where its PINs, exported keys, certificates and service configurations are.
+    pub fn dev_dir(self) -> Result<PathBuf> {
+        let dev = dev_dir()?;
+        Ok(match self {
+            Self::SoftHsm => dev,
+            Self::Kryoptic => {
+                let dir = dev.join("kryoptic");
+                if !dir.join("kryoptic.conf").is_file() {
+                    bail!(
+                        "{} is not provisioned: run `make setup` (softhsm-setup/setup.sh) again",
+                        dir.display()
+                    );
+                }
+                dir
+            }
+        })
+    }
+
+    /// The configuration file `softhsm-setup/setup.sh` wrote for `service` on it.
+    pub fn service_config(self, service: &str) -> Result<PathBuf> {
+        Ok(self.dev_dir()?.join(format!("{service}.toml")))
+    }
+
+    /// The user PIN file of `token`.
+    pub fn pin_file(self, token: &str) -> Result<PathBuf> {
+        Ok(self.dev_dir()?.join(format!("pins/{token}.pin")))
+    }
+
+    /// The environment variable naming its configuration, and a configuration for a private
+    /// copy of its tokens in `dir` (made once).
+    pub fn private_copy(self, dir: &Path) -> Result<(&'static str, PathBuf)> {
+        match self {
+            Self::SoftHsm => Ok(("SOFTHSM2_CONF", private_softhsm(dir)?)),
+            Self::Kryoptic => Ok(("KRYOPTIC_CONF", private_kryoptic(dir)?)),
+        }
+    }
+}
+
+/// Copies `.dev/kryoptic/tokens` into `dir/kryoptic-tokens` (once) and returns a Kryoptic
+/// configuration whose slots are the copies.
+pub fn private_kryoptic(dir: &Path) -> Result<PathBuf> {
+    let conf = dir.join("kryoptic.conf");
+    if !conf.exists() {
+        let source = Implementation::Kryoptic.dev_dir()?;
+        let _files = DEV_TOKEN_FILES.lock().unwrap_or_else(|p| p.into_inner());
+        let tokens = dir.join("kryoptic-tokens");
+        copy_dir(&source.join("tokens"), &tokens)?;
+        let text = std::fs::read_to_string(source.join("kryoptic.conf"))?;
+        let from = source.join("tokens").display().to_string();
+        anyhow::ensure!(text.contains(&from), "{} names no token under {from}", source.display());
+        std::fs::write(&conf, text.replace(&from, &tokens.display().to_string()))?;
+    }
+    Ok(conf)
+}
+
 /// The PKCS#11 module services load in isolation mode, `p11-kit-client.so`, found once by
 /// `softhsm-setup/p11-kit.sh` for this machine's architecture.
 pub fn p11kit_client() -> Result<PathBuf> {
@@ -207,10 +275,22 @@ fn dev_module() -> hsm::Result<hsm::Module> {
 /// Runs `hsm-admin` against the token copies in `dir` (see [`private_softhsm`]) with the
 /// `.dev/` PIN of `token`; insists on success and returns its stdout.
 pub fn hsm_admin(dir: &Path, token: &str, args: &[&str]) -> Result<String> {
+    hsm_admin_on(Implementation::SoftHsm, dir, token, args)
+}
+
+/// [`hsm_admin`] on `implementation`'s token copies in `dir`.
+pub fn hsm_admin_on(implementation: Implementation, dir: &Path, token: &str, args: &[&str]) -> Result<String> {
+    let (variable, conf) = implementation.private_copy(dir)?;
+    let module = match implementation {
+        Implementation::SoftHsm => PathBuf::from(SOFTHSM),
+        Implementation::Kryoptic => implementation.dev_dir()?.join("libkryoptic_pkcs11.so"),
+    };
     let output = Command::new(binary("hsm-admin")?)
-        .env("SOFTHSM2_CONF", private_softhsm(dir)?)
+        .env(variable, conf)
+        .arg("--module")
+        .arg(module)
         .args(["--token", token, "--pin-file"])
-        .arg(dev_dir()?.join(format!("pins/{token}.pin")))
+        .arg(implementation.pin_file(token)?)
         .args(args)
         .output()?;
     if !output.status.success() {

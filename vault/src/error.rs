@@ -77,9 +77,9 @@ impl ApiError {
             ApiError::ReadLimitReached => (StatusCode::GONE, ErrorCode::ReadLimitReached),
             ApiError::Body(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest),
             ApiError::InvalidKeyId => (StatusCode::BAD_REQUEST, ErrorCode::InvalidKeyId),
-            ApiError::Incoming(IncomingError::Invalid(_) | IncomingError::Version1) => {
-                (StatusCode::BAD_REQUEST, ErrorCode::InvalidEnvelope)
-            }
+            ApiError::Incoming(
+                IncomingError::Invalid(_) | IncomingError::Version1 | IncomingError::UnsupportedKeyWrap(_),
+            ) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidEnvelope),
             ApiError::Incoming(IncomingError::UnknownKey(_)) => {
                 (StatusCode::BAD_REQUEST, ErrorCode::UnknownWrappingKey)
             }
@@ -107,7 +107,7 @@ impl ApiError {
             ApiError::Body(e) => e.to_string(),
             ApiError::InvalidKeyId => "key_id must be 1-64 characters of A-Z a-z 0-9 - _".into(),
             ApiError::Incoming(IncomingError::Invalid(e)) => e.to_string(),
-            ApiError::Incoming(e @ IncomingError::Version1) => e.to_string(),
+            ApiError::Incoming(e @ (IncomingError::Version1 | IncomingError::UnsupportedKeyWrap(_))) => e.to_string(),
             ApiError::Incoming(IncomingError::UnknownKey(_)) => {
                 "the envelope is sealed to a key this vault does not hold".into()
             }

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use contract::envelope::{Binding, Envelope, EnvelopeError, KeyWrap, Version};
+use contract::envelope::{Binding, Envelope, EnvelopeError, KeyWrap, Recipient, Version};
 use contract::jwk::Jwk;
 use contract::share::HolderShare;
 use service_kit::keyring::KeyRing;
@@ -26,6 +26,10 @@ pub enum IncomingError {
     /// trust stay readable, but no new secret is stored that way.
     #[error("version-1 envelopes are no longer stored; upgrade manager")]
     Version1,
+    /// Wrapped with an OAEP this vault's token does not open (manager forced
+    /// `key_wrap = "RSA-OAEP-256"` in front of SoftHSM2, say): stored, it could never be read.
+    #[error("the content key is wrapped with {0}, which this vault's token does not open")]
+    UnsupportedKeyWrap(KeyWrap),
 }
 
 /// Why a stored envelope did not open.
@@ -69,15 +73,67 @@ pub fn wrapped_to<'a>(secret: &'a StoredSecret, envelope: Option<&'a Envelope>) 
         .or_else(|| envelope.map(|envelope| envelope.header().kid.as_str()))
 }
 
+/// The token's OAEP hash for a JWE key wrapping.
+fn oaep_hash(wrap: KeyWrap) -> hsm::OaepHash {
+    match wrap {
+        KeyWrap::RsaOaep => hsm::OaepHash::Sha1,
+        KeyWrap::RsaOaep256 => hsm::OaepHash::Sha256,
+    }
+}
+
 /// vault's wrapping keys, opening envelopes with them.
 pub struct Opener {
     keys: Arc<KeyRing>,
+    /// The OAEP variants the token opens, the one to publish first.
+    opens: Vec<KeyWrap>,
 }
 
+/// The OAEP variants [`Opener::probe`] tries, in order of preference: SHA-256 where the
+/// token does it (Kryoptic, real HSMs), else SHA-1 (SoftHSM2 2.6.1 opens only that).
+const PREFERENCE: [KeyWrap; 2] = [KeyWrap::RsaOaep256, KeyWrap::RsaOaep];
+
 impl Opener {
-    /// An opener over the wrapping keys in `keys`.
+    /// An opener over the wrapping keys in `keys` that takes the token to open both OAEP
+    /// variants (for `vault-admin rewrap`, which only opens what was stored).
     pub fn new(keys: Arc<KeyRing>) -> Self {
-        Self { keys }
+        Self {
+            keys,
+            opens: PREFERENCE.to_vec(),
+        }
+    }
+
+    /// An opener over `keys` that knows which OAEP variants the token opens: it wraps a
+    /// random key to the newest wrapping key with each, in software, and asks the token to
+    /// decrypt it. The mechanism list cannot tell: SoftHSM2 lists CKM_RSA_PKCS_OAEP and
+    /// refuses SHA-256 parameters only when asked.
+    ///
+    /// # Errors
+    /// The token is unavailable, or opens neither variant.
+    pub async fn probe(keys: Arc<KeyRing>) -> anyhow::Result<Self> {
+        let current = keys.keys().current().clone();
+        let recipient = Recipient::from_public_key(&current.public)?;
+        let decrypter = hsm::Decrypter::new(keys.pool().clone(), current.label.clone());
+        let mut opens = Vec::new();
+        for wrap in PREFERENCE {
+            let mut probe = Zeroizing::new([0u8; 32]);
+            aws_lc_rs::rand::fill(probe.as_mut_slice()).map_err(|_| anyhow::anyhow!("the system RNG failed"))?;
+            let wrapped = recipient.wrap_content_key(wrap, probe.as_slice())?;
+            match decrypter.decrypt_oaep(oaep_hash(wrap), &wrapped).await {
+                Ok(opened) if opened.as_slice() == probe.as_slice() => opens.push(wrap),
+                Ok(_) => tracing::warn!(key = %current.label, %wrap, "the token decrypted a probe to something else"),
+                Err(error) if error.is_unavailable() => {
+                    return Err(anyhow::Error::new(error).context(format!("trying {wrap} with {:?}", current.label)));
+                }
+                Err(error) => tracing::info!(key = %current.label, %wrap, %error, "the token does not open this key wrapping"),
+            }
+        }
+        anyhow::ensure!(
+            !opens.is_empty(),
+            "the token opens neither RSA-OAEP nor RSA-OAEP-256 with {:?}: run `hsm-admin check`",
+            current.label
+        );
+        tracing::info!(opens = ?opens.iter().map(|w| w.jose_name()).collect::<Vec<_>>(), "key wrappings the token opens");
+        Ok(Self { keys, opens })
     }
 
     /// The wrapping keys.
@@ -85,13 +141,20 @@ impl Opener {
         &self.keys
     }
 
-    /// The newest key as a JWK: what manager seals to.
+    /// The OAEP variant published with the wrapping key (manager's `key_wrap = "auto"`
+    /// seals with it).
+    pub fn preferred_key_wrap(&self) -> KeyWrap {
+        self.opens[0]
+    }
+
+    /// The newest key as a JWK whose `alg` is the OAEP the token opens (SHA-256 where it
+    /// can): what manager seals to.
     pub fn current_jwk(&self) -> Jwk {
         self.keys
             .keys()
             .current()
             .public
-            .to_jwk(KeyWrap::RsaOaep.jose_name(), "enc")
+            .to_jwk(self.preferred_key_wrap().jose_name(), "enc")
     }
 
     /// Checks an incoming envelope before it is stored: well-formed, split-trust (version
@@ -102,6 +165,9 @@ impl Opener {
             return Err(IncomingError::Version1);
         }
         parsed.check_binding(binding)?;
+        if !self.opens.contains(&parsed.key_wrap()) {
+            return Err(IncomingError::UnsupportedKeyWrap(parsed.key_wrap()));
+        }
         let kid = &parsed.header().kid;
         if self.keys.keys().get(kid).is_none() {
             return Err(IncomingError::UnknownKey(kid.clone()));
@@ -123,12 +189,10 @@ impl Opener {
             .get(kid)
             .map(|generation| generation.label.clone())
             .ok_or_else(|| OpenError::UnknownKey(kid.to_owned()))?;
-        let hash = match envelope.key_wrap() {
-            KeyWrap::RsaOaep => hsm::OaepHash::Sha1,
-            KeyWrap::RsaOaep256 => hsm::OaepHash::Sha256,
-        };
         let decrypter = hsm::Decrypter::new(self.keys.pool().clone(), label);
-        Ok(decrypter.decrypt_oaep(hash, envelope.encrypted_key()).await?)
+        Ok(decrypter
+            .decrypt_oaep(oaep_hash(envelope.key_wrap()), envelope.encrypted_key())
+            .await?)
     }
 
     /// Opens a stored secret's envelope with the holder's `share` (the access token's).

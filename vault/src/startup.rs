@@ -31,6 +31,7 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
         .await
         .with_context(|| format!("cannot read wrapping keys {label:?}"))?,
     );
+    let opener = Opener::probe(keys.clone()).await?;
     let audit_key = AuditKey::load(&pool, &config.audit.key.audit_key_label).await?;
     let jwks_ca = config.manager_jwks_ca.as_ref().unwrap_or(&config.client_ca);
     let source = JwksSource::new(&config.manager_jwks, jwks_ca)?;
@@ -85,7 +86,7 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
     let state = Arc::new(AppState {
         verifier,
         store,
-        opener: Opener::new(keys.clone()),
+        opener,
     });
     tokio::spawn(sweep_forever(
         state.clone(),
@@ -95,7 +96,12 @@ pub async fn run(config: Config, env_pin: Option<SecretString>) -> anyhow::Resul
         state.clone(),
         Duration::from_secs(config.jwks_refresh_seconds.max(1)),
     ));
-    tracing::info!(kid = %keys.keys().current().kid, token = %config.token.token_label, "vault ready");
+    tracing::info!(
+        kid = %keys.keys().current().kid,
+        token = %config.token.token_label,
+        key_wrap = %state.opener.preferred_key_wrap(),
+        "vault ready"
+    );
 
     service_kit::connections::check_descriptor_budget(&config.connections, 2);
     let (public_handle, internal_handle) = (Handle::new(), Handle::new());

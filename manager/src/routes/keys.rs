@@ -40,7 +40,7 @@ async fn store_key(
     let share = HolderShare::generate()?;
     let envelope = seal(
         &recipient,
-        state.key_wrap,
+        state.key_wrap.for_recipient(&recipient),
         Binding {
             key_id: &key_id,
             user_id: &request.user_id,
