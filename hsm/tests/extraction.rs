@@ -1,5 +1,7 @@
 //! The provisioned private keys — the RSA signing, wrapping and audit keys, the TLS keys and
-//! the dev CA's key — cannot be read or wrapped out of their tokens.
+//! the dev CA's key — cannot be read or wrapped out of their tokens, on both PKCS#11
+//! implementations `softhsm-setup/setup.sh` provisions: SoftHSM2 (`.dev/`) and Kryoptic
+//! (`.dev/kryoptic/`, whose configuration `KRYOPTIC_CONF` comes from `.cargo/config.toml`).
 //!
 //! Written against raw cryptoki, as an attacker holding the user PIN would use the token,
 //! not through the `hsm` crate whose claims are being tested.
@@ -26,7 +28,41 @@ fn dev() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../.dev")
 }
 
-fn logged_in_session(ctx: &Pkcs11, token: &str) -> Result<Session> {
+/// Every private key `setup.sh` provisions in SoftHSM2.
+const SOFTHSM_KEYS: [(&str, &str); 8] = [
+    ("manager", "manager-signing"),
+    ("vault", "vault-wrapping"),
+    ("vault", "vault-audit"),
+    ("manager", "manager-tls"),
+    ("manager", "manager-client-tls"),
+    ("vault", "vault-tls"),
+    ("vault", "vault-internal-tls"),
+    ("dev-ca", "dev-ca"),
+];
+
+#[test]
+fn provisioned_private_keys_cannot_be_read_or_wrapped_out_of_softhsm() -> Result {
+    let module = std::env::var_os("PKCS11_MODULE")
+        .map_or_else(|| PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"), PathBuf::from);
+    check_keys(&module, &dev(), &SOFTHSM_KEYS, RvError::KeyUnextractable)
+}
+
+/// The same keys in Kryoptic (the dev CA's stays in SoftHSM2). Kryoptic 1.5 refuses to
+/// AES-wrap a key whose CKA_EXTRACTABLE is false with CKR_KEY_FUNCTION_NOT_PERMITTED
+/// (`check_key_ops(.., CKA_EXTRACTABLE)` in kryoptic-lib's `object/mod.rs`), not the
+/// CKR_KEY_UNEXTRACTABLE PKCS#11 names; the same call wraps an extractable key.
+#[test]
+fn provisioned_private_keys_cannot_be_read_or_wrapped_out_of_kryoptic() -> Result {
+    let dir = dev().join("kryoptic");
+    check_keys(
+        &dir.join("libkryoptic_pkcs11.so"),
+        &dir,
+        &SOFTHSM_KEYS[..7],
+        RvError::KeyFunctionNotPermitted,
+    )
+}
+
+fn logged_in_session(ctx: &Pkcs11, pins: &Path, token: &str) -> Result<Session> {
     let slot = ctx
         .get_slots_with_token()?
         .into_iter()
@@ -36,7 +72,7 @@ fn logged_in_session(ctx: &Pkcs11, token: &str) -> Result<Session> {
         })
         .ok_or_else(|| format!("token {token} not provisioned; run make test"))?;
     let session = ctx.open_rw_session(slot)?;
-    let pin = std::fs::read_to_string(dev().join(format!("pins/{token}.pin")))?;
+    let pin = std::fs::read_to_string(pins.join(format!("pins/{token}.pin")))?;
     session.login(UserType::User, Some(&SecretString::from(pin.trim().to_owned())))?;
     Ok(session)
 }
@@ -60,6 +96,39 @@ fn bool_attribute(session: &Session, key: ObjectHandle, wanted: AttributeType) -
         }))
 }
 
+/// A throwaway session private key of `key_type` that may be wrapped out: the control that
+/// shows a wrapping mechanism works on such keys at all.
+fn extractable_private_key(session: &Session, key_type: Option<KeyType>) -> Result<ObjectHandle> {
+    let private = [
+        Attribute::Token(false),
+        Attribute::Private(true),
+        Attribute::Sensitive(false),
+        Attribute::Extractable(true),
+        Attribute::Sign(true),
+    ];
+    let (mechanism, public) = match key_type {
+        Some(KeyType::EC) => (
+            Mechanism::EccKeyPairGen,
+            // P-256's OID, DER-encoded.
+            vec![
+                Attribute::Token(false),
+                Attribute::EcParams(vec![0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07]),
+            ],
+        ),
+        _ => (
+            Mechanism::RsaPkcsKeyPairGen,
+            vec![
+                Attribute::Token(false),
+                Attribute::ModulusBits(2048.into()),
+                Attribute::PublicExponent(vec![1, 0, 1]),
+            ],
+        ),
+    };
+    let (public, private) = session.generate_key_pair(&mechanism, &public, &private)?;
+    session.destroy_object(public)?;
+    Ok(private)
+}
+
 fn rv(error: &Error) -> Option<RvError> {
     match error {
         Error::Pkcs11(rv, _) => Some(*rv),
@@ -67,25 +136,13 @@ fn rv(error: &Error) -> Option<RvError> {
     }
 }
 
-#[test]
-fn provisioned_private_keys_cannot_be_read_or_wrapped_out_of_their_tokens() -> Result {
-    let module = std::env::var_os("PKCS11_MODULE")
-        .map_or_else(|| PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"), PathBuf::from);
+/// Checks `keys` (token, label) in the tokens of `module`, whose PINs are under `dir/pins`;
+/// the token refuses to wrap them out with `unextractable`.
+fn check_keys(module: &Path, dir: &Path, keys: &[(&str, &str)], unextractable: RvError) -> Result {
     let ctx = Pkcs11::new(module)?;
     ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))?;
-
-    let keys = [
-        ("manager", "manager-signing"),
-        ("vault", "vault-wrapping"),
-        ("vault", "vault-audit"),
-        ("manager", "manager-tls"),
-        ("manager", "manager-client-tls"),
-        ("vault", "vault-tls"),
-        ("vault", "vault-internal-tls"),
-        ("dev-ca", "dev-ca"),
-    ];
-    for (token, label) in keys {
-        let session = logged_in_session(&ctx, token)?;
+    for &(token, label) in keys {
+        let session = logged_in_session(&ctx, dir, token)?;
         let key = private_key(&session, label)?;
         let key_type = session
             .get_attributes(key, &[AttributeType::KeyType])?
@@ -204,9 +261,40 @@ fn provisioned_private_keys_cannot_be_read_or_wrapped_out_of_their_tokens() -> R
                 Attribute::Encrypt(true),
             ],
         )?;
-        let wrapped = session.wrap_key(&Mechanism::AesKeyWrapPad, wrapping_key, key);
-        let error = wrapped.expect_err("wrapping a non-extractable key must fail");
-        assert_eq!(rv(&error), Some(RvError::KeyUnextractable), "{token}/{label}: {error}");
+        // Every AES wrapping the token offers that wraps an extractable private key of the
+        // same type (a throwaway session key: the control) must refuse this one for being
+        // unextractable; a refusal for the mechanism would prove nothing. SoftHSM2 wraps
+        // private keys with CKM_AES_KEY_WRAP_PAD; Kryoptic lacks it and answers
+        // CKM_AES_KEY_WRAP and CKM_AES_CBC_PAD for them.
+        let slot = session.get_session_info()?.slot_id();
+        let offered = ctx.get_mechanism_list(slot)?;
+        let control = extractable_private_key(&session, key_type)?;
+        let mut refused = Vec::new();
+        for mechanism in [
+            Mechanism::AesKeyWrapPad,
+            Mechanism::AesKeyWrap,
+            Mechanism::AesCbcPad([0u8; 16]),
+        ] {
+            if !offered.contains(&mechanism.mechanism_type())
+                || session.wrap_key(&mechanism, wrapping_key, control).is_err()
+            {
+                continue;
+            }
+            let error = session
+                .wrap_key(&mechanism, wrapping_key, key)
+                .expect_err("wrapping a non-extractable key must fail");
+            assert_eq!(
+                rv(&error),
+                Some(unextractable),
+                "{token}/{label} with {mechanism:?}: {error}"
+            );
+            refused.push(mechanism.mechanism_type());
+        }
+        assert!(
+            !refused.is_empty(),
+            "{token}/{label}: no AES wrapping of {offered:?} wraps even an extractable key"
+        );
+        session.destroy_object(control)?;
 
         // And the flags cannot be relaxed after the fact.
         for relax in [Attribute::Extractable(true), Attribute::Sensitive(false)] {
