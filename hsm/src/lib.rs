@@ -51,6 +51,7 @@ mod restrictions;
 mod sign;
 mod tls_key;
 mod token_init;
+mod uri;
 
 #[cfg(test)]
 mod test_support;
@@ -73,3 +74,6 @@ pub use public_key::{PublicKeyInfo, TlsKeyType, UnknownTlsKeyType, tls_public_ke
 pub use sign::{RsaScheme, Signer};
 pub use tls_key::{TokenTlsKey, generate_tls_key_pair};
 pub use token_init::{TokenInit, initialize_token};
+pub use uri::{
+    ConfiguredPath, NameError, ObjectType, Pkcs11Uri, TokenSelection, UriAttribute, UriComponent, UriError, is_pkcs11_uri,
+};

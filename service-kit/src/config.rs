@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser;
 
+use crate::token::{PIN_FILE, TOKEN_LABEL};
+
 /// Why the configuration could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -46,6 +48,17 @@ pub enum ConfigError {
         path: PathBuf,
         /// The key.
         key: String,
+    },
+    /// A token or key option holds a PKCS#11 URI that cannot be used: malformed, selecting
+    /// by what the service does not check, or contradicting another option. No message
+    /// quotes a PIN.
+    #[error("option {option}")]
+    Pkcs11Uri {
+        /// The option (its id, as in the file: `token_label`, `tls_key_label`, …).
+        option: String,
+        /// What is wrong with its URI.
+        #[source]
+        source: hsm::NameError,
     },
 }
 
@@ -93,7 +106,8 @@ impl Service {
         }
         if ids.contains(PIN_FILE) {
             let help = format!(
-                "File with the token's user PIN, mode 0600; or the PIN itself in {} (never on the command line)",
+                "File with the token's user PIN, mode 0600 (or pin-source in a token_label URI); or the PIN \
+                 itself in {} (never on the command line)",
                 self.pin_env_var()
             );
             command = command.mut_arg(PIN_FILE, |arg| arg.help(help));
@@ -114,16 +128,13 @@ fn option_ids(command: &clap::Command) -> HashSet<String> {
 /// The option naming the configuration file; the parser adds it to every service.
 const CONFIG: &str = "config";
 
-/// The option that defaults to the service's name.
-const TOKEN_LABEL: &str = "token_label";
-
-/// The option whose help names the service's PIN variable.
-const PIN_FILE: &str = "pin_file";
-
 /// Parses `T` from the command line and environment, with the TOML file named by
 /// `--config` (or `<ENV_PREFIX>_CONFIG`) supplying defaults. File keys are the field
 /// names (`listen_public`), as are the options (`--listen-public`); a file key satisfies a
 /// required option.
+///
+/// PKCS#11 URIs in the token and key options are resolved here, once, into the plain
+/// label, module and PIN file `T`'s fields hold (see [`crate::token::TokenOptions`]).
 ///
 /// Exits with clap's usage message on bad command-line input, like `T::parse()`.
 pub fn parse_layered<T: Parser>(service: Service) -> Result<T, ConfigError> {
@@ -170,6 +181,7 @@ fn layered<T: Parser>(
     unknown: UnknownKeys,
 ) -> Result<T, ConfigError> {
     let mut command = service.command::<T>();
+    let mut in_file = HashSet::new();
     if let Some(path) = config_path(&args).or_else(|| config_env.map(PathBuf::from)) {
         let known: HashSet<String> = command.get_arguments().map(|a| a.get_id().to_string()).collect();
         for (key, value) in read_table(&path)? {
@@ -183,11 +195,17 @@ fn layered<T: Parser>(
                 path: path.clone(),
                 key: key.clone(),
             })?;
-            command = command.mut_arg(key, |arg| arg.default_values(values).required(false));
+            command = command.mut_arg(&key, |arg| arg.default_values(values).required(false));
+            in_file.insert(key);
         }
     }
-    let matches = command.try_get_matches_from(args)?;
-    Ok(T::from_arg_matches(&matches)?)
+    let matches = command.clone().try_get_matches_from(&args)?;
+    // A URI's parts may come from several layers (token from the command line, module from
+    // the file): resolved once all are known, then parsed again with the plain values.
+    match crate::token::resolve_uris(command, &matches, |id| in_file.contains(id))? {
+        None => Ok(T::from_arg_matches(&matches)?),
+        Some(resolved) => Ok(T::from_arg_matches(&resolved.try_get_matches_from(args)?)?),
+    }
 }
 
 /// Checks that `example` (a reference TOML file) documents exactly the options of `T`;
@@ -339,6 +357,129 @@ mod tests {
         let parsed = Demo::from_arg_matches(&matches).expect("parses");
         assert_eq!(parsed.token_label, "demo");
         assert_eq!(DEMO.pin_env_var(), "DEMO_PKCS11_PIN");
+    }
+
+    /// A stand-in service with the shared token options and a key option.
+    #[derive(Debug, Parser)]
+    struct KeyDemo {
+        #[command(flatten)]
+        token: crate::token::TokenOptions,
+        #[arg(long, default_value = "demo-signing")]
+        signing_key_label: String,
+    }
+
+    const SOFTHSM: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+    #[test]
+    fn a_token_uri_gives_the_token_module_and_pin_file_and_key_uris_their_labels() -> Result<(), ConfigError> {
+        let plain: KeyDemo = parse_layered_from(DEMO, args(&[]), None)?;
+        assert_eq!(plain.token.token_label, "demo");
+        assert_eq!(plain.token.pkcs11_module, Path::new(SOFTHSM));
+        assert_eq!(plain.token.pin_file, None);
+        let parsed: KeyDemo = parse_layered_from(
+            DEMO,
+            args(&[
+                "--token-label",
+                "pkcs11:token=demo%20token?module-path=/opt/hsm.so&pin-source=file:/run/demo.pin",
+                "--signing-key-label",
+                "pkcs11:token=demo%20token;object=demo%3Bsigning;type=private",
+            ]),
+            None,
+        )?;
+        assert_eq!(parsed.token.token_label, "demo token");
+        assert_eq!(parsed.token.pkcs11_module, Path::new("/opt/hsm.so"));
+        assert_eq!(parsed.token.pin_file.as_deref(), Some(Path::new("/run/demo.pin")));
+        assert_eq!(parsed.signing_key_label, "demo;signing");
+        Ok(())
+    }
+
+    #[test]
+    fn uris_in_the_file_resolve_as_on_the_command_line_and_agree_with_its_own_settings() -> Result<(), ConfigError> {
+        let (_dir, path) = file(&format!(
+            "token_label = \"pkcs11:token=t?module-path={SOFTHSM}&pin-source=/run/t.pin\"\n\
+             pkcs11_module = \"{SOFTHSM}\"\n\
+             pin_file = \"/run/t.pin\"\n\
+             signing_key_label = \"pkcs11:object=k\"\n"
+        ));
+        let parsed: KeyDemo = parse_layered_from(DEMO, args(&["--config", &path.to_string_lossy()]), None)?;
+        assert_eq!(parsed.token.token_label, "t");
+        assert_eq!(parsed.token.pin_file.as_deref(), Some(Path::new("/run/t.pin")));
+        assert_eq!(parsed.signing_key_label, "k");
+        Ok(())
+    }
+
+    /// The option and error of a configuration that must be refused for its URI.
+    fn refused(list: &[&str], config: Option<&Path>) -> (String, hsm::NameError) {
+        let mut all = list.to_vec();
+        let config = config.map(|path| path.to_string_lossy().into_owned());
+        if let Some(config) = &config {
+            all.extend(["--config", config.as_str()]);
+        }
+        match parse_layered_from::<KeyDemo>(DEMO, args(&all), None) {
+            Err(ConfigError::Pkcs11Uri { option, source }) => (option, source),
+            other => panic!("{list:?} {config:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_token_uri_that_contradicts_an_explicit_module_or_pin_file_is_refused_naming_both() {
+        let uri = "pkcs11:token=t?module-path=/opt/hsm.so&pin-source=/run/t.pin";
+        // The file sets the default module: explicitly, so it must agree.
+        let (_dir, path) = file(&format!("pkcs11_module = \"{SOFTHSM}\"\n"));
+        let (option, error) = refused(&["--token-label", uri], Some(&path));
+        assert_eq!(option, "token_label");
+        assert!(
+            matches!(&error, hsm::NameError::Conflict { attribute: hsm::UriAttribute::ModulePath, option, configured, .. }
+                if option == "pkcs11_module" && configured == Path::new(SOFTHSM)),
+            "{error:?}"
+        );
+        let (_, error) = refused(
+            &[
+                "--token-label",
+                uri,
+                "--pkcs11-module",
+                "/opt/hsm.so",
+                "--pin-file",
+                "/run/other.pin",
+            ],
+            None,
+        );
+        assert!(
+            matches!(&error, hsm::NameError::Conflict { attribute: hsm::UriAttribute::PinSource, from_uri, .. }
+                if from_uri == Path::new("/run/t.pin")),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn a_key_uri_of_another_token_is_refused_naming_the_key_option() {
+        let (option, error) = refused(
+            &["--token-label", "t", "--signing-key-label", "pkcs11:token=u;object=k"],
+            None,
+        );
+        assert_eq!(option, "signing_key_label");
+        assert!(
+            matches!(
+                error,
+                hsm::NameError::KeyElsewhere {
+                    attribute: hsm::UriAttribute::Token,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn a_pin_value_in_a_token_uri_is_refused_without_the_pin_in_the_message() {
+        let (option, error) = refused(&["--token-label", "pkcs11:token=t?pin-value=73921-canary"], None);
+        assert_eq!(
+            (option.as_str(), &error),
+            ("token_label", &hsm::NameError::Uri(hsm::UriError::PinValue))
+        );
+        let error = ConfigError::Pkcs11Uri { option, source: error };
+        let message = crate::report::error_chain(&error);
+        assert!(message.contains("pin-value") && !message.contains("73921"), "{message}");
     }
 
     #[test]

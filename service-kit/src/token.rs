@@ -1,25 +1,35 @@
-//! A service's PKCS#11 token: its options, and opening it with errors that name it.
+//! A service's PKCS#11 token: its options, the PKCS#11 URIs they may hold, and opening it
+//! with errors that name it.
 
-use std::path::PathBuf;
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use clap::parser::ValueSource;
 use secrecy::SecretString;
 
-use crate::config::Service;
+use crate::config::{ConfigError, Service};
 
 /// The token options every service (and its admin tool) has, under the same names, file
 /// keys and environment variables (`<PREFIX>_PKCS11_MODULE`, …; see [`Service`]).
+///
+/// `token_label` and every option whose id ends in [`KEY_LABEL_SUFFIX`] may hold a
+/// PKCS#11 URI (RFC 7512) instead of a label; the configuration layer resolves those into
+/// the plain values these fields then hold (see [`crate::config::parse_layered`]).
 #[derive(Debug, Clone, clap::Args)]
 pub struct TokenOptions {
-    /// PKCS#11 module to load.
+    /// PKCS#11 module to load (or `module-path` in a `token_label` URI).
     #[arg(long, default_value = "/usr/lib/softhsm/libsofthsm2.so")]
     pub pkcs11_module: PathBuf,
-    /// Label of the service's token; defaults to the service's name.
+    /// Label of the service's token, or a PKCS#11 URI `pkcs11:token=LABEL` that may also
+    /// give `module-path` and `pin-source` (an explicitly set `pkcs11_module` or `pin_file`
+    /// must then agree); defaults to the service's name.
     #[arg(long)]
     pub token_label: String,
-    /// File with the token's user PIN, mode 0600; or the PIN itself in the service's
-    /// `<PREFIX>_PKCS11_PIN` (its help names it); never on the command line.
+    /// File with the token's user PIN, mode 0600 (or `pin-source` in a `token_label` URI);
+    /// or the PIN itself in the service's `<PREFIX>_PKCS11_PIN` (its help names it); never
+    /// on the command line.
     #[arg(long)]
     pub pin_file: Option<PathBuf>,
     /// PKCS#11 sessions (and concurrent token operations).
@@ -106,6 +116,133 @@ impl TokenOptions {
                 self.pkcs11_module.display()
             )
         })
+    }
+}
+
+/// The option naming the token; its default is the service's name.
+pub(crate) const TOKEN_LABEL: &str = "token_label";
+
+/// The option naming the module.
+const PKCS11_MODULE: &str = "pkcs11_module";
+
+/// The option naming the PIN file.
+pub(crate) const PIN_FILE: &str = "pin_file";
+
+/// Every option whose id ends so names a private key in the service's token
+/// (`wrapping_key_label`, `tls_key_label`, …): by its label, or by a PKCS#11 URI with
+/// `object=` (and `type=private` or none; a `token=`, `module-path` or `pin-source` in it
+/// must be the service's).
+pub const KEY_LABEL_SUFFIX: &str = "_key_label";
+
+/// Resolves the PKCS#11 URIs among `command`'s token and key options, as `matches` holds
+/// them, into the plain values the rest of the service uses: `None` when no option holds a
+/// URI (nothing changes), else `command` made to yield the token's label, the module and
+/// PIN file its URI gives, and each key's label, when it parses the same sources again.
+///
+/// `set_in_file(id)` tells whether the configuration file set option `id`: clap sees a file
+/// value as a default, but it is as explicit as the command line, and an explicit module or
+/// PIN file must agree with the URI's.
+pub(crate) fn resolve_uris(
+    mut command: clap::Command,
+    matches: &clap::ArgMatches,
+    set_in_file: impl Fn(&str) -> bool,
+) -> Result<Option<clap::Command>, ConfigError> {
+    let ids: Vec<String> = command.get_arguments().map(|arg| arg.get_id().to_string()).collect();
+    let has = |id: &str| ids.iter().any(|known| known == id);
+    // The value the option ends up with, as given (before its value parser).
+    let raw = |id: &str| {
+        if has(id) {
+            matches.get_raw(id)?.next_back()?.to_str()
+        } else {
+            None
+        }
+    };
+    let token = raw(TOKEN_LABEL).unwrap_or_default();
+    let keys: Vec<(&str, &str)> = ids
+        .iter()
+        .filter(|id| id.ends_with(KEY_LABEL_SUFFIX))
+        .filter_map(|id| Some((id.as_str(), raw(id)?)))
+        .collect();
+    if !hsm::is_pkcs11_uri(token) && !keys.iter().any(|(_, value)| hsm::is_pkcs11_uri(value)) {
+        return Ok(None);
+    }
+    let set = |id: &str| {
+        has(id)
+            && (set_in_file(id)
+                || matches!(
+                    matches.value_source(id),
+                    Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+                ))
+    };
+    let configured = |option: &'static str| hsm::ConfiguredPath {
+        option,
+        value: raw(option).map(Path::new),
+        explicit: set(option),
+    };
+    let (module, pin_file) = (raw(PKCS11_MODULE), raw(PIN_FILE));
+    let uri_error = |option: &str| {
+        let option = option.to_owned();
+        move |source| ConfigError::Pkcs11Uri { option, source }
+    };
+    let selection = hsm::TokenSelection::resolve(token, configured(PKCS11_MODULE), configured(PIN_FILE))
+        .map_err(uri_error(TOKEN_LABEL))?;
+    if selection.label != token {
+        command = command.mut_arg(TOKEN_LABEL, |arg| {
+            arg.value_parser(ResolvedLabel::new(token, &selection.label))
+        });
+    }
+    for (id, given, resolved) in [
+        (PKCS11_MODULE, module, &selection.module),
+        (PIN_FILE, pin_file, &selection.pin_file),
+    ] {
+        // Only where the option was not set: an explicit one equals the URI's already.
+        if let Some(path) = resolved
+            .as_ref()
+            .filter(|path| has(id) && given.map(Path::new) != Some(path.as_path()))
+        {
+            command = command.mut_arg(id, |arg| arg.default_value(path.clone().into_os_string()));
+        }
+    }
+    for (id, value) in keys {
+        let label = selection.key_label(value).map_err(uri_error(id))?;
+        if label != value {
+            command = command.mut_arg(id, |arg| arg.value_parser(ResolvedLabel::new(value, &label)));
+        }
+    }
+    Ok(Some(command))
+}
+
+/// The value parser of a label option that was given a PKCS#11 URI: that URI parses to the
+/// label it resolved to; any other value (one the URI overrode) as a plain string.
+#[derive(Clone)]
+struct ResolvedLabel {
+    uri: OsString,
+    label: String,
+}
+
+impl ResolvedLabel {
+    fn new(uri: &str, label: &str) -> Self {
+        Self {
+            uri: uri.into(),
+            label: label.to_owned(),
+        }
+    }
+}
+
+impl clap::builder::TypedValueParser for ResolvedLabel {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        command: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<String, clap::Error> {
+        if value == self.uri {
+            Ok(self.label.clone())
+        } else {
+            clap::builder::StringValueParser::new().parse_ref(command, arg, value)
+        }
     }
 }
 

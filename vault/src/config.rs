@@ -43,15 +43,15 @@ pub struct Config {
     /// unless `internal_tls_cert` is set).
     #[arg(long)]
     pub tls_cert: PathBuf,
-    /// Label of that certificate's private key in the token (ECDSA P-256 or RSA); TLS
-    /// handshakes are signed inside the token.
+    /// Label of that certificate's private key in the token (ECDSA P-256 or RSA), or a
+    /// PKCS#11 URI with `object=`; TLS handshakes are signed inside the token.
     #[arg(long, default_value = "vault-tls")]
     pub tls_key_label: String,
     /// Server certificate chain (PEM) of the internal listener, when it has its own key.
     #[arg(long)]
     pub internal_tls_cert: Option<PathBuf>,
-    /// Label of the internal listener's private key in the token (used with
-    /// `internal_tls_cert`).
+    /// Label of the internal listener's private key in the token, or a PKCS#11 URI with
+    /// `object=` (used with `internal_tls_cert`).
     #[arg(long, default_value = "vault-internal-tls")]
     pub internal_tls_key_label: String,
     /// CA (PEM) that issued manager's client certificate.
@@ -117,8 +117,9 @@ pub struct Config {
 /// vault's wrapping keys; `vault-admin` shares the option.
 #[derive(Debug, Clone, Args)]
 pub struct WrappingKeyOptions {
-    /// Label of the RSA key pair that unwraps content keys; rotated generations are
-    /// `<label>.1`, `<label>.2`, ... and the newest is the one manager seals to.
+    /// Label of the RSA key pair that unwraps content keys, or a PKCS#11 URI with
+    /// `object=`; rotated generations are `<label>.1`, `<label>.2`, ... and the newest is
+    /// the one manager seals to.
     #[arg(long, default_value = "vault-wrapping")]
     pub wrapping_key_label: String,
     /// If set (comma-separated), only the wrapping-key generations with these kids are
@@ -158,18 +159,72 @@ pub struct AuditOptions {
 /// vault's audit key; `vault-admin audit-verify` shares the option.
 #[derive(Debug, Clone, Args)]
 pub struct AuditKeyOptions {
-    /// Label of the sign-only RSA key in the token that signs audit checkpoints (RS256);
-    /// vault does not start without it. Generations `<label>.1`, ... are verified too.
+    /// Label of the sign-only RSA key in the token that signs audit checkpoints (RS256), or
+    /// a PKCS#11 URI with `object=`; vault does not start without it. Generations
+    /// `<label>.1`, ... are verified too.
     #[arg(long, default_value = "vault-audit")]
     pub audit_key_label: String,
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
+    use service_kit::config::{ConfigError, parse_layered_from};
+
+    use super::{Config, SERVICE};
+
     /// Keeps `config/vault.example.toml` and the options in step.
     #[test]
     fn the_example_config_documents_exactly_the_options() {
         let example = include_str!("../../config/vault.example.toml");
         assert_eq!(service_kit::config::check_documented::<super::Config>(example), Ok(()));
+    }
+
+    /// vault's configuration from the required options and `extra`.
+    fn parse(extra: &[&str]) -> Result<Config, ConfigError> {
+        let required = [
+            "vault",
+            "--tls-cert",
+            "/t.pem",
+            "--client-ca",
+            "/ca.pem",
+            "--manager-jwks",
+            "/j.json",
+        ];
+        parse_layered_from(SERVICE, required.iter().chain(extra).map(Into::into).collect(), None)
+    }
+
+    #[test]
+    fn the_token_and_every_key_option_take_pkcs11_uris_and_hold_plain_values() -> Result<(), ConfigError> {
+        let config = parse(&[
+            "--token-label",
+            "pkcs11:token=vault?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/vault.pin",
+            "--wrapping-key-label",
+            "pkcs11:object=vault-wrapping;type=private",
+            "--audit-key-label",
+            "pkcs11:token=vault;object=vault-audit",
+            "--tls-key-label",
+            "pkcs11:object=vault%20tls",
+            "--internal-tls-key-label",
+            "plain-internal",
+        ])?;
+        assert_eq!(config.token.token_label, "vault");
+        assert_eq!(config.token.pin_file.as_deref(), Some(Path::new("/etc/vault.pin")));
+        assert_eq!(config.wrapping.wrapping_key_label, "vault-wrapping");
+        assert_eq!(config.audit.key.audit_key_label, "vault-audit");
+        assert_eq!(config.tls_key_label, "vault tls");
+        assert_eq!(config.internal_tls_key_label, "plain-internal");
+        Ok(())
+    }
+
+    #[test]
+    fn a_key_uri_of_manager_s_token_is_refused_naming_the_option() {
+        let result = parse(&["--wrapping-key-label", "pkcs11:token=manager;object=vault-wrapping"]);
+        assert!(
+            matches!(&result, Err(ConfigError::Pkcs11Uri { option, source: hsm::NameError::KeyElsewhere { .. } })
+                if option == "wrapping_key_label"),
+            "{result:?}"
+        );
     }
 }
