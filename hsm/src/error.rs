@@ -223,6 +223,27 @@ impl Error {
             Error::DecryptionFailed(_) => false,
         }
     }
+
+    /// True when the token refused the mechanism or its parameters, not the key or the
+    /// data: what a token that lacks a variant (SoftHSM2 2.6.1 and OAEP with SHA-256:
+    /// CKR_ARGUMENTS_BAD at C_DecryptInit) answers when asked for it.
+    pub fn is_mechanism_refused(&self) -> bool {
+        let source = match self {
+            Error::Pkcs11 { source, .. } | Error::DecryptionFailed(source) => source,
+            _ => return false,
+        };
+        matches!(
+            rv_of(source),
+            Some(
+                RvError::ArgumentsBad
+                    | RvError::MechanismInvalid
+                    | RvError::MechanismParamInvalid
+                    | RvError::FunctionNotSupported
+                    | RvError::KeyFunctionNotPermitted
+                    | RvError::KeyTypeInconsistent
+            )
+        )
+    }
 }
 
 pub(crate) fn rv_of(error: &CkError) -> Option<RvError> {

@@ -57,8 +57,9 @@ mod tests {
 
     fn recipient(alg: Option<&str>) -> Recipient {
         let key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).expect("keygen");
-        let public = aws_lc_rs::rsa::PublicKeyComponents::<Vec<u8>>::from(aws_lc_rs::signature::KeyPair::public_key(&key));
-        let mut jwk = contract::jwk::RsaPublicKey::new(public.n, public.e)
+        let public =
+            aws_lc_rs::rsa::PublicKeyComponents::<Vec<u8>>::from(aws_lc_rs::signature::KeyPair::public_key(&key));
+        let mut jwk = contract::jwk::RsaPublicKey::from_components(&public.n, &public.e)
             .expect("key")
             .to_jwk("RSA-OAEP", "enc");
         jwk.alg = alg.map(str::to_owned);
@@ -67,10 +68,19 @@ mod tests {
 
     #[test]
     fn auto_follows_the_alg_vault_publishes_and_defaults_to_sha1_oaep() {
-        assert_eq!(KeyWrapChoice::Auto.for_recipient(&recipient(Some("RSA-OAEP-256"))), KeyWrap::RsaOaep256);
-        assert_eq!(KeyWrapChoice::Auto.for_recipient(&recipient(Some("RSA-OAEP"))), KeyWrap::RsaOaep);
+        assert_eq!(
+            KeyWrapChoice::Auto.for_recipient(&recipient(Some("RSA-OAEP-256"))),
+            KeyWrap::RsaOaep256
+        );
+        assert_eq!(
+            KeyWrapChoice::Auto.for_recipient(&recipient(Some("RSA-OAEP"))),
+            KeyWrap::RsaOaep
+        );
         assert_eq!(KeyWrapChoice::Auto.for_recipient(&recipient(None)), KeyWrap::RsaOaep);
-        assert_eq!(KeyWrapChoice::Auto.for_recipient(&recipient(Some("RS256"))), KeyWrap::RsaOaep);
+        assert_eq!(
+            KeyWrapChoice::Auto.for_recipient(&recipient(Some("RS256"))),
+            KeyWrap::RsaOaep
+        );
     }
 
     #[test]

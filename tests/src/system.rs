@@ -150,6 +150,18 @@ impl System {
         self.dir.path().join("vault.db")
     }
 
+    /// The protected header of the envelope stored for `key_id`, read from vault's database.
+    pub async fn envelope_header(&self, key_id: &str) -> Result<Value> {
+        use sqlx::{Connection, Row};
+        let mut db = sqlx::SqliteConnection::connect(&self.database_url()).await?;
+        let row = sqlx::query("SELECT envelope FROM secrets WHERE key_id = $1")
+            .bind(key_id)
+            .fetch_one(&mut db)
+            .await?;
+        db.close().await?;
+        crate::compact_part(&row.get::<String, _>("envelope"), 0)
+    }
+
     /// `POST /api/keys` with a JSON body; any status.
     pub async fn post_keys(&self, body: &Value) -> Result<Answer> {
         self.client.post_keys(body).await

@@ -262,6 +262,46 @@ pub async fn dev_tls_key(token: &str, label: &str) -> Result<hsm::TokenTlsKey> {
     Ok(hsm::TokenTlsKey::load(dev_pool(token).await?, label).await?)
 }
 
+/// [`dev_tls_key`] in `implementation`'s provisioned token.
+pub async fn dev_tls_key_on(implementation: Implementation, token: &str, label: &str) -> Result<hsm::TokenTlsKey> {
+    match implementation {
+        Implementation::SoftHsm => dev_tls_key(token, label).await,
+        Implementation::Kryoptic => Ok(hsm::TokenTlsKey::load(kryoptic_dev_pool(token).await?, label).await?),
+    }
+}
+
+/// A pool on the `.dev/kryoptic/` token `token`, opened by this test process with
+/// Kryoptic's configuration in `KRYOPTIC_CONF` (from `.cargo/config.toml` or the Makefile).
+async fn kryoptic_dev_pool(token: &str) -> Result<hsm::TokenPool> {
+    static POOLS: tokio::sync::Mutex<Vec<(String, hsm::TokenPool)>> = tokio::sync::Mutex::const_new(Vec::new());
+    static MODULE: OnceLock<hsm::Module> = OnceLock::new();
+    let mut pools = POOLS.lock().await;
+    if let Some((_, pool)) = pools.iter().find(|(name, _)| name == token) {
+        return Ok(pool.clone());
+    }
+    let dir = Implementation::Kryoptic.dev_dir()?;
+    if std::env::var_os("KRYOPTIC_CONF").is_none() {
+        bail!("KRYOPTIC_CONF is not set: run the tests with cargo (.cargo/config.toml) or make test");
+    }
+    let module = match MODULE.get() {
+        Some(module) => module.clone(),
+        None => {
+            let module = hsm::Module::load(&dir.join("libkryoptic_pkcs11.so"))?;
+            MODULE.get_or_init(|| module).clone()
+        }
+    };
+    let config = hsm::TokenConfig {
+        token_label: token.to_owned(),
+        pin: hsm::read_pin_file(&Implementation::Kryoptic.pin_file(token)?)?,
+        sessions: 2,
+        slot_discovery_timeout: Duration::from_secs(10),
+        operation_timeout: Duration::from_secs(30),
+    };
+    let pool = hsm::TokenPool::connect(&module, config).await?;
+    pools.push((token.to_owned(), pool.clone()));
+    Ok(pool)
+}
+
 /// SoftHSM, loaded once per test process (initialising it twice in parallel crashes it).
 fn dev_module() -> hsm::Result<hsm::Module> {
     static MODULE: OnceLock<hsm::Module> = OnceLock::new();

@@ -121,10 +121,13 @@ impl Opener {
             match decrypter.decrypt_oaep(oaep_hash(wrap), &wrapped).await {
                 Ok(opened) if opened.as_slice() == probe.as_slice() => opens.push(wrap),
                 Ok(_) => tracing::warn!(key = %current.label, %wrap, "the token decrypted a probe to something else"),
-                Err(error) if error.is_unavailable() => {
+                // Refused outright, or "decrypted" into an error as a tampered block would be.
+                Err(error) if error.is_mechanism_refused() || !error.is_unavailable() => {
+                    tracing::info!(key = %current.label, %wrap, %error, "the token does not open this key wrapping");
+                }
+                Err(error) => {
                     return Err(anyhow::Error::new(error).context(format!("trying {wrap} with {:?}", current.label)));
                 }
-                Err(error) => tracing::info!(key = %current.label, %wrap, %error, "the token does not open this key wrapping"),
             }
         }
         anyhow::ensure!(

@@ -54,9 +54,9 @@ async fn a_token_for_one_key_is_refused_on_another_key_with_403() -> Result<()> 
     Ok(())
 }
 
-#[tokio::test]
-async fn forged_tokens_are_refused_with_401() -> Result<()> {
-    let system = System::start().await?;
+on_each_token! {
+async fn forged_tokens_are_refused_with_401(implementation) -> Result<()> {
+    let system = System::start_on(implementation, &[], &[]).await?;
     let stored = system.store("alice", "the real secret").await?;
     let header = decode_part(&stored.access_token, 0)?;
     let claims = decode_part(&stored.access_token, 1)?;
@@ -70,7 +70,7 @@ async fn forged_tokens_are_refused_with_401() -> Result<()> {
     assert_refused_with_401(&system, &stored.key_id, &alg_none_with_kid, "alg none with kid").await?;
 
     // The classic confusion: HMAC keyed with the verifier's RSA public key.
-    let public_pem = std::fs::read(e2e::dev_dir()?.join("keys/manager-signing.pem"))?;
+    let public_pem = std::fs::read(implementation.dev_dir()?.join("keys/manager-signing.pem"))?;
     let hmac_key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &public_pem);
     let hs256 = forge(&json!({"alg": "HS256", "typ": "JWT", "kid": kid}), &claims, |m| {
         aws_lc_rs::hmac::sign(&hmac_key, m).as_ref().to_vec()
@@ -109,6 +109,7 @@ async fn forged_tokens_are_refused_with_401() -> Result<()> {
     let (status, body) = system.read(&stored.key_id, &stored.access_token).await?;
     assert_eq!(status, StatusCode::OK, "{body}");
     Ok(())
+}
 }
 
 #[tokio::test]

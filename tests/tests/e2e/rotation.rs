@@ -46,9 +46,10 @@ fn admin_ok(system: &System, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-#[tokio::test]
-async fn signing_key_rotation_keeps_old_tokens_valid_until_the_old_key_is_retired() -> Result<()> {
-    let system = System::start_with_jwks_url(
+on_each_token! {
+async fn signing_key_rotation_keeps_old_tokens_valid_until_the_old_key_is_retired(implementation) -> Result<()> {
+    let system = System::start_with_jwks_url_on(
+        implementation,
         &["--jwks-refresh-seconds", "1", "--jwks-min-refresh-seconds", "0"],
         &["--key-refresh-seconds", "1"],
     )
@@ -105,6 +106,7 @@ async fn signing_key_rotation_keeps_old_tokens_valid_until_the_old_key_is_retire
     assert_eq!(jwks_kids(&system).await?, vec![new_kid]);
     assert_eq!(system.read(&new.key_id, &new.access_token).await?.0, StatusCode::OK);
     Ok(())
+}
 }
 
 /// A token whose header names a random kid (its signature never gets checked).

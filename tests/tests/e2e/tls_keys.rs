@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use e2e::openssl::{openssl, openssl_rsa_key};
-use e2e::tokens::dev_tls_key;
-use e2e::{Launch, System, dev_dir, hsm_admin};
+use e2e::tokens::dev_tls_key_on;
+use e2e::{Launch, System, dev_dir, hsm_admin, hsm_admin_on};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, SubjectPublicKeyInfoDer};
 use rustls::sign::SigningKey;
@@ -83,11 +83,11 @@ fn certificate_spki(certificate: &CertificateDer<'_>) -> Result<Vec<u8>> {
     Ok(parsed.subject_public_key_info().as_ref().to_vec())
 }
 
-#[tokio::test]
-async fn every_listener_presents_the_certificate_of_a_key_held_in_its_token() -> Result<()> {
-    let system = System::start().await?;
-    let manager_client = dev_tls_key("manager", "manager-client-tls").await?;
-    let client_cert = dev_dir()?.join("tls/manager-client.pem");
+on_each_token! {
+async fn every_listener_presents_the_certificate_of_a_key_held_in_its_token(implementation) -> Result<()> {
+    let system = System::start_on(implementation, &[], &[]).await?;
+    let manager_client = dev_tls_key_on(implementation, "manager", "manager-client-tls").await?;
+    let client_cert = implementation.dev_dir()?.join("tls/manager-client.pem");
     let listeners: [(&str, SocketAddr, &str, &str, &str, Identity); 3] = [
         (
             "manager",
@@ -123,7 +123,7 @@ async fn every_listener_presents_the_certificate_of_a_key_held_in_its_token() ->
             "{name}: {}",
             handshake.status_line
         );
-        let key = dev_tls_key(token, label).await?;
+        let key = dev_tls_key_on(implementation, token, label).await?;
         assert_eq!(
             certificate_spki(&handshake.certificate)?,
             key.public_key_info().spki_der(),
@@ -136,13 +136,15 @@ async fn every_listener_presents_the_certificate_of_a_key_held_in_its_token() ->
     assert_eq!(seen.len(), 3, "each listener has a key of its own");
     Ok(())
 }
+}
 
-#[tokio::test]
-async fn vault_serves_tls_with_an_rsa_2048_key_generated_in_its_token() -> Result<()> {
+on_each_token! {
+async fn vault_serves_tls_with_an_rsa_2048_key_generated_in_its_token(implementation) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let (public_key, cert) = (dir.path().join("rsa.pub.pem"), dir.path().join("rsa.pem"));
     let path = |p: &Path| p.to_string_lossy().into_owned();
-    hsm_admin(
+    hsm_admin_on(
+        implementation,
         dir.path(),
         "vault",
         &[
@@ -178,6 +180,7 @@ async fn vault_serves_tls_with_an_rsa_2048_key_generated_in_its_token() -> Resul
         ],
     )?;
     let vault = Launch::vault(dir.path())
+        .on(implementation)
         .args(&["--tls-cert", &path(&cert), "--tls-key-label", "vault-rsa-tls"])
         .start()
         .await?;
@@ -196,6 +199,7 @@ async fn vault_serves_tls_with_an_rsa_2048_key_generated_in_its_token() -> Resul
     let internal = https_get(vault.addr("internal"), "/internal/healthz", None).await;
     assert!(internal.is_err(), "no client certificate: refused");
     Ok(())
+}
 }
 
 /// Names of the private keys found in `bytes`: PEM blocks of any private-key kind, and DER

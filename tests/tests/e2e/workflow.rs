@@ -1,21 +1,30 @@
 //! The seed's workflow through the real services: store at manager, read at vault.
 
 use anyhow::{Result, ensure};
-use e2e::System;
+use e2e::{Implementation, System};
 use reqwest::StatusCode;
 use tokio::task::JoinSet;
 
-#[tokio::test]
-async fn stores_a_secret_and_reads_it_back_with_the_token() -> Result<()> {
-    let system = System::start().await?;
-    let stored = system.store("alice", "correct horse battery staple").await?;
-    assert_eq!(stored.message, "Key stored successfully");
-    assert_eq!(stored.token_type, "Bearer");
-    assert!(stored.expires_at.ends_with('Z'), "RFC 3339 UTC: {}", stored.expires_at);
-    let (status, body) = system.read(&stored.key_id, &stored.access_token).await?;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["decrypted_key"], "correct horse battery staple");
-    Ok(())
+on_each_token! {
+    /// The content key is wrapped with the OAEP vault's token opens, found out by vault at
+    /// start-up and followed by manager (`key_wrap = "auto"`): SHA-256 on Kryoptic, SHA-1
+    /// on SoftHSM2 2.6.1, which refuses OAEP with SHA-256.
+    async fn stores_a_secret_and_reads_it_back_with_the_token(implementation) -> Result<()> {
+        let system = System::start_on(implementation, &[], &[]).await?;
+        let stored = system.store("alice", "correct horse battery staple").await?;
+        assert_eq!(stored.message, "Key stored successfully");
+        assert_eq!(stored.token_type, "Bearer");
+        assert!(stored.expires_at.ends_with('Z'), "RFC 3339 UTC: {}", stored.expires_at);
+        let (status, body) = system.read(&stored.key_id, &stored.access_token).await?;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["decrypted_key"], "correct horse battery staple");
+        let expected = match implementation {
+            Implementation::SoftHsm => "RSA-OAEP",
+            Implementation::Kryoptic => "RSA-OAEP-256",
+        };
+        assert_eq!(system.envelope_header(&stored.key_id).await?["alg"], expected);
+        Ok(())
+    }
 }
 
 #[tokio::test]
@@ -137,5 +146,32 @@ async fn metrics_count_requests_by_route_template_without_key_ids() -> Result<()
         manager.contains(r#"http_requests_total{method="POST",route="/api/keys",status="201"} 1"#),
         "{manager}"
     );
+    Ok(())
+}
+
+/// manager forced to RSA-OAEP-256 in front of SoftHSM2 (which opens only SHA-1 OAEP): vault
+/// refuses the envelope at the door, so no secret is stored that could never be read.
+#[tokio::test]
+async fn an_envelope_the_vault_token_cannot_open_is_refused_and_nothing_is_stored() -> Result<()> {
+    let system = System::start_with(&[], &["--key-wrap", "RSA-OAEP-256"]).await?;
+    let (status, body) = system
+        .post_keys(&serde_json::json!({"user_id": "alice", "key_data": "never stored"}))
+        .await?;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(e2e::error_code(&body)?, contract::error_code::ErrorCode::VaultRejected);
+    let vault_log = system.vault.log_text();
+    assert!(
+        vault_log.contains("RSA-OAEP-256, which this vault's token does not open"),
+        "{vault_log}"
+    );
+    let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(&system.database_url()).await?;
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM secrets")
+        .fetch_one(&mut db)
+        .await?;
+    assert_eq!(rows, 0);
+    // Left to choose (auto), manager seals with what vault publishes and the store works.
+    let auto = System::start().await?;
+    let stored = auto.store("alice", "stored").await?;
+    assert_eq!(auto.envelope_header(&stored.key_id).await?["alg"], "RSA-OAEP");
     Ok(())
 }

@@ -64,12 +64,21 @@ fn generated_kid(output: &str) -> Result<String> {
 }
 
 async fn start() -> Result<System> {
-    System::start_with(&["--key-refresh-seconds", "1"], &["--key-refresh-seconds", "1"]).await
+    start_on(e2e::Implementation::SoftHsm).await
 }
 
-#[tokio::test]
-async fn after_rotation_new_secrets_use_the_new_key_and_rewrap_lets_the_old_key_go() -> Result<()> {
-    let system = start().await?;
+async fn start_on(implementation: e2e::Implementation) -> Result<System> {
+    System::start_on(
+        implementation,
+        &["--key-refresh-seconds", "1"],
+        &["--key-refresh-seconds", "1"],
+    )
+    .await
+}
+
+on_each_token! {
+async fn after_rotation_new_secrets_use_the_new_key_and_rewrap_lets_the_old_key_go(implementation) -> Result<()> {
+    let system = start_on(implementation).await?;
     let before = system.store("kim", "sealed to the first key").await?;
     let old_kid = wrapped_to(&system, &before.key_id).await?;
     let new_kid = generated_kid(&vault_admin(&system, &["rotate-wrapping-key"])?)?;
@@ -129,6 +138,7 @@ async fn after_rotation_new_secrets_use_the_new_key_and_rewrap_lets_the_old_key_
         assert_eq!(body["decrypted_key"], secret);
     }
     Ok(())
+}
 }
 
 #[tokio::test]
