@@ -2,7 +2,9 @@
 # Runs vault and manager in the foreground with the .dev/ configuration; Ctrl-C stops both.
 # By default each token is served by its own `p11-kit server` process and the services load
 # p11-kit-client.so (isolation mode, the way a network HSM looks to them);
-# ISOLATION=0 loads SoftHSM into the services instead.
+# ISOLATION=0 loads the token's module into the services instead. TOKENS=kryoptic runs them
+# on the Kryoptic tokens setup.sh provisions in .dev/kryoptic/ (same labels, keys made there,
+# certificates from the same dev CA) instead of SoftHSM2's.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=p11-kit.sh
@@ -12,6 +14,15 @@ export SOFTHSM2_CONF="$ROOT/.dev/softhsm2.conf"
 CA="$ROOT/.dev/tls/ca.pem"
 
 ISOLATION="${ISOLATION:-1}"
+TOKENS="${TOKENS:-softhsm}"
+case "$TOKENS" in
+  softhsm) CONF="$ROOT/.dev" ;;
+  kryoptic)
+    CONF="$ROOT/.dev/kryoptic"
+    export KRYOPTIC_CONF="$CONF/kryoptic.conf" PKCS11_PROVIDER="$CONF/libkryoptic_pkcs11.so"
+    ;;
+  *) echo "run: TOKENS is softhsm or kryoptic, not $TOKENS" >&2; exit 2 ;;
+esac
 RUN="$ROOT/.dev/run"
 mkdir -p "$RUN"
 
@@ -52,12 +63,12 @@ fi
 
 # vault follows manager's JWKS URL (so signing-key rotation works); it becomes ready once
 # manager is up and serving it.
-"${vault_env[@]}" "$BIN/vault" --config "$ROOT/.dev/vault.toml" "${module_args[@]}" \
+"${vault_env[@]}" "$BIN/vault" --config "$CONF/vault.toml" "${module_args[@]}" \
   --manager-jwks https://127.0.0.1:8000/.well-known/jwks.json &
 vault_pid=$!
 pids+=($vault_pid)
 wait_ready https://127.0.0.1:8001/healthz "$vault_pid"
-"${manager_env[@]}" "$BIN/manager" --config "$ROOT/.dev/manager.toml" "${module_args[@]}" &
+"${manager_env[@]}" "$BIN/manager" --config "$CONF/manager.toml" "${module_args[@]}" &
 manager_pid=$!
 pids+=($manager_pid)
 wait_ready https://127.0.0.1:8000/readyz "$manager_pid"
@@ -65,7 +76,7 @@ wait_ready https://127.0.0.1:8001/readyz "$vault_pid"
 cat <<MSG
 
 manager: https://127.0.0.1:8000   vault: https://127.0.0.1:8001 (internal mTLS :8002)
-tokens: $([ "$ISOLATION" = 1 ] && echo "in their own p11-kit server processes ($RUN/*.sock)" || echo "SoftHSM in process")
+tokens: $TOKENS, $([ "$ISOLATION" = 1 ] && echo "in their own p11-kit server processes ($RUN/*.sock)" || echo "in process")
 CA: $CA — try:
   curl --cacert .dev/tls/ca.pem -H 'content-type: application/json' \\
        -d '{"user_id":"alice","key_data":"s3cret"}' https://127.0.0.1:8000/api/keys
