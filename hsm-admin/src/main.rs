@@ -7,21 +7,23 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 /// Provision and inspect keys in a PKCS#11 token.
 #[derive(Parser)]
 #[command(version)]
 struct Cli {
-    /// PKCS#11 module (shared library) to load.
+    /// PKCS#11 module (shared library) to load (or module-path in a --token URI).
     #[arg(long, env = "PKCS11_MODULE", default_value = "/usr/lib/softhsm/libsofthsm2.so")]
     module: PathBuf,
-    /// Label of the token to use.
+    /// Label of the token to use, or a PKCS#11 URI (RFC 7512) `pkcs11:token=LABEL` that may
+    /// also give module-path and pin-source (a --module or --pin-file given too must agree).
     #[arg(long, env = "PKCS11_TOKEN_LABEL")]
     token: String,
-    /// File holding the user PIN (mode 0600).
+    /// File holding the user PIN (mode 0600); required unless the --token URI has pin-source.
     #[arg(long, env = "PKCS11_PIN_FILE")]
-    pin_file: PathBuf,
+    pin_file: Option<PathBuf>,
     /// Instances of the module to load: behind p11-kit-client.so each is a connection of
     /// its own, which p11-kit's server answers one request at a time (for `bench`). A module
     /// that keeps one state per process (SoftHSM in process) is one whatever this says.
@@ -58,7 +60,7 @@ enum Command {
     },
     /// Write the public key labelled LABEL as JWK (kid = RFC 7638 thumbprint) and PEM.
     ExportPublic {
-        /// CKA_LABEL of the key pair.
+        /// CKA_LABEL of the key pair, or a PKCS#11 URI with object=.
         #[arg(long)]
         label: String,
         /// JOSE `alg` to record in the JWK, e.g. RS256 or RSA-OAEP.
@@ -77,7 +79,7 @@ enum Command {
     /// Generate a TLS (or CA) key pair in the token unless one with this label exists, and
     /// write its public key (SPKI PEM) for `issue-certificate`.
     GenerateTlsKey {
-        /// CKA_LABEL of the key pair.
+        /// CKA_LABEL of the key pair, or a PKCS#11 URI with object=.
         #[arg(long)]
         label: String,
         /// CKA_ID of the key pair, hex.
@@ -92,7 +94,7 @@ enum Command {
     },
     /// Write a self-signed CA certificate for the CA key labelled LABEL (signed in the token).
     CaCertificate {
-        /// CKA_LABEL of the CA key pair.
+        /// CKA_LABEL of the CA key pair, or a PKCS#11 URI with object=.
         #[arg(long)]
         label: String,
         /// The CA's common name; `issue-certificate` must be given the same.
@@ -108,7 +110,7 @@ enum Command {
     /// Issue a certificate for a public key (SPKI PEM) with the CA key labelled CA_LABEL in
     /// this token; the subject's private key is never needed.
     IssueCertificate {
-        /// CKA_LABEL of the CA key pair.
+        /// CKA_LABEL of the CA key pair, or a PKCS#11 URI with object=.
         #[arg(long)]
         ca_label: String,
         /// The CA certificate's common name (as given to `ca-certificate`).
@@ -136,7 +138,7 @@ enum Command {
     /// Write a certificate signing request (PKCS#10, signed in the token) for the TLS key
     /// labelled LABEL, for an external CA.
     Csr {
-        /// CKA_LABEL of the key pair.
+        /// CKA_LABEL of the key pair, or a PKCS#11 URI with object=.
         #[arg(long)]
         label: String,
         /// Subject common name.
@@ -152,7 +154,7 @@ enum Command {
     /// Sign with the TLS key labelled LABEL from CONCURRENCY threads for SECONDS and print
     /// the rate (ECDSA P-256 for EC keys, RSA-PSS-SHA256 for RSA keys).
     Bench {
-        /// CKA_LABEL of the key pair.
+        /// CKA_LABEL of the key pair, or a PKCS#11 URI with object=.
         #[arg(long)]
         label: String,
         /// How long to measure.
@@ -162,6 +164,47 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         concurrency: usize,
     },
+}
+
+impl Cli {
+    /// Resolves a PKCS#11 URI in `--token` and in the command's key label into the plain
+    /// token label, module, PIN file and key label the commands use. `module_explicit`:
+    /// `--module` (or its variable) was given, so a URI's module-path must agree with it.
+    fn resolve_uris(&mut self, module_explicit: bool) -> anyhow::Result<()> {
+        let module = hsm::ConfiguredPath {
+            option: "--module",
+            value: Some(&self.module),
+            explicit: module_explicit,
+        };
+        let pin_file = hsm::ConfiguredPath {
+            option: "--pin-file",
+            value: self.pin_file.as_deref(),
+            explicit: self.pin_file.is_some(),
+        };
+        let token = hsm::TokenSelection::resolve(&self.token, module, pin_file).context("option --token")?;
+        let (option, label) = match &mut self.command {
+            Command::InitToken { .. } => return self.take(token),
+            Command::GenerateRsa { key, .. } | Command::ImportRsa { key, .. } => ("--label", &mut key.label),
+            Command::ExportPublic { label, .. }
+            | Command::GenerateTlsKey { label, .. }
+            | Command::CaCertificate { label, .. }
+            | Command::Csr { label, .. }
+            | Command::Bench { label, .. } => ("--label", label),
+            Command::IssueCertificate { ca_label, .. } => ("--ca-label", ca_label),
+        };
+        *label = token.key_label(label).with_context(|| format!("option {option}"))?;
+        self.take(token)
+    }
+
+    /// Keeps `token`'s label, module and PIN file as the options' values.
+    fn take(&mut self, token: hsm::TokenSelection) -> anyhow::Result<()> {
+        self.token = token.label;
+        if let Some(module) = token.module {
+            self.module = module;
+        }
+        self.pin_file = token.pin_file;
+        Ok(())
+    }
 }
 
 /// Common name of the development CA `softhsm-setup/setup.sh` creates.
@@ -176,7 +219,7 @@ enum Purpose {
 /// Which key pair and what it may do.
 #[derive(Args)]
 struct KeyPairArgs {
-    /// CKA_LABEL of the key pair.
+    /// CKA_LABEL of the key pair, or a PKCS#11 URI with object=.
     #[arg(long)]
     label: String,
     /// CKA_ID of the key pair, hex.
@@ -211,9 +254,15 @@ enum Usage {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    cli.resolve_uris(matches.value_source("module") != Some(ValueSource::DefaultValue))?;
+    let pin_file = cli
+        .pin_file
+        .clone()
+        .context("no PIN file: give --pin-file, or pin-source in the --token URI")?;
     let module = hsm::Module::load_connections(&cli.module, cli.connections)?;
-    let pin = hsm::read_pin_file(&cli.pin_file)?;
+    let pin = hsm::read_pin_file(&pin_file)?;
     match cli.command {
         Command::InitToken { so_pin_file } => {
             let so_pin = hsm::read_pin_file(&so_pin_file)?;

@@ -188,7 +188,7 @@ pub enum UriError {
     #[error(
         "PKCS#11 URI attribute pin-value is refused: a PIN never goes on a command line or into a \
          configuration value; put it in a file (mode 0600) and name that file with pin-source in the \
-         URI, or with pin_file"
+         URI, or with the PIN-file option (pin_file, --pin-file)"
     )]
     PinValue,
     /// Two separators with nothing between them (`a=1;;b=2`, a trailing `;`).
