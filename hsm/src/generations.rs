@@ -158,7 +158,7 @@ mod tests {
 
     use super::*;
     use crate::keys::find_all;
-    use crate::test_support::{PlantedKey, connect, hsm_test_config, rand_suffix};
+    use crate::test_support::{PlantedKey, Token, connect, hsm_test_config, rand_suffix, token_tests};
     use crate::{RsaKeySpec, RsaScheme, Signer, destroy_key_pair, generate_rsa_key_pair, rsa_public_key};
 
     #[test]
@@ -174,6 +174,11 @@ mod tests {
         assert_eq!(generation_label("k", 0), "k");
         assert_eq!(generation_label("k", 3), "k.3");
     }
+
+    token_tests!(
+        a_planted_public_key_is_ignored_and_reported,
+        extractable_wrong_usage_and_duplicated_private_keys_are_ignored,
+    );
 
     fn unique_base() -> String {
         format!("ring-{}-{:x}", std::process::id(), rand_suffix())
@@ -216,22 +221,35 @@ mod tests {
         }
     }
 
-    /// The attack this module exists for: without the PIN, a public key planted as the
-    /// next generation (and one under the current generation's own label) is neither used
-    /// nor mistaken for the real key, and both are reported.
-    #[tokio::test]
-    async fn a_public_key_planted_without_login_is_ignored_and_reported() -> Result<()> {
-        let (pool, _login) = connect(hsm_test_config()?).await?;
+    /// The attack this module exists for: a public key planted as the next generation (and
+    /// one under the current generation's own label) is neither used nor mistaken for the
+    /// real key, and both are reported. SoftHSM2 lets a session that never logged in plant
+    /// them; Kryoptic refuses that, so there they are made as a PIN holder (or an older
+    /// token's provisioning) would leave them: the same CKA_PRIVATE=false objects.
+    async fn a_planted_public_key_is_ignored_and_reported(token: Token) -> Result<()> {
+        let (pool, _login) = connect(token, hsm_test_config(token)?).await?;
         let base = unique_base();
         let next = generation_label(&base, 1);
         generate_rsa_key_pair(&pool, spec(&base, KeyUsage::Sign)).await?;
         let attacker = PlantedKey::generate();
-        attacker.plant_without_login(&next);
-        attacker.plant_without_login(&base);
+        for label in [&next, &base] {
+            let planted = attacker.plant_without_login(token, label);
+            match token {
+                Token::SoftHsm => planted.expect("SoftHSM2 takes public objects from a session without login"),
+                Token::Kryoptic => {
+                    let refused = planted.expect_err("Kryoptic stores no token object without a login");
+                    assert!(
+                        !public_objects_private(&pool, label).await?.contains(&false),
+                        "nothing planted: {refused}"
+                    );
+                    add_unprotected_public_half(&pool, label, &attacker.public).await?;
+                }
+            }
+        }
         assert_eq!(
             public_objects_private(&pool, &next).await?,
             vec![false],
-            "planted by a session that never logged in: CKA_PRIVATE is false"
+            "the planted object: CKA_PRIVATE is false"
         );
         let mut flags = public_objects_private(&pool, &base).await?;
         flags.sort();
@@ -247,7 +265,7 @@ mod tests {
             (found.keys[0].label.as_str(), found.keys[0].generation),
             (base.as_str(), 0)
         );
-        assert_ne!(found.keys[0].key.modulus(), attacker.modulus.as_slice());
+        assert_ne!(found.keys[0].key, attacker.public);
         assert_eq!(
             found.ignored,
             vec![
@@ -316,8 +334,9 @@ mod tests {
         .await
     }
 
-    /// A copy of `key` as a CKA_PRIVATE=false public object, as tokens provisioned before
-    /// public halves were made CKA_PRIVATE hold them.
+    /// `key` as a CKA_PRIVATE=false public object labelled `label`, made by a logged-in
+    /// session: as tokens provisioned before public halves were made CKA_PRIVATE hold them,
+    /// or as a PIN holder could plant one.
     async fn add_unprotected_public_half(pool: &TokenPool, label: &str, key: &RsaPublicComponents) -> Result<()> {
         let (label, n, e) = (label.to_owned(), key.modulus().to_vec(), key.exponent().to_vec());
         pool.run_writing(Operation::ImportKeyPair, move |session| {
@@ -341,9 +360,8 @@ mod tests {
     /// Keys a logged-in user made carelessly are passed over with the check they fail; the
     /// one good generation is used, and its unprotected public half (an older token's) is
     /// not reported.
-    #[tokio::test]
-    async fn extractable_wrong_usage_and_duplicated_private_keys_are_ignored() -> Result<()> {
-        let (pool, _login) = connect(hsm_test_config()?).await?;
+    async fn extractable_wrong_usage_and_duplicated_private_keys_are_ignored(token: Token) -> Result<()> {
+        let (pool, _login) = connect(token, hsm_test_config(token)?).await?;
         let base = unique_base();
         let [extractable, wrapping, good, twice] = [0, 1, 2, 3].map(|g| generation_label(&base, g));
         generate_raw(&pool, &extractable, true).await?;

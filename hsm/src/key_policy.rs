@@ -2,7 +2,8 @@
 //!
 //! A session that never logged in may create and delete any object whose CKA_PRIVATE is
 //! false (PKCS#11 "public objects"; SoftHSM2 2.6 lets `pkcs11-tool --write-object` do it
-//! without a PIN). So a key is trusted only through its private object — CKA_PRIVATE
+//! without a PIN, while Kryoptic 1.5 stores no token object without a login; either way
+//! such objects exist, from a PIN holder or an older provisioning). So a key is trusted only through its private object — CKA_PRIVATE
 //! true, which only a logged-in user can create — and only when that object is the
 //! sensitive, non-extractable key with the one usage it is for.
 

@@ -384,7 +384,7 @@ fn is_module_down(error: &Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{hsm_test_config, module};
+    use crate::test_support::{Token, hsm_test_config, module};
 
     /// Another session of the same application logs out: every session of the pool loses
     /// its login at once, as after a token reset. The next call must recover by itself.
@@ -392,8 +392,8 @@ mod tests {
     async fn recovers_when_the_token_logs_the_application_out() -> Result<()> {
         // Alone with the token: no other test may log in (or be logged out) meanwhile.
         let _exclusive = crate::test_support::LOGIN_STATE.write().await;
-        let module = module()?;
-        let pool = TokenPool::connect(&module, hsm_test_config()?).await?;
+        let module = module(Token::SoftHsm)?;
+        let pool = TokenPool::connect(&module, hsm_test_config(Token::SoftHsm)?).await?;
         let label = format!("recover-{}", std::process::id());
         crate::generate_rsa_key_pair(
             &pool,

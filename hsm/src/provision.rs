@@ -279,15 +279,16 @@ pub async fn import_rsa_key_pair(pool: &TokenPool, spec: RsaKeySpec, key: RsaPri
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{hsm_test_config, openssl};
+    use crate::test_support::{Token, hsm_test_config, openssl, token_tests};
     use crate::{RsaScheme, Signer, rsa_public_key};
     use cryptoki::object::{AttributeInfo, AttributeType};
 
+    token_tests!(an_imported_software_key_signs_in_the_token_and_cannot_be_read_back);
+
     /// A key made in software by OpenSSL, imported: the token signs with it (checked by
     /// aws-lc against OpenSSL's public key), and its private parts are then sensitive.
-    #[tokio::test]
-    async fn an_imported_software_key_signs_in_the_token_and_cannot_be_read_back() -> Result<()> {
-        let dir = std::env::temp_dir().join(format!("import-{}", std::process::id()));
+    async fn an_imported_software_key_signs_in_the_token_and_cannot_be_read_back(token: Token) -> Result<()> {
+        let dir = crate::test_support::tempfile_dir("import");
         std::fs::create_dir_all(&dir).expect("temp dir");
         let pem = dir.join("key.pem");
         openssl(&[
@@ -307,7 +308,7 @@ mod tests {
             (key.n.clone(), key.e.clone())
         };
 
-        let (pool, _login) = crate::test_support::connect(hsm_test_config()?).await?;
+        let (pool, _login) = crate::test_support::connect(token, hsm_test_config(token)?).await?;
         let label = format!("imported-{}", std::process::id());
         let spec = || RsaKeySpec {
             label: label.clone(),

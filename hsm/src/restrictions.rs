@@ -66,7 +66,7 @@ pub(crate) mod tests {
     use crate::error::{Error, Operation, Result};
     use crate::keys::{KeyClass, find_key};
     use crate::pool::TokenPool;
-    use crate::test_support::{TestKey, connect, hsm_test_config, rand_suffix};
+    use crate::test_support::{TestKey, Token, connect, hsm_test_config, rand_suffix, token_tests};
     use crate::{Generated, TlsKeyType, generate_tls_key_pair};
 
     /// CKA_MODIFIABLE of the private and the public half, and the private half's
@@ -84,7 +84,9 @@ pub(crate) mod tests {
             .map_err(Error::pkcs11(Operation::ReadAttributes))?;
         Ok(attributes.into_iter().find_map(|a| match a {
             Attribute::Modifiable(v)
+            | Attribute::Sensitive(v)
             | Attribute::Sign(v)
+            | Attribute::Verify(v)
             | Attribute::Decrypt(v)
             | Attribute::Unwrap(v)
             | Attribute::Wrap(v)
@@ -115,7 +117,7 @@ pub(crate) mod tests {
         .await
     }
 
-    /// SoftHSM keeps the list as a set and returns it in its own order.
+    /// Tokens may return the list in their own order (SoftHSM keeps it as a set).
     fn sorted(mut mechanisms: Vec<MechanismType>) -> Vec<MechanismType> {
         mechanisms.sort_by_key(|m| u64::from(*m));
         mechanisms
@@ -143,16 +145,24 @@ pub(crate) mod tests {
         .await
     }
 
-    #[tokio::test]
-    async fn generated_keys_are_unmodifiable_and_limited_to_the_mechanisms_they_are_used_with() -> Result<()> {
-        let signing = TestKey::generate(KeyUsage::Sign).await?;
+    token_tests!(
+        generated_keys_are_unmodifiable_and_limited_to_the_mechanisms_they_are_used_with,
+        a_pin_holder_cannot_widen_a_generated_keys_usage,
+        a_mechanism_outside_the_allowed_list_is_refused,
+        generated_keys_spell_out_every_usage_where_the_tokens_defaults_differ,
+    );
+
+    async fn generated_keys_are_unmodifiable_and_limited_to_the_mechanisms_they_are_used_with(
+        token: Token,
+    ) -> Result<()> {
+        let signing = TestKey::generate(token, KeyUsage::Sign).await?;
         assert_eq!(
             read_restrictions(&signing.pool, &signing.label).await?,
             fixed_to(&[MechanismType::SHA256_RSA_PKCS, MechanismType::RSA_PKCS_PSS])
         );
         signing.destroy().await?;
 
-        let wrapping = TestKey::generate(KeyUsage::Decrypt).await?;
+        let wrapping = TestKey::generate(token, KeyUsage::Decrypt).await?;
         assert_eq!(
             read_restrictions(&wrapping.pool, &wrapping.label).await?,
             fixed_to(&[MechanismType::RSA_PKCS_OAEP])
@@ -173,7 +183,7 @@ pub(crate) mod tests {
         assert_eq!((unwrap, wrap), (Some(false), Some(false)));
         wrapping.destroy().await?;
 
-        let (pool, _login) = connect(hsm_test_config()?).await?;
+        let (pool, _login) = connect(token, hsm_test_config(token)?).await?;
         for (key_type, allowed) in [(TlsKeyType::EcdsaP256, ECDSA_SIGN), (TlsKeyType::Rsa, RSA_SIGN)] {
             let label = format!("fixed-tls-{key_type:?}-{}-{:x}", std::process::id(), rand_suffix());
             assert_eq!(
@@ -191,11 +201,10 @@ pub(crate) mod tests {
     }
 
     /// The attack CKA_MODIFIABLE=false closes: with the PIN, a generated key's usage cannot
-    /// be widened, nor its mechanism list, nor the flag itself. SoftHSM 2.6.1 answers
-    /// CKR_ACTION_PROHIBITED to each.
-    #[tokio::test]
-    async fn a_pin_holder_cannot_widen_a_generated_keys_usage() -> Result<()> {
-        let signing = TestKey::generate(KeyUsage::Sign).await?;
+    /// be widened, nor its mechanism list, nor the flag itself. SoftHSM2 2.6.1 and Kryoptic
+    /// 1.5 answer CKR_ACTION_PROHIBITED to each.
+    async fn a_pin_holder_cannot_widen_a_generated_keys_usage(token: Token) -> Result<()> {
+        let signing = TestKey::generate(token, KeyUsage::Sign).await?;
         let attempts: [Attempt; 3] = [
             |session, key| session.update_attributes(key, &[Attribute::Decrypt(true)]),
             |session, key| {
@@ -226,7 +235,7 @@ pub(crate) mod tests {
         assert_eq!(decrypts, Some(false), "CKA_DECRYPT unchanged");
         signing.destroy().await?;
 
-        let wrapping = TestKey::generate(KeyUsage::Decrypt).await?;
+        let wrapping = TestKey::generate(token, KeyUsage::Decrypt).await?;
         let refused = attempt_on_private_key(&wrapping.pool, &wrapping.label, |session, key| {
             session.update_attributes(key, &[Attribute::Sign(true)])
         })
@@ -241,11 +250,10 @@ pub(crate) mod tests {
     }
 
     /// A usage flag allows a family of mechanisms; the list keeps the key to the one scheme
-    /// it is used with. SoftHSM 2.6.1 answers CKR_MECHANISM_INVALID at C_SignInit /
-    /// C_DecryptInit, while the listed mechanisms still work.
-    #[tokio::test]
-    async fn a_mechanism_outside_the_allowed_list_is_refused() -> Result<()> {
-        let signing = TestKey::generate(KeyUsage::Sign).await?;
+    /// it is used with. SoftHSM2 2.6.1 and Kryoptic 1.5 answer CKR_MECHANISM_INVALID at
+    /// C_SignInit / C_DecryptInit, while the listed mechanisms still work.
+    async fn a_mechanism_outside_the_allowed_list_is_refused(token: Token) -> Result<()> {
+        let signing = TestKey::generate(token, KeyUsage::Sign).await?;
         let attempts: [Attempt; 3] = [
             |session, key| session.sign(&Mechanism::Sha1RsaPkcs, key, b"message").map(drop),
             // PKCS#1 v1.5 over a caller-made DigestInfo: any hash, not only SHA-256.
@@ -274,13 +282,115 @@ pub(crate) mod tests {
         signing.destroy().await?;
 
         // Raw PKCS#1 v1.5 decryption is the padding oracle OAEP avoids.
-        let wrapping = TestKey::generate(KeyUsage::Decrypt).await?;
+        let wrapping = TestKey::generate(token, KeyUsage::Decrypt).await?;
         let refused = attempt_on_private_key(&wrapping.pool, &wrapping.label, |session, key| {
             session.decrypt(&Mechanism::RsaPkcs, key, &[1u8; 256]).map(drop)
         })
         .await?;
         assert_eq!(refused, Some(RvError::MechanismInvalid));
         wrapping.destroy().await
+    }
+
+    /// The usage flags of a key pair, read back.
+    #[derive(Debug, PartialEq, Eq)]
+    struct Usage {
+        /// The private half's CKA_SENSITIVE, CKA_SIGN, CKA_DECRYPT and CKA_UNWRAP.
+        private: [Option<bool>; 4],
+        /// The public half's CKA_VERIFY, CKA_ENCRYPT and CKA_WRAP.
+        public: [Option<bool>; 3],
+    }
+
+    fn read_usage(session: &Session, private: ObjectHandle, public: ObjectHandle) -> Result<Usage> {
+        let [sensitive, sign, decrypt, unwrap] = [
+            AttributeType::Sensitive,
+            AttributeType::Sign,
+            AttributeType::Decrypt,
+            AttributeType::Unwrap,
+        ]
+        .map(|wanted| read_bool(session, private, wanted));
+        let [verify, encrypt, wrap] = [AttributeType::Verify, AttributeType::Encrypt, AttributeType::Wrap]
+            .map(|wanted| read_bool(session, public, wanted));
+        Ok(Usage {
+            private: [sensitive?, sign?, decrypt?, unwrap?],
+            public: [verify?, encrypt?, wrap?],
+        })
+    }
+
+    /// Tokens' defaults differ: an RSA key pair made without usage attributes may sign,
+    /// decrypt, unwrap, verify, encrypt and wrap on SoftHSM2, its private half not
+    /// sensitive; on Kryoptic it may do none of these, its private half sensitive. So
+    /// provisioning spells out every flag, and makes the same keys on both.
+    async fn generated_keys_spell_out_every_usage_where_the_tokens_defaults_differ(token: Token) -> Result<()> {
+        let (pool, _login) = connect(token, hsm_test_config(token)?).await?;
+        let defaults = pool
+            .run_writing(Operation::GenerateKeyPair, |session| {
+                let (public, private) = session
+                    .generate_key_pair(
+                        &Mechanism::RsaPkcsKeyPairGen,
+                        &[Attribute::Token(false), Attribute::ModulusBits(2048.into())],
+                        &[Attribute::Token(false)],
+                    )
+                    .map_err(Error::pkcs11(Operation::GenerateKeyPair))?;
+                let usage = read_usage(session, private, public);
+                for object in [private, public] {
+                    session
+                        .destroy_object(object)
+                        .map_err(Error::pkcs11(Operation::DestroyKeyPair))?;
+                }
+                usage
+            })
+            .await?;
+        let (t, f) = (Some(true), Some(false));
+        let expected = match token {
+            Token::SoftHsm => Usage {
+                private: [f, t, t, t],
+                public: [t, t, t],
+            },
+            Token::Kryoptic => Usage {
+                private: [t, f, f, f],
+                public: [f, f, f],
+            },
+        };
+        assert_eq!(defaults, expected, "the token's defaults");
+
+        for (usage, expected) in [
+            (
+                KeyUsage::Sign,
+                Usage {
+                    private: [t, t, f, f],
+                    public: [t, f, f],
+                },
+            ),
+            (
+                KeyUsage::Decrypt,
+                Usage {
+                    private: [t, f, t, f],
+                    public: [f, t, f],
+                },
+            ),
+        ] {
+            let label = format!("usage-{usage:?}-{}-{:x}", std::process::id(), rand_suffix());
+            let spec = crate::RsaKeySpec {
+                label: label.clone(),
+                id: vec![5],
+                bits: 2048,
+                usage,
+            };
+            assert_eq!(crate::generate_rsa_key_pair(&pool, spec).await?, Generated::Created);
+            let read_label = label.clone();
+            let made = pool
+                .run(Operation::ReadAttributes, move |session| {
+                    read_usage(
+                        session,
+                        find_key(session, KeyClass::Private, &read_label)?,
+                        find_key(session, KeyClass::Public, &read_label)?,
+                    )
+                })
+                .await?;
+            assert_eq!(made, expected, "{usage:?}");
+            crate::destroy_key_pair(&pool, &label).await?;
+        }
+        Ok(())
     }
 
     /// A token without CKA_ALLOWED_MECHANISMS gets the key without it; any other refusal

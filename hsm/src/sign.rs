@@ -90,14 +90,18 @@ pub(crate) fn sign_in_session(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::TestKey;
+    use crate::test_support::{TestKey, Token, token_tests};
     use aws_lc_rs::signature::{RSA_PKCS1_2048_8192_SHA256, RSA_PSS_2048_8192_SHA256, RsaPublicKeyComponents};
+
+    token_tests!(
+        pkcs1_and_pss_signatures_verify_with_aws_lc,
+        signing_with_an_unknown_label_reports_the_missing_key,
+    );
 
     /// Token signatures checked by an independent implementation (aws-lc) against the
     /// exported public key.
-    #[tokio::test]
-    async fn pkcs1_and_pss_signatures_verify_with_aws_lc() -> Result<()> {
-        let key = TestKey::generate(crate::KeyUsage::Sign).await?;
+    async fn pkcs1_and_pss_signatures_verify_with_aws_lc(token: Token) -> Result<()> {
+        let key = TestKey::generate(token, crate::KeyUsage::Sign).await?;
         let public = crate::rsa_public_key(&key.pool, &key.label, crate::KeyUsage::Sign).await?;
         let components = RsaPublicKeyComponents {
             n: public.modulus(),
@@ -121,9 +125,8 @@ mod tests {
         key.destroy().await
     }
 
-    #[tokio::test]
-    async fn signing_with_an_unknown_label_reports_the_missing_key() -> Result<()> {
-        let key = TestKey::generate(crate::KeyUsage::Sign).await?;
+    async fn signing_with_an_unknown_label_reports_the_missing_key(token: Token) -> Result<()> {
+        let key = TestKey::generate(token, crate::KeyUsage::Sign).await?;
         let signer = Signer::new(key.pool.clone(), "no-such-key", RsaScheme::Pkcs1Sha256);
         let error = signer.sign(b"x").await.expect_err("no such key");
         assert!(

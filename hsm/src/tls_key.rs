@@ -72,7 +72,8 @@ async fn generate_ec_p256_key_pair(pool: &TokenPool, label: &str, id: &[u8]) -> 
             Attribute::Modifiable(false),
             Attribute::Label(label.as_bytes().to_vec()),
             Attribute::Id(id.clone()),
-            // Sign only: SoftHSM's defaults would also allow decrypt and unwrap.
+            // Sign only: SoftHSM's defaults would also allow decrypt and unwrap (Kryoptic's
+            // defaults are false; neither is left to chance).
             Attribute::Sign(true),
             Attribute::Decrypt(false),
             Attribute::Unwrap(false),
@@ -268,7 +269,7 @@ fn raw_to_der(raw: &[u8]) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
     use crate::TokenConfig;
-    use crate::test_support::hsm_test_config;
+    use crate::test_support::{Token, hsm_test_config, token_tests};
     use aws_lc_rs::signature::{
         ECDSA_P256_SHA256_ASN1, RSA_PKCS1_2048_8192_SHA256, RSA_PSS_2048_8192_SHA256, UnparsedPublicKey,
         VerificationAlgorithm,
@@ -290,9 +291,18 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn ecdsa_p256_tls_signatures_from_the_token_verify_with_aws_lc() -> Result<()> {
-        let (pool, _login) = crate::test_support::connect(hsm_test_config()?).await?;
+    token_tests!(
+        ecdsa_p256_tls_signatures_from_the_token_verify_with_aws_lc,
+        rsa_tls_signatures_pss_and_pkcs1_from_the_token_verify_with_aws_lc,
+    );
+    token_tests!(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        tls_signatures_from_worker_threads_share_the_pools_sessions,
+        handshake_signatures_use_their_own_sessions_and_fail_soon_when_those_are_busy,
+    );
+
+    async fn ecdsa_p256_tls_signatures_from_the_token_verify_with_aws_lc(token: Token) -> Result<()> {
+        let (pool, _login) = crate::test_support::connect(token, hsm_test_config(token)?).await?;
         let label = format!("tls-ec-{}", std::process::id());
         let generate = || generate_tls_key_pair(&pool, &label, &[1], TlsKeyType::EcdsaP256);
         assert_eq!(generate().await?, Generated::Created);
@@ -307,9 +317,8 @@ mod tests {
         crate::destroy_key_pair(&pool, &label).await
     }
 
-    #[tokio::test]
-    async fn rsa_tls_signatures_pss_and_pkcs1_from_the_token_verify_with_aws_lc() -> Result<()> {
-        let (pool, _login) = crate::test_support::connect(hsm_test_config()?).await?;
+    async fn rsa_tls_signatures_pss_and_pkcs1_from_the_token_verify_with_aws_lc(token: Token) -> Result<()> {
+        let (pool, _login) = crate::test_support::connect(token, hsm_test_config(token)?).await?;
         let label = format!("tls-rsa-{}", std::process::id());
         assert_eq!(
             generate_tls_key_pair(&pool, &label, &[2], TlsKeyType::Rsa).await?,
@@ -337,13 +346,12 @@ mod tests {
 
     /// In the services rustls signs on tokio worker threads: the signature must wait for a
     /// session under the pool's bound there, without blocking the runtime or panicking.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn tls_signatures_from_worker_threads_share_the_pools_sessions() -> Result<()> {
+    async fn tls_signatures_from_worker_threads_share_the_pools_sessions(token: Token) -> Result<()> {
         let config = TokenConfig {
             sessions: 1,
-            ..hsm_test_config()?
+            ..hsm_test_config(token)?
         };
-        let (pool, _login) = crate::test_support::connect(config).await?;
+        let (pool, _login) = crate::test_support::connect(token, config).await?;
         let label = format!("tls-workers-{}", std::process::id());
         generate_tls_key_pair(&pool, &label, &[3], TlsKeyType::EcdsaP256).await?;
         let key = TokenTlsKey::load(pool.clone(), &label).await?;
@@ -364,13 +372,12 @@ mod tests {
     /// A handshake flood must not take the requests' sessions nor queue for long: with the
     /// pool's only request session busy a budgeted signature still goes through, and with
     /// its own budget busy past its short wait it fails instead of queueing.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn handshake_signatures_use_their_own_sessions_and_fail_soon_when_those_are_busy() -> Result<()> {
+    async fn handshake_signatures_use_their_own_sessions_and_fail_soon_when_those_are_busy(token: Token) -> Result<()> {
         let config = TokenConfig {
             sessions: 1,
-            ..hsm_test_config()?
+            ..hsm_test_config(token)?
         };
-        let (pool, _login) = crate::test_support::connect(config).await?;
+        let (pool, _login) = crate::test_support::connect(token, config).await?;
         let label = format!("tls-budget-{}", std::process::id());
         generate_tls_key_pair(&pool, &label, &[4], TlsKeyType::EcdsaP256).await?;
         let key = TokenTlsKey::load(pool.clone(), &label)
