@@ -1,9 +1,13 @@
 //! `hsm-admin`: provisions keys inside a token, exports their public halves, issues
-//! certificates with a token-held CA key, and measures a key's operation rate.
+//! certificates with a token-held CA key, measures a key's operation rate, and checks that
+//! a token can serve the services.
 //!
 //! Used by `softhsm-setup/setup.sh`; works the same against a real HSM.
 
+mod check;
+
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -35,6 +39,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Check what manager and vault need of the token, live with throwaway session keys
+    /// (nothing is left in the token), and print the configuration that follows. Exit 0 if
+    /// the token can serve, 1 if it cannot, 2 if it could not be opened.
+    Check {
+        /// Sessions that must be open at once (the services' pkcs11_sessions).
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+        sessions: u32,
+        /// Print one JSON document instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Initialise a token with this label in a free slot, unless it exists.
     InitToken {
         /// File holding the security officer PIN (mode 0600).
@@ -183,7 +198,7 @@ impl Cli {
         };
         let token = hsm::TokenSelection::resolve(&self.token, module, pin_file).context("option --token")?;
         let (option, label) = match &mut self.command {
-            Command::InitToken { .. } => return self.take(token),
+            Command::Check { .. } | Command::InitToken { .. } => return self.take(token),
             Command::GenerateRsa { key, .. } | Command::ImportRsa { key, .. } => ("--label", &mut key.label),
             Command::ExportPublic { label, .. }
             | Command::GenerateTlsKey { label, .. }
@@ -253,14 +268,39 @@ enum Usage {
 }
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     let matches = Cli::command().get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    cli.resolve_uris(matches.value_source("module") != Some(ValueSource::DefaultValue))?;
-    let pin_file = cli
-        .pin_file
-        .clone()
-        .context("no PIN file: give --pin-file, or pin-source in the --token URI")?;
+    let resolved = cli
+        .resolve_uris(matches.value_source("module") != Some(ValueSource::DefaultValue))
+        .and_then(|()| {
+            cli.pin_file
+                .clone()
+                .context("no PIN file: give --pin-file, or pin-source in the --token URI")
+        });
+    let pin_file = match resolved {
+        Ok(pin_file) => pin_file,
+        // `check` tells a token that cannot serve (1) from one it could not open (2).
+        Err(e) if matches!(cli.command, Command::Check { .. }) => {
+            eprintln!("hsm-admin check: {e:#}");
+            return Ok(ExitCode::from(check::NOT_CHECKED));
+        }
+        Err(e) => return Err(e),
+    };
+    if let Command::Check { sessions, json } = cli.command {
+        let target = check::Target {
+            module: &cli.module,
+            token: &cli.token,
+            pin_file: &pin_file,
+            connections: cli.connections,
+        };
+        let format = if json {
+            check::Format::Json
+        } else {
+            check::Format::Table
+        };
+        return Ok(check::run(&target, sessions as usize, format).await);
+    }
     let module = hsm::Module::load_connections(&cli.module, cli.connections)?;
     let pin = hsm::read_pin_file(&pin_file)?;
     match cli.command {
@@ -417,8 +457,9 @@ async fn main() -> anyhow::Result<()> {
                 module.path().display()
             );
         }
+        Command::Check { .. } => unreachable!("handled before the module is loaded"),
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Signs 32-byte messages with `key` from `threads` threads until `duration` has passed;

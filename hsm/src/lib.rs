@@ -32,6 +32,7 @@
 //! # Ok(()) }
 //! ```
 
+mod check;
 mod decrypt;
 pub mod der;
 mod error;
@@ -56,6 +57,10 @@ mod uri;
 #[cfg(test)]
 mod test_support;
 
+pub use check::{
+    CheckOptions, CheckResult, CkRv, Configuration, Item, Need, Observed, Outcome, Problem, SessionLimit, Shortfall,
+    TokenFacts, TokenReport, Verdict, check_token,
+};
 pub use decrypt::{Decrypter, OaepHash};
 pub use error::{Error, Operation, Result};
 pub use export::{MIN_RSA_BITS, RsaPublicComponents, rsa_public_key};

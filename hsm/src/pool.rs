@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use cryptoki::context::Pkcs11;
 use cryptoki::error::RvError;
 use cryptoki::session::{Session, SessionState};
 use secrecy::SecretString;
@@ -192,6 +193,22 @@ impl TokenPool {
         F: Fn(&Session) -> Result<T> + Send + 'static,
     {
         self.run_as(Access::Read, Route::LeastBusy, operation, op).await
+    }
+
+    /// Like [`Self::run`], on the module's first connection, with that connection's PKCS#11
+    /// instance and the pool's configuration: for the token check (`check.rs`), which also
+    /// makes the calls that take a slot rather than a session (C_GetMechanismInfo,
+    /// C_GetTokenInfo, C_OpenSession) and logs in a second time.
+    pub(crate) async fn run_with_instance<T, F>(&self, operation: Operation, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(&Pkcs11, &TokenConfig, &Session) -> Result<T> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        self.run_as(Access::Read, Route::Lane(0), operation, move |session| {
+            op(&inner.lanes[0].connection.ctx, &inner.config, session)
+        })
+        .await
     }
 
     /// Like [`Self::run`], on connection `index` of the module only: tests show that every
