@@ -80,5 +80,6 @@ pub use sign::{RsaScheme, Signer};
 pub use tls_key::{TokenTlsKey, generate_tls_key_pair};
 pub use token_init::{TokenInit, initialize_token};
 pub use uri::{
-    ConfiguredPath, NameError, ObjectType, Pkcs11Uri, TokenSelection, UriAttribute, UriComponent, UriError, is_pkcs11_uri,
+    ConfiguredPath, NameError, ObjectType, Pkcs11Uri, TokenSelection, UriAttribute, UriComponent, UriError,
+    is_pkcs11_uri,
 };
