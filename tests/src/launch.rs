@@ -107,6 +107,21 @@ impl Launch {
         Ok(command)
     }
 
+    /// Runs the service to completion, insisting that it fails (a start-up refusal), within
+    /// 30 s; returns its stderr.
+    pub async fn expect_failure(&self) -> Result<String> {
+        let mut command = self.command()?;
+        command.kill_on_drop(true);
+        let output = tokio::time::timeout(std::time::Duration::from_secs(30), command.output()).await??;
+        anyhow::ensure!(
+            !output.status.success(),
+            "{} {:?} should have failed",
+            self.name,
+            self.args
+        );
+        Ok(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+
     /// Starts the service and waits for its listeners.
     pub async fn start(self) -> Result<Service> {
         let log = self.dir.join(format!("{}-{}.log", self.name, uuid::Uuid::new_v4()));

@@ -1,8 +1,6 @@
 //! PKCS#11 URIs (RFC 7512) name the real services' tokens and keys: a token URI brings its
 //! module and PIN file, key URIs their objects, and a PIN written into a URI is refused.
 
-use std::time::Duration;
-
 use anyhow::{Result, anyhow};
 use e2e::dev::SOFTHSM;
 use e2e::{Launch, System};
@@ -27,11 +25,7 @@ async fn fails_with(name: &str, args: &[&str]) -> Result<String> {
         // No vault: a configuration error comes first.
         _ => Launch::manager(dir.path(), "127.0.0.1:9".parse()?),
     };
-    let mut command = launch.args(args).command()?;
-    command.kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(30), command.output()).await??;
-    assert!(!output.status.success(), "{name} {args:?} should have failed");
-    Ok(String::from_utf8_lossy(&output.stderr).into_owned())
+    launch.args(args).expect_failure().await
 }
 
 #[tokio::test]

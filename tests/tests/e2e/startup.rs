@@ -3,7 +3,6 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use e2e::{Launch, Service, System};
@@ -17,11 +16,7 @@ async fn fails_with(name: &str, args: &[&str]) -> Result<String> {
         // No vault: every failure here comes first.
         _ => Launch::manager(dir.path(), "127.0.0.1:9".parse()?),
     };
-    let mut command = launch.args(args).command()?;
-    command.kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(30), command.output()).await??;
-    assert!(!output.status.success(), "{name} {args:?} should have failed");
-    Ok(String::from_utf8_lossy(&output.stderr).into_owned())
+    launch.args(args).expect_failure().await
 }
 
 #[tokio::test]
