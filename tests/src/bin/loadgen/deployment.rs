@@ -1,13 +1,22 @@
-//! One deployment under measurement: manager and one or more vaults, each token in the
-//! service's process or behind its own `p11-kit server`, on SQLite or PostgreSQL.
+//! One deployment under measurement: manager and one or more vaults on SoftHSM2 or
+//! Kryoptic, each token in the service's process or behind its own `p11-kit server`, on
+//! SQLite or PostgreSQL.
 
 use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::{Result, bail};
-use e2e::{Client, Launch, Service, TokenServer};
+use e2e::{Client, Implementation, Launch, Service, TokenServer};
 use serde_json::{Value, json};
 use sqlx::Connection;
+
+/// The name of a PKCS#11 implementation in the table and the JSON.
+pub fn implementation_name(implementation: Implementation) -> &'static str {
+    match implementation {
+        Implementation::SoftHsm => "softhsm2",
+        Implementation::Kryoptic => "kryoptic",
+    }
+}
 
 /// Where the tokens are.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
@@ -55,7 +64,32 @@ impl Backend {
     }
 }
 
-/// The running services of one mode and backend; killed when dropped.
+/// What one deployment runs on.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Setup {
+    /// The services' tokens' implementation, with its provisioned configuration (on
+    /// Kryoptic vault wraps with RSA-OAEP-256, which it finds the token offers).
+    pub implementation: Implementation,
+    /// Where the tokens are.
+    pub mode: Mode,
+    /// vault's storage.
+    pub backend: Backend,
+}
+
+impl Setup {
+    /// How the progress lines name it.
+    pub fn label(self) -> String {
+        format!(
+            "{} {} {}×{}",
+            implementation_name(self.implementation),
+            self.mode.name(),
+            self.backend.name(),
+            self.backend.replicas()
+        )
+    }
+}
+
+/// The running services of one setup; killed when dropped.
 /// Fields drop in order: the services, then their token servers, then the directory.
 pub struct Deployment {
     /// The vault processes (replicas share the database).
@@ -74,7 +108,19 @@ pub struct Deployment {
 impl Deployment {
     /// Starts the vaults one after another (their logins must not overlap, see
     /// `e2e::tokens`), then manager. `service_args` go to every service.
-    pub async fn start(mode: Mode, backend: Backend, service_args: &[&str]) -> Result<Self> {
+    pub async fn start(setup: Setup, service_args: &[&str]) -> Result<Self> {
+        let Setup {
+            implementation,
+            mode,
+            backend,
+        } = setup;
+        if mode == Mode::Isolation && implementation != Implementation::SoftHsm {
+            // e2e::TokenServer serves SoftHSM2 token copies only.
+            bail!(
+                "isolation mode runs on SoftHSM2 only, not {}",
+                implementation_name(implementation)
+            );
+        }
         let dir = tempfile::tempdir()?;
         let mut token_servers = Vec::new();
         if mode == Mode::Isolation {
@@ -87,7 +133,7 @@ impl Deployment {
         };
         let mut vaults = Vec::new();
         for _ in 0..backend.replicas() {
-            let mut vault = Launch::vault(dir.path());
+            let mut vault = Launch::vault(dir.path()).on(implementation);
             if let Some(url) = &database {
                 vault = vault.database(url);
             }
@@ -96,7 +142,7 @@ impl Deployment {
             }
             vaults.push(vault.args(service_args).start().await?);
         }
-        let mut manager = Launch::manager(dir.path(), vaults[0].addr("internal"));
+        let mut manager = Launch::manager(dir.path(), vaults[0].addr("internal")).on(implementation);
         if let Some(server) = token_servers.get(1) {
             manager = manager.token_server(server);
         }

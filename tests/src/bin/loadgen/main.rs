@@ -2,13 +2,17 @@
 //! its own `target/<profile>/` (release for `make bench`):
 //!
 //! - the machine's own rates: L1/L2 (`openssl speed rsa2048`, 1 and 2 processes), T and
-//!   T_iso (RSA-2048 signatures in SoftHSM from 2 threads, in process and through
-//!   `p11-kit server`), and the `fdatasync` rate of the data directory;
+//!   T_iso (RSA-2048 signatures in SoftHSM2 from 2 threads, in process and through
+//!   `p11-kit server`), T_kryoptic (the same in Kryoptic, in process), T1 and T1_kryoptic
+//!   (1 thread), T_ecdsa and T_ecdsa_kryoptic (ECDSA P-256, 2 threads), and the
+//!   `fdatasync` rate of the data directory;
 //! - store (`POST /api/keys`) and read (`GET /api/keys/{id}`) rates with p50/p99, driven by
 //!   `wrk` at each connection count, for each token mode (in process, isolation) and each
 //!   backend (SQLite; PostgreSQL with 1 and 2 vault replicas), then the same at one
 //!   connection count while a thread `fdatasync`s in a loop in the data directory (busy
-//!   disk); each row with its ratio to T and each service's peak RSS.
+//!   disk), all on SoftHSM2; then store and read at one connection count with the services
+//!   on Kryoptic (in process, SQLite); each row with its ratio to its token's T and each
+//!   service's peak RSS.
 //!
 //! It prints a table and writes the figures as JSON (`target/bench/bench-<UTC>.json` and
 //! `latest.json`); `--compare OLD NEW` prints two records' rows side by side. Rows with
@@ -29,7 +33,8 @@ use anyhow::{Result, bail};
 use clap::Parser;
 use serde_json::json;
 
-use deployment::{Backend, Deployment, Mode};
+use deployment::{Backend, Deployment, Mode, Setup};
+use e2e::Implementation;
 use report::{Baseline, Row};
 use wrk::{Op, Scripts};
 
@@ -39,7 +44,7 @@ struct Args {
     /// Seconds per row (and per phase of `--attack`).
     #[arg(long, env = "BENCH_SECONDS", default_value_t = 5)]
     seconds: u64,
-    /// Seconds for each of L1, L2, T and T_iso.
+    /// Seconds for each of L1, L2 and the token rates (T, T_iso, T_kryoptic, …).
     #[arg(long, default_value_t = 5)]
     baseline_seconds: u64,
     /// Connection counts, one row each per op, mode and backend.
@@ -55,6 +60,9 @@ struct Args {
     /// Connections of the busy-disk rows (0: none).
     #[arg(long, default_value_t = 32)]
     busy_disk_connections: usize,
+    /// Connections of the rows with the services on Kryoptic (in process, SQLite; 0: none).
+    #[arg(long, default_value_t = 32)]
+    kryoptic_connections: usize,
     /// PKCS#11 sessions per service (default: the services' own default).
     #[arg(long)]
     sessions: Option<usize>,
@@ -121,10 +129,8 @@ async fn bench(args: &Args, service_args: &[&str]) -> Result<()> {
         json!(null)
     };
     let mut rows = Vec::new();
-    for &mode in &args.modes {
-        for &backend in &args.backends {
-            measure_deployment(args, service_args, mode, backend, &mut rows).await?;
-        }
+    for (setup, plan) in plan(args) {
+        measure_deployment(args, service_args, setup, &plan, &mut rows).await?;
     }
     let settings = json!({
         "profile": profile(),
@@ -133,6 +139,7 @@ async fn bench(args: &Args, service_args: &[&str]) -> Result<()> {
         "pkcs11_sessions": args.sessions.map_or(json!("service default"), |n| json!(n)),
         "service_args": args.service_args,
         "read_secrets": args.read_secrets,
+        "kryoptic_connections": args.kryoptic_connections,
         "wrk": wrk_version,
         "wrk_threads_per_process": 1,
         "postgres": postgres,
@@ -149,35 +156,82 @@ async fn bench(args: &Args, service_args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// L1, L2, T, T_iso and the `fdatasync` rate, before any service runs.
+/// L1, L2, the token rates and the `fdatasync` rate, before any service runs.
 async fn baseline(args: &Args) -> Result<Baseline> {
-    eprintln!("loadgen: fdatasync rate, openssl speed, hsm-admin bench …");
+    eprintln!("loadgen: fdatasync rate, openssl speed, hsm-admin bench (SoftHSM2, Kryoptic) …");
     let fdatasync = machine::fdatasync_rate(&std::env::temp_dir(), Duration::from_secs(2))?;
     let l1 = machine::openssl_rsa(1, args.baseline_seconds)?;
     let l2 = machine::openssl_rsa(2, args.baseline_seconds)?;
-    let (t, t_iso) = machine::token_rates(2, args.baseline_seconds).await?;
+    let tokens = machine::BenchTokens::provision(args.baseline_seconds)?;
     let base = Baseline {
         l1,
         l2,
-        t,
-        t_iso,
+        softhsm: tokens.in_process(Implementation::SoftHsm, 2)?,
+        t_iso: tokens.through_p11kit(2).await?,
+        kryoptic: tokens.in_process(Implementation::Kryoptic, 2)?,
         fdatasync,
     };
     eprintln!("loadgen: {base:?}");
     Ok(base)
 }
 
-/// Every row of one mode and backend, on one set of services.
+/// One row to measure: connections, the request, and whether the disk is kept busy.
+type RowPlan = (usize, Op, bool);
+
+/// The deployments to start, in order, each with its rows: every mode and backend on
+/// SoftHSM2, and the Kryoptic rows right after SoftHSM2's in process on SQLite (the rows
+/// they are compared with, measured as close in time as the run allows).
+fn plan(args: &Args) -> Vec<(Setup, Vec<RowPlan>)> {
+    let mut softhsm_rows: Vec<RowPlan> = Vec::new();
+    for &c in &args.connections {
+        softhsm_rows.extend([(c, Op::Store, false), (c, Op::Read, false)]);
+    }
+    if args.busy_disk_connections > 0 {
+        let c = args.busy_disk_connections;
+        softhsm_rows.extend([(c, Op::Store, true), (c, Op::Read, true)]);
+    }
+    let mut plan = Vec::new();
+    for &mode in &args.modes {
+        for &backend in &args.backends {
+            let setup = Setup {
+                implementation: Implementation::SoftHsm,
+                mode,
+                backend,
+            };
+            plan.push((setup, softhsm_rows.clone()));
+        }
+    }
+    if args.kryoptic_connections > 0 {
+        let c = args.kryoptic_connections;
+        let kryoptic = Setup {
+            implementation: Implementation::Kryoptic,
+            mode: Mode::InProcess,
+            backend: Backend::Sqlite,
+        };
+        let next_to = Setup {
+            implementation: Implementation::SoftHsm,
+            ..kryoptic
+        };
+        let at = plan
+            .iter()
+            .position(|(setup, _)| *setup == next_to)
+            .map_or(plan.len(), |i| i + 1);
+        plan.insert(at, (kryoptic, vec![(c, Op::Store, false), (c, Op::Read, false)]));
+    }
+    plan
+}
+
+/// The rows of one setup, on one set of services.
 async fn measure_deployment(
     args: &Args,
     service_args: &[&str],
-    mode: Mode,
-    backend: Backend,
+    setup: Setup,
+    plan: &[RowPlan],
     rows: &mut Vec<Row>,
 ) -> Result<()> {
-    let label = format!("{} {}×{}", mode.name(), backend.name(), backend.replicas());
+    let label = setup.label();
     eprintln!("loadgen: {label}: starting the services");
-    let deployment = Deployment::start(mode, backend, service_args).await?;
+    let deployment = Deployment::start(setup, service_args).await?;
     let keys = deployment.secrets_to_read(args.read_secrets).await?;
     let scripts = Scripts::write(deployment.data_dir(), &keys)?;
     // Handshakes, connection pools and the database's first pages, not measured.
@@ -185,15 +239,7 @@ async fn measure_deployment(
     wrk::run(&scripts, Op::Store, &[deployment.manager_addr()], 16, warm).await?;
     wrk::run(&scripts, Op::Read, &deployment.vault_addrs(), 16, warm).await?;
     let duration = Duration::from_secs(args.seconds);
-    let mut plan: Vec<(usize, Op, bool)> = Vec::new();
-    for &c in &args.connections {
-        plan.extend([(c, Op::Store, false), (c, Op::Read, false)]);
-    }
-    if args.busy_disk_connections > 0 {
-        let c = args.busy_disk_connections;
-        plan.extend([(c, Op::Store, true), (c, Op::Read, true)]);
-    }
-    for (connections, op, busy) in plan {
+    for &(connections, op, busy) in plan {
         let targets = match op {
             Op::Store => vec![deployment.manager_addr()],
             Op::Read => deployment.vault_addrs(),
@@ -206,8 +252,7 @@ async fn measure_deployment(
         let result = wrk::run(&scripts, op, &targets, connections, duration).await;
         let busy_disk = disk.map(machine::BusyDisk::stop).transpose()?;
         let row = Row {
-            mode,
-            backend,
+            setup,
             connections,
             op,
             busy_disk,
@@ -278,6 +323,35 @@ mod tests {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(19_782), (2024, 2, 29));
         assert_eq!(civil_from_days(20_000), (2024, 10, 4));
+    }
+
+    #[test]
+    fn kryoptic_rows_follow_softhsm_in_process_on_sqlite() {
+        let args = Args::parse_from(["loadgen", "--connections", "32", "--busy-disk-connections", "0"]);
+        let setups: Vec<String> = plan(&args).iter().map(|(setup, _)| setup.label()).collect();
+        assert_eq!(
+            setups,
+            [
+                "softhsm2 in-process sqlite×1",
+                "kryoptic in-process sqlite×1",
+                "softhsm2 in-process postgres×1",
+                "softhsm2 in-process postgres×2",
+                "softhsm2 isolation sqlite×1",
+                "softhsm2 isolation postgres×1",
+                "softhsm2 isolation postgres×2",
+            ]
+        );
+        let only_postgres = Args::parse_from(["loadgen", "--backends", "postgres:1", "--kryoptic-connections", "8"]);
+        let last = plan(&only_postgres)
+            .pop()
+            .map(|(setup, rows)| (setup.implementation, rows.len()));
+        assert_eq!(last, Some((Implementation::Kryoptic, 2)));
+        let none = Args::parse_from(["loadgen", "--kryoptic-connections", "0"]);
+        assert!(
+            plan(&none)
+                .iter()
+                .all(|(setup, _)| setup.implementation == Implementation::SoftHsm)
+        );
     }
 
     #[test]

@@ -7,8 +7,21 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
-use crate::deployment::{Backend, Mode};
+use crate::deployment::{Mode, Setup, implementation_name};
 use crate::wrk::{Op, WrkResult};
+use e2e::Implementation;
+
+/// One token's signatures per second in `hsm-admin`'s process (`hsm-admin bench` on a
+/// private copy of its `hsm-test` token).
+#[derive(Clone, Copy, Debug)]
+pub struct SignRates {
+    /// RSA-2048 (RSA-PSS-SHA256) from two threads: the token's T.
+    pub rsa: f64,
+    /// RSA-2048 from one thread.
+    pub rsa_1: f64,
+    /// ECDSA P-256 from two threads (the services' TLS keys sign handshakes with it).
+    pub ecdsa: f64,
+}
 
 /// The machine's own rates, measured in the same run.
 #[derive(Clone, Copy, Debug)]
@@ -17,20 +30,30 @@ pub struct Baseline {
     pub l1: f64,
     /// The same with two processes.
     pub l2: f64,
-    /// RSA-2048 signatures/s, SoftHSM in process, two threads.
-    pub t: f64,
-    /// The same through `p11-kit server`.
+    /// SoftHSM2's rates; `softhsm.rsa` is T.
+    pub softhsm: SignRates,
+    /// T through `p11-kit server` (SoftHSM2 behind it).
     pub t_iso: f64,
+    /// Kryoptic's rates; `kryoptic.rsa` is T_kryoptic.
+    pub kryoptic: SignRates,
     /// 4 KiB write + `fdatasync` per second in the data directory.
     pub fdatasync: f64,
 }
 
+impl Baseline {
+    /// T of the PKCS#11 implementation the services ran on: what a row's ratio is against.
+    pub fn t(&self, implementation: Implementation) -> f64 {
+        match implementation {
+            Implementation::SoftHsm => self.softhsm.rsa,
+            Implementation::Kryoptic => self.kryoptic.rsa,
+        }
+    }
+}
+
 /// One measured row.
 pub struct Row {
-    /// Where the tokens were.
-    pub mode: Mode,
-    /// vault's storage.
-    pub backend: Backend,
+    /// The tokens' implementation, where they were, and vault's storage.
+    pub setup: Setup,
     /// Concurrent connections over all wrk processes.
     pub connections: usize,
     /// The request repeated.
@@ -51,10 +74,16 @@ impl Row {
 
     fn json(&self, base: &Baseline) -> Value {
         let r = &self.result;
+        let Setup {
+            implementation,
+            mode,
+            backend,
+        } = self.setup;
         let mut row = json!({
-            "mode": self.mode.name(),
-            "backend": self.backend.name(),
-            "replicas": self.backend.replicas(),
+            "token": implementation_name(implementation),
+            "mode": mode.name(),
+            "backend": backend.name(),
+            "replicas": backend.replicas(),
             "connections": self.connections,
             "op": self.op.name(),
             "busy_disk": self.busy_disk.is_some(),
@@ -64,12 +93,15 @@ impl Row {
             "p99_ms": round(r.p99_ms, 2),
             "errors": r.socket_errors,
             "non_2xx": r.non_2xx,
-            "ratio_to_T": round(r.rps() / base.t, 3),
+            "ratio_to_T": round(r.rps() / base.softhsm.rsa, 3),
             "rss_kib": self.rss_kib,
             "wrk_processes": r.processes,
         });
-        if self.mode == Mode::Isolation {
+        if mode == Mode::Isolation {
             row["ratio_to_T_iso"] = json!(round(r.rps() / base.t_iso, 3));
+        }
+        if implementation == Implementation::Kryoptic {
+            row["ratio_to_T_kryoptic"] = json!(round(r.rps() / base.kryoptic.rsa, 3));
         }
         if let Some(rate) = self.busy_disk {
             row["busy_disk_fdatasync_per_s"] = json!(round(rate, 0));
@@ -91,17 +123,22 @@ fn round(x: f64, digits: i32) -> f64 {
 /// The human table of `rows`.
 pub fn table(base: &Baseline, rows: &[Row]) -> String {
     let mut out = String::new();
+    let (soft, kry) = (&base.softhsm, &base.kryoptic);
     let _ = writeln!(
         out,
         "L1 {:.0} sign/s, L2 {:.0} sign/s (openssl speed rsa2048, 1 and 2 processes)\n\
-         T {:.0} sign/s, T_iso {:.0} sign/s (RSA-2048 in SoftHSM, 2 threads; in process, through p11-kit)\n\
+         T {:.0} sign/s, T_iso {:.0} sign/s, T1 {:.0} sign/s (RSA-2048 in SoftHSM2, 2 threads in process, \
+         through p11-kit; 1 thread)\n\
+         T_kryoptic {:.0} sign/s, T1_kryoptic {:.0} sign/s (RSA-2048 in Kryoptic in process, 2 threads; 1 thread)\n\
+         T_ecdsa {:.0} sign/s, T_ecdsa_kryoptic {:.0} sign/s (ECDSA P-256 in process, 2 threads; SoftHSM2, Kryoptic)\n\
          fdatasync {:.0}/s (4 KiB writes, data directory)",
-        base.l1, base.l2, base.t, base.t_iso, base.fdatasync
+        base.l1, base.l2, soft.rsa, base.t_iso, soft.rsa_1, kry.rsa, kry.rsa_1, soft.ecdsa, kry.ecdsa, base.fdatasync
     );
+    // Each row against T of its own token: T_kryoptic for the rows on Kryoptic.
     let _ = writeln!(
         out,
-        "{:<10} {:<8} {:>6} {:>5} {:<6} {:>9} {:>9} {:>9} {:>6} {:>6} {:>6}  peak RSS KiB",
-        "mode", "backend", "vaults", "conns", "op", "req/s", "p50 ms", "p99 ms", "errors", "non2xx", "/T"
+        "{:<8} {:<10} {:<8} {:>6} {:>5} {:<6} {:>9} {:>9} {:>9} {:>6} {:>6} {:>6}  peak RSS KiB",
+        "token", "mode", "backend", "vaults", "conns", "op", "req/s", "p50 ms", "p99 ms", "errors", "non2xx", "/T"
     );
     for row in rows {
         let r = &row.result;
@@ -133,10 +170,11 @@ pub fn table(base: &Baseline, rows: &[Row]) -> String {
             .unwrap_or_default();
         let _ = writeln!(
             out,
-            "{:<10} {:<8} {:>6} {:>5} {:<6} {:>9.0} {:>9.1} {:>9.1} {:>6} {:>6} {:>6.2}  {rss}{note}",
-            row.mode.name(),
-            row.backend.name(),
-            row.backend.replicas(),
+            "{:<8} {:<10} {:<8} {:>6} {:>5} {:<6} {:>9.0} {:>9.1} {:>9.1} {:>6} {:>6} {:>6.2}  {rss}{note}",
+            implementation_name(row.setup.implementation),
+            row.setup.mode.name(),
+            row.setup.backend.name(),
+            row.setup.backend.replicas(),
             row.connections,
             row.op.name(),
             r.rps(),
@@ -144,7 +182,7 @@ pub fn table(base: &Baseline, rows: &[Row]) -> String {
             r.p99_ms,
             r.socket_errors,
             r.non_2xx,
-            r.rps() / base.t,
+            r.rps() / base.t(row.setup.implementation),
         );
     }
     out
@@ -153,13 +191,19 @@ pub fn table(base: &Baseline, rows: &[Row]) -> String {
 /// The whole record of a run.
 pub fn record(machine: Value, settings: Value, base: &Baseline, rows: &[Row]) -> Value {
     json!({
-        "schema": 1,
+        // 2: the token rates beyond T and T_iso, and each row's "token".
+        "schema": 2,
         "machine": machine,
         "settings": settings,
         "L1": round(base.l1, 1),
         "L2": round(base.l2, 1),
-        "T": round(base.t, 1),
+        "T": round(base.softhsm.rsa, 1),
         "T_iso": round(base.t_iso, 1),
+        "T1": round(base.softhsm.rsa_1, 1),
+        "T_ecdsa": round(base.softhsm.ecdsa, 1),
+        "T_kryoptic": round(base.kryoptic.rsa, 1),
+        "T1_kryoptic": round(base.kryoptic.rsa_1, 1),
+        "T_ecdsa_kryoptic": round(base.kryoptic.ecdsa, 1),
         "fdatasync_per_s": round(base.fdatasync, 0),
         "rows": rows.iter().map(|r| r.json(base)).collect::<Vec<_>>(),
     })
@@ -175,8 +219,10 @@ pub fn write(dir: &Path, stamp: &str, record: &Value) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Row by row, NEW against OLD: each rate's ratio (new / old), and the row's ratio to T in
-/// both runs (which cancels much of a noisy machine's drift).
+/// Row by row, NEW against OLD: each rate's ratio (new / old), and the row's ratio to its
+/// token's T (T_kryoptic for rows on Kryoptic) in both runs (which cancels much of a noisy
+/// machine's drift). Records without the newer rates or a row's token (schema 1) show `-`
+/// for those rates and had only SoftHSM2 rows.
 pub fn compare(old: &Path, new: &Path) -> Result<String> {
     let read = |path: &Path| -> Result<Value> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -193,14 +239,25 @@ pub fn compare(old: &Path, new: &Path) -> Result<String> {
             .collect::<String>()
     };
     let _ = writeln!(out, "old {} → new {}", rev(&old), rev(&new));
-    for key in ["L1", "L2", "T", "T_iso", "fdatasync_per_s"] {
+    for key in [
+        "L1",
+        "L2",
+        "T",
+        "T_iso",
+        "T1",
+        "T_kryoptic",
+        "T1_kryoptic",
+        "T_ecdsa",
+        "T_ecdsa_kryoptic",
+        "fdatasync_per_s",
+    ] {
         let (a, b) = (old[key].as_f64(), new[key].as_f64());
         let ratio = a.zip(b).map_or("-".into(), |(a, b)| format!("{:.2}", b / a));
         let _ = writeln!(out, "{key:<16} {:>10} {:>10}  ×{ratio}", fmt(a), fmt(b));
     }
     let _ = writeln!(
         out,
-        "{:<44} {:>9} {:>9} {:>6}  {:>6} {:>6}  {:>8} {:>8}",
+        "{:<53} {:>9} {:>9} {:>6}  {:>6} {:>6}  {:>8} {:>8}",
         "row", "old req/s", "new req/s", "×", "old/T", "new/T", "old p99", "new p99"
     );
     let empty = Vec::new();
@@ -210,7 +267,7 @@ pub fn compare(old: &Path, new: &Path) -> Result<String> {
         let Some(before) = old_rows.iter().find(|r| row_key(r) == name) else {
             let _ = writeln!(
                 out,
-                "{name:<44} {:>9} {:>9.0}  (new row)",
+                "{name:<53} {:>9} {:>9.0}  (new row)",
                 "-",
                 row["rps"].as_f64().unwrap_or(0.0)
             );
@@ -220,11 +277,11 @@ pub fn compare(old: &Path, new: &Path) -> Result<String> {
         let ratio = a.zip(b).map_or("-".into(), |(a, b)| format!("{:.2}", b / a));
         let _ = writeln!(
             out,
-            "{name:<44} {:>9} {:>9} {ratio:>6}  {:>6} {:>6}  {:>8} {:>8}",
+            "{name:<53} {:>9} {:>9} {ratio:>6}  {:>6} {:>6}  {:>8} {:>8}",
             fmt(a),
             fmt(b),
-            fmt2(before["ratio_to_T"].as_f64()),
-            fmt2(row["ratio_to_T"].as_f64()),
+            fmt2(ratio_to_own_t(before)),
+            fmt2(ratio_to_own_t(row)),
             fmt2(before["p99_ms"].as_f64()),
             fmt2(row["p99_ms"].as_f64()),
         );
@@ -232,9 +289,26 @@ pub fn compare(old: &Path, new: &Path) -> Result<String> {
     Ok(out)
 }
 
+/// A row's token; rows of schema 1 were all on SoftHSM2.
+fn token(row: &Value) -> &str {
+    row["token"]
+        .as_str()
+        .unwrap_or(implementation_name(Implementation::SoftHsm))
+}
+
+/// The row's ratio to T of its own token.
+fn ratio_to_own_t(row: &Value) -> Option<f64> {
+    if token(row) == implementation_name(Implementation::Kryoptic) {
+        row["ratio_to_T_kryoptic"].as_f64()
+    } else {
+        row["ratio_to_T"].as_f64()
+    }
+}
+
 fn row_key(row: &Value) -> String {
     format!(
-        "{} {}×{} c{} {}{}",
+        "{} {} {}×{} c{} {}{}",
+        token(row),
         row["mode"].as_str().unwrap_or("?"),
         row["backend"].as_str().unwrap_or("?"),
         row["replicas"],
