@@ -53,7 +53,7 @@ release:
 BENCH_SECONDS ?= 5
 bench: setup release
 	@bash softhsm-setup/install-wrk.sh
-	@echo "== loadgen: L, T, T_iso, fdatasync; store/read with wrk, in process and isolation mode, SQLite and PostgreSQL (1 and 2 vault replicas) =="
+	@echo "== loadgen: L, T, T_iso, T_kryoptic, fdatasync; store/read with wrk, in process and isolation mode, SQLite and PostgreSQL (1 and 2 vault replicas); store/read on Kryoptic =="
 	@status=0; target/release/loadgen --seconds $(BENCH_SECONDS) $(BENCH_ARGS) || status=$$?; \
 	  echo "== a legitimate client's latency, calm and under attack (idle connections, handshake loops, refusal flood) =="; \
 	  target/release/loadgen --attack --seconds 8 || status=$$?; \
