@@ -116,8 +116,10 @@ dev_ca() {
   write_once "$DEV/pins/dev-ca.pin" random_pin
   token_admin dev-ca init-token --so-pin-file "$DEV/pins/dev-ca.so.pin"
   if [ ! -s "$dir/ca.pem" ]; then
-    # Certificates of an earlier CA would not chain to the new one: issue them again.
+    # Certificates of an earlier CA would not chain to the new one: issue them again
+    # (Kryoptic's TLS keys' too).
     find "$dir" -name '*.pem' -delete
+    rm -f "$DEV"/kryoptic/tls/*.pem
     ca_admin generate-tls-key --label dev-ca --id 10 --type ecdsa-p256 --public-key-out "$dir/ca.pub.pem"
     ca_admin ca-certificate --label dev-ca --days 3650 --out "$dir/ca.pem"
   fi

@@ -57,6 +57,8 @@ struct Inner {
     /// Where the search for the least busy lane starts next, so that idle lanes take
     /// calls in turn.
     next_lane: AtomicUsize,
+    /// When the token last showed it decrypts (see [`TokenPool::vouched_within`]).
+    vouched_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// Which lanes a call may run on.
@@ -83,6 +85,7 @@ impl TokenPool {
                 config,
                 lanes: module.connections.iter().cloned().map(Lane::new).collect(),
                 next_lane: AtomicUsize::new(0),
+                vouched_at: std::sync::Mutex::new(None),
             }),
         };
         for lane in 0..pool.inner.lanes.len() {
@@ -90,6 +93,20 @@ impl TokenPool {
                 .await?;
         }
         Ok(pool)
+    }
+
+    /// Records that the token just decrypted correctly: it works.
+    pub(crate) fn vouch(&self) {
+        *self.inner.vouched_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
+    }
+
+    /// Whether the token decrypted correctly within `window` (see [`crate::Decrypter`]).
+    pub(crate) fn vouched_within(&self, window: Duration) -> bool {
+        self.inner
+            .vouched_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|at| at.elapsed() < window)
     }
 
     /// Label of the token this pool talks to.

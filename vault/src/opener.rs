@@ -114,6 +114,7 @@ impl Opener {
         let recipient = Recipient::from_public_key(&current.public)?;
         let decrypter = hsm::Decrypter::new(keys.pool().clone(), current.label.clone());
         let mut opens = Vec::new();
+        let mut token_failure = None;
         for wrap in PREFERENCE {
             let mut probe = Zeroizing::new([0u8; 32]);
             aws_lc_rs::rand::fill(probe.as_mut_slice()).map_err(|_| anyhow::anyhow!("the system RNG failed"))?;
@@ -125,16 +126,24 @@ impl Opener {
                 Err(error) if error.is_mechanism_refused() || !error.is_unavailable() => {
                     tracing::info!(key = %current.label, %wrap, %error, "the token does not open this key wrapping");
                 }
+                // A failure that may be the token's: fatal only if no variant opens (a token
+                // that fails one variant at C_Decrypt with CKR_GENERAL_ERROR, say, and opens
+                // the other is healthy).
                 Err(error) => {
-                    return Err(anyhow::Error::new(error).context(format!("trying {wrap} with {:?}", current.label)));
+                    tracing::warn!(key = %current.label, %wrap, %error, "the token failed a key-wrapping probe");
+                    token_failure.get_or_insert(error);
                 }
             }
         }
-        anyhow::ensure!(
-            !opens.is_empty(),
-            "the token opens neither RSA-OAEP nor RSA-OAEP-256 with {:?}: run `hsm-admin check`",
-            current.label
-        );
+        if opens.is_empty() {
+            if let Some(error) = token_failure {
+                return Err(anyhow::Error::new(error).context(format!("cannot open a probe with {:?}", current.label)));
+            }
+            anyhow::bail!(
+                "the token opens neither RSA-OAEP nor RSA-OAEP-256 with {:?}: run `hsm-admin check`",
+                current.label
+            );
+        }
         tracing::info!(opens = ?opens.iter().map(|w| w.jose_name()).collect::<Vec<_>>(), "key wrappings the token opens");
         Ok(Self { keys, opens })
     }

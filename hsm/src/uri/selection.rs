@@ -42,9 +42,12 @@ pub enum NameError {
     /// directory.
     #[error("PKCS#11 URI attribute module-path must be an absolute path")]
     RelativeModulePath,
-    /// `pin-source` is neither a path nor a local `file:` URI (a command, another scheme, a
-    /// remote host); not quoted.
-    #[error("PKCS#11 URI attribute pin-source must be a file path or a local file: URI (file:/path or file:///path)")]
+    /// `pin-source` is neither an absolute path nor a local `file:` URI (a relative path, a
+    /// command, another scheme, a remote host); not quoted: it may be a PIN written there by
+    /// mistake.
+    #[error(
+        "PKCS#11 URI attribute pin-source must be an absolute file path or a local file: URI (file:/path or file:///path)"
+    )]
     PinSourceNotFile,
     /// The token URI's module or PIN file differs from the one an option sets explicitly.
     #[error(
@@ -288,6 +291,10 @@ fn pin_file_of(uri: &Pkcs11Uri) -> Result<Option<PathBuf>, NameError> {
         None if source.is_empty() || source.starts_with('|') || has_scheme(source) => {
             return Err(NameError::PinSourceNotFile);
         }
+        // Absolute, as module-path: a relative path would depend on the working directory,
+        // and a PIN written here by mistake (as pin-value would take it) is refused unquoted
+        // instead of being tried as a file name and logged.
+        None if !Path::new(source).is_absolute() => return Err(NameError::PinSourceNotFile),
         None => source,
     };
     Ok(Some(PathBuf::from(path)))
@@ -351,6 +358,19 @@ mod tests {
             assert_eq!(token.pin_file.as_deref(), Some(Path::new("/etc/p.pin")), "{source}");
         }
         Ok(())
+    }
+
+    /// A relative pin-source would depend on the working directory, and one that is really
+    /// a PIN (written where pin-value would have it) must not be echoed as a file name.
+    #[test]
+    fn a_relative_pin_source_is_refused_without_quoting_it() {
+        for source in ["73921468", "pins/vault.pin", "file:vault.pin"] {
+            let uri = format!("pkcs11:token=t?pin-source={source}");
+            let error = TokenSelection::resolve(&uri, module(DEFAULT_MODULE, false), no_pin_file())
+                .expect_err("relative pin-source");
+            assert!(matches!(error, NameError::PinSourceNotFile), "{source}: {error:?}");
+            assert!(!error.to_string().contains(source), "{source} quoted: {error}");
+        }
     }
 
     #[test]

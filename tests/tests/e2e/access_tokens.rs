@@ -8,6 +8,7 @@ use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use contract::error_code::ErrorCode;
+use e2e::Implementation;
 use e2e::jwt::forge;
 use e2e::{System, error_code, read_at};
 use reqwest::StatusCode;
@@ -54,8 +55,9 @@ async fn a_token_for_one_key_is_refused_on_another_key_with_403() -> Result<()> 
     Ok(())
 }
 
-on_each_token! {
-async fn forged_tokens_are_refused_with_401(implementation) -> Result<()> {
+on_each_token!(forged_tokens_are_refused_with_401);
+
+async fn forged_tokens_are_refused_with_401(implementation: Implementation) -> Result<()> {
     let system = System::start_on(implementation, &[], &[]).await?;
     let stored = system.store("alice", "the real secret").await?;
     let header = decode_part(&stored.access_token, 0)?;
@@ -109,7 +111,6 @@ async fn forged_tokens_are_refused_with_401(implementation) -> Result<()> {
     let (status, body) = system.read(&stored.key_id, &stored.access_token).await?;
     assert_eq!(status, StatusCode::OK, "{body}");
     Ok(())
-}
 }
 
 #[tokio::test]

@@ -3,28 +3,26 @@
 //! The tests written with [`on_each_token!`] run on Kryoptic too, the second PKCS#11
 //! implementation (`<test>::softhsm`, `<test>::kryoptic`).
 
-/// Runs one test body on each PKCS#11 implementation the services are provisioned on, as
-/// the tests `<name>::softhsm` and `<name>::kryoptic`; the body names the implementation
-/// it is given (an `e2e::Implementation`).
+/// Runs each named test once per PKCS#11 implementation the services are provisioned on:
+/// for `async fn name(implementation: e2e::Implementation) -> Result<()>` in the invoking
+/// module it adds a module `name` with the tests `softhsm` and `kryoptic`, so that `cargo
+/// test` lists `…::name::softhsm` and `…::name::kryoptic`. The tests stay plain functions
+/// beside the invocation, where rustfmt and clippy see them (as `hsm`'s `token_tests!`).
 macro_rules! on_each_token {
-    ($(#[doc = $doc:literal])* async fn $name:ident($implementation:ident) -> Result<()> $body:block) => {
-        $(#[doc = $doc])*
-        mod $name {
-            #[allow(unused_imports, reason = "the body sees its file's imports")]
-            use super::*;
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn softhsm() -> anyhow::Result<()> {
+                    super::$name(e2e::Implementation::SoftHsm).await
+                }
 
-            async fn run($implementation: e2e::Implementation) -> Result<()> $body
-
-            #[tokio::test]
-            async fn softhsm() -> Result<()> {
-                run(e2e::Implementation::SoftHsm).await
+                #[tokio::test]
+                async fn kryoptic() -> anyhow::Result<()> {
+                    super::$name(e2e::Implementation::Kryoptic).await
+                }
             }
-
-            #[tokio::test]
-            async fn kryoptic() -> Result<()> {
-                run(e2e::Implementation::Kryoptic).await
-            }
-        }
+        )+
     };
 }
 

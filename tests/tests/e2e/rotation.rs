@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::{Result, bail, ensure};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use e2e::Implementation;
 use e2e::System;
 use reqwest::StatusCode;
 
@@ -46,8 +47,11 @@ fn admin_ok(system: &System, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-on_each_token! {
-async fn signing_key_rotation_keeps_old_tokens_valid_until_the_old_key_is_retired(implementation) -> Result<()> {
+on_each_token!(signing_key_rotation_keeps_old_tokens_valid_until_the_old_key_is_retired);
+
+async fn signing_key_rotation_keeps_old_tokens_valid_until_the_old_key_is_retired(
+    implementation: Implementation,
+) -> Result<()> {
     let system = System::start_with_jwks_url_on(
         implementation,
         &["--jwks-refresh-seconds", "1", "--jwks-min-refresh-seconds", "0"],
@@ -106,7 +110,6 @@ async fn signing_key_rotation_keeps_old_tokens_valid_until_the_old_key_is_retire
     assert_eq!(jwks_kids(&system).await?, vec![new_kid]);
     assert_eq!(system.read(&new.key_id, &new.access_token).await?.0, StatusCode::OK);
     Ok(())
-}
 }
 
 /// A token whose header names a random kid (its signature never gets checked).

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use e2e::Implementation;
 use e2e::openssl::{openssl, openssl_rsa_key};
 use e2e::tokens::dev_tls_key_on;
 use e2e::{Launch, System, dev_dir, hsm_admin, hsm_admin_on};
@@ -83,8 +84,11 @@ fn certificate_spki(certificate: &CertificateDer<'_>) -> Result<Vec<u8>> {
     Ok(parsed.subject_public_key_info().as_ref().to_vec())
 }
 
-on_each_token! {
-async fn every_listener_presents_the_certificate_of_a_key_held_in_its_token(implementation) -> Result<()> {
+on_each_token!(every_listener_presents_the_certificate_of_a_key_held_in_its_token);
+
+async fn every_listener_presents_the_certificate_of_a_key_held_in_its_token(
+    implementation: Implementation,
+) -> Result<()> {
     let system = System::start_on(implementation, &[], &[]).await?;
     let manager_client = dev_tls_key_on(implementation, "manager", "manager-client-tls").await?;
     let client_cert = implementation.dev_dir()?.join("tls/manager-client.pem");
@@ -136,10 +140,10 @@ async fn every_listener_presents_the_certificate_of_a_key_held_in_its_token(impl
     assert_eq!(seen.len(), 3, "each listener has a key of its own");
     Ok(())
 }
-}
 
-on_each_token! {
-async fn vault_serves_tls_with_an_rsa_2048_key_generated_in_its_token(implementation) -> Result<()> {
+on_each_token!(vault_serves_tls_with_an_rsa_2048_key_generated_in_its_token);
+
+async fn vault_serves_tls_with_an_rsa_2048_key_generated_in_its_token(implementation: Implementation) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let (public_key, cert) = (dir.path().join("rsa.pub.pem"), dir.path().join("rsa.pem"));
     let path = |p: &Path| p.to_string_lossy().into_owned();
@@ -199,7 +203,6 @@ async fn vault_serves_tls_with_an_rsa_2048_key_generated_in_its_token(implementa
     let internal = https_get(vault.addr("internal"), "/internal/healthz", None).await;
     assert!(internal.is_err(), "no client certificate: refused");
     Ok(())
-}
 }
 
 /// Names of the private keys found in `bytes`: PEM blocks of any private-key kind, and DER

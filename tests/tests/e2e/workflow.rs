@@ -5,26 +5,26 @@ use e2e::{Implementation, System};
 use reqwest::StatusCode;
 use tokio::task::JoinSet;
 
-on_each_token! {
-    /// The content key is wrapped with the OAEP vault's token opens, found out by vault at
-    /// start-up and followed by manager (`key_wrap = "auto"`): SHA-256 on Kryoptic, SHA-1
-    /// on SoftHSM2 2.6.1, which refuses OAEP with SHA-256.
-    async fn stores_a_secret_and_reads_it_back_with_the_token(implementation) -> Result<()> {
-        let system = System::start_on(implementation, &[], &[]).await?;
-        let stored = system.store("alice", "correct horse battery staple").await?;
-        assert_eq!(stored.message, "Key stored successfully");
-        assert_eq!(stored.token_type, "Bearer");
-        assert!(stored.expires_at.ends_with('Z'), "RFC 3339 UTC: {}", stored.expires_at);
-        let (status, body) = system.read(&stored.key_id, &stored.access_token).await?;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        assert_eq!(body["decrypted_key"], "correct horse battery staple");
-        let expected = match implementation {
-            Implementation::SoftHsm => "RSA-OAEP",
-            Implementation::Kryoptic => "RSA-OAEP-256",
-        };
-        assert_eq!(system.envelope_header(&stored.key_id).await?["alg"], expected);
-        Ok(())
-    }
+on_each_token!(stores_a_secret_and_reads_it_back_with_the_token);
+
+/// The content key is wrapped with the OAEP vault's token opens, found out by vault at
+/// start-up and followed by manager (`key_wrap = "auto"`): SHA-256 on Kryoptic, SHA-1
+/// on SoftHSM2 2.6.1, which refuses OAEP with SHA-256.
+async fn stores_a_secret_and_reads_it_back_with_the_token(implementation: Implementation) -> Result<()> {
+    let system = System::start_on(implementation, &[], &[]).await?;
+    let stored = system.store("alice", "correct horse battery staple").await?;
+    assert_eq!(stored.message, "Key stored successfully");
+    assert_eq!(stored.token_type, "Bearer");
+    assert!(stored.expires_at.ends_with('Z'), "RFC 3339 UTC: {}", stored.expires_at);
+    let (status, body) = system.read(&stored.key_id, &stored.access_token).await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["decrypted_key"], "correct horse battery staple");
+    let expected = match implementation {
+        Implementation::SoftHsm => "RSA-OAEP",
+        Implementation::Kryoptic => "RSA-OAEP-256",
+    };
+    assert_eq!(system.envelope_header(&stored.key_id).await?["alg"], expected);
+    Ok(())
 }
 
 #[tokio::test]

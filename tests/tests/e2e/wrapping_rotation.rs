@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Result, bail, ensure};
-use e2e::System;
+use e2e::{Implementation, System};
 use reqwest::StatusCode;
 use sqlx::{Connection, Row};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -64,10 +64,10 @@ fn generated_kid(output: &str) -> Result<String> {
 }
 
 async fn start() -> Result<System> {
-    start_on(e2e::Implementation::SoftHsm).await
+    start_on(Implementation::SoftHsm).await
 }
 
-async fn start_on(implementation: e2e::Implementation) -> Result<System> {
+async fn start_on(implementation: Implementation) -> Result<System> {
     System::start_on(
         implementation,
         &["--key-refresh-seconds", "1"],
@@ -76,8 +76,11 @@ async fn start_on(implementation: e2e::Implementation) -> Result<System> {
     .await
 }
 
-on_each_token! {
-async fn after_rotation_new_secrets_use_the_new_key_and_rewrap_lets_the_old_key_go(implementation) -> Result<()> {
+on_each_token!(after_rotation_new_secrets_use_the_new_key_and_rewrap_lets_the_old_key_go);
+
+async fn after_rotation_new_secrets_use_the_new_key_and_rewrap_lets_the_old_key_go(
+    implementation: Implementation,
+) -> Result<()> {
     let system = start_on(implementation).await?;
     let before = system.store("kim", "sealed to the first key").await?;
     let old_kid = wrapped_to(&system, &before.key_id).await?;
@@ -138,7 +141,6 @@ async fn after_rotation_new_secrets_use_the_new_key_and_rewrap_lets_the_old_key_
         assert_eq!(body["decrypted_key"], secret);
     }
     Ok(())
-}
 }
 
 #[tokio::test]
