@@ -147,17 +147,31 @@ pub struct TokenServer {
     /// The server's process group, once it runs (never 0: `kill -- -0` is our own group).
     pgid: Option<u32>,
     socket: PathBuf,
-    conf: PathBuf,
+    /// The variable naming the token copy's configuration, and that configuration.
+    conf: (&'static str, PathBuf),
+    /// The module the server loads.
+    provider: PathBuf,
     token: String,
 }
 
 impl TokenServer {
-    /// Starts serving `token` on `dir/<token>.sock`.
+    /// Starts serving `token` of the test's SoftHSM2 copy on `dir/<token>.sock`.
     pub async fn start(dir: &Path, token: &str) -> Result<Self> {
+        Self::start_on(Implementation::SoftHsm, dir, token).await
+    }
+
+    /// Starts serving `token` of the test's copy of `implementation`'s tokens on
+    /// `dir/<token>.sock`.
+    pub async fn start_on(implementation: Implementation, dir: &Path, token: &str) -> Result<Self> {
+        let provider = match implementation {
+            Implementation::SoftHsm => PathBuf::from(SOFTHSM),
+            Implementation::Kryoptic => implementation.dev_dir()?.join("libkryoptic_pkcs11.so"),
+        };
         let mut server = Self {
             pgid: None,
             socket: dir.join(format!("{token}.sock")),
-            conf: private_softhsm(dir)?,
+            conf: implementation.private_copy(dir)?,
+            provider,
             token: token.to_owned(),
         };
         server.spawn().await?;
@@ -170,8 +184,8 @@ impl TokenServer {
             .arg("serve")
             .arg(&self.socket)
             .arg(&self.token)
-            .env("SOFTHSM2_CONF", &self.conf)
-            .env("PKCS11_PROVIDER", SOFTHSM)
+            .env(self.conf.0, &self.conf.1)
+            .env("PKCS11_PROVIDER", &self.provider)
             .env("P11KIT_LOG", self.socket.with_extension("log"))
             .output()
             .await

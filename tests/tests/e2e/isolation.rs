@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use contract::error_code::ErrorCode;
-use e2e::{Client, Launch, TokenServer, error_code, https_client};
+use e2e::{Client, Implementation, Launch, TokenServer, error_code, https_client};
 use reqwest::StatusCode;
 
 #[tokio::test]
@@ -32,6 +32,38 @@ async fn store_and_read_work_with_both_tokens_behind_p11_kit_servers_and_ps256()
         .await?;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["decrypted_key"], "behind p11-kit");
+    Ok(())
+}
+
+/// Kryoptic behind p11-kit 0.24.1, which forwards CKM_RSA_PKCS_OAEP with its SHA-256
+/// parameters: vault finds it opens RSA-OAEP-256 through the server and manager seals with it.
+#[tokio::test]
+async fn store_and_read_work_on_kryoptic_behind_p11_kit_servers_with_rsa_oaep_256() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let vault_tokens = TokenServer::start_on(Implementation::Kryoptic, dir.path(), "vault").await?;
+    let manager_tokens = TokenServer::start_on(Implementation::Kryoptic, dir.path(), "manager").await?;
+    let vault = Launch::vault(dir.path())
+        .on(Implementation::Kryoptic)
+        .token_server(&vault_tokens)
+        .start()
+        .await?;
+    let manager = Launch::manager(dir.path(), vault.addr("internal"))
+        .on(Implementation::Kryoptic)
+        .token_server(&manager_tokens)
+        .start()
+        .await?;
+    let client = Client::new(manager.addr("api"))?;
+    let stored = client.store("kai", "kryoptic behind p11-kit").await?;
+    let (status, body) = client
+        .read(vault.addr("public"), &stored.key_id, &stored.access_token)
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["decrypted_key"], "kryoptic behind p11-kit");
+    assert!(
+        vault.log_text().contains("key_wrap=RSA-OAEP-256"),
+        "vault publishes RSA-OAEP-256: {}",
+        vault.log_text()
+    );
     Ok(())
 }
 

@@ -37,9 +37,14 @@ impl Token {
 
     /// The `hsm-test` token `server` serves (SoftHSM), through p11-kit-client.
     fn p11kit(server: &TokenServer) -> Result<Self> {
+        Self::p11kit_on(Implementation::SoftHsm, server)
+    }
+
+    /// The `hsm-test` token `server` serves from `implementation`, through p11-kit-client.
+    fn p11kit_on(implementation: Implementation, server: &TokenServer) -> Result<Self> {
         Ok(Self {
             module: p11kit_client()?,
-            pin_file: Implementation::SoftHsm.pin_file("hsm-test")?,
+            pin_file: implementation.pin_file("hsm-test")?,
             env: vec![("P11_KIT_SERVER_ADDRESS", server.address().into())],
         })
     }
@@ -280,6 +285,43 @@ async fn kryoptic_serves_with_rsa_oaep_256_ps256_and_ecdsa_p256() -> Result<()> 
             serde_json::json!(["PS256"]),
             "ecdsa-p256".into()
         )
+    );
+    assert_eq!(report["token"]["manufacturer"], "Kryoptic Project");
+    Ok(())
+}
+
+/// Kryoptic behind p11-kit 0.24.1: the OAEP parameters are forwarded, so RSA-OAEP-256 as
+/// in process; no AES key wrapping is forwarded.
+#[tokio::test]
+async fn kryoptic_through_p11_kit_serves_with_rsa_oaep_256() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = TokenServer::start_on(Implementation::Kryoptic, dir.path(), "hsm-test").await?;
+    let run = check(
+        &Token::p11kit_on(Implementation::Kryoptic, &server)?,
+        "hsm-test",
+        &["--json"],
+    )
+    .await?;
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    let report = run.json()?;
+    assert_eq!(results(&report), all_ok_but(&[]), "{report:#}");
+    assert_eq!(
+        row(&report, "wrap_refused")["answered"],
+        "CKR_KEY_FUNCTION_NOT_PERMITTED"
+    );
+    assert_eq!(
+        configuration(&report),
+        (
+            "PS256".into(),
+            "RSA-OAEP-256".into(),
+            serde_json::json!(["PS256"]),
+            "ecdsa-p256".into()
+        )
+    );
+    assert!(
+        as_text(&report["token"]["library"]).contains("PKCS#11 Kit"),
+        "{}",
+        report["token"]
     );
     assert_eq!(report["token"]["manufacturer"], "Kryoptic Project");
     Ok(())
