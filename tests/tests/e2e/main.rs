@@ -39,6 +39,7 @@ mod memory_scan;
 mod pkcs11_uris;
 mod planted_keys;
 mod rate_limit;
+mod readme;
 mod replicas;
 mod rotation;
 mod split_trust;
