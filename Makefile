@@ -9,7 +9,7 @@ export KRYOPTIC_CONF := $(CURDIR)/.dev/kryoptic/kryoptic.conf
 help:
 	@echo "make run    provision .dev/ if needed, build, run manager (:8000) and vault (:8001/:8002)"
 	@echo "make test   provision .dev/ if needed, build, run every test"
-	@echo "make lint   rustfmt --check, clippy -D warnings and actionlint (.github/workflows/)"
+	@echo "make lint   rustfmt --check, clippy -D warnings, actionlint (.github/workflows/) and the systemd units"
 	@echo "make bench  release binaries: store/read req/s and p50/p99 (wrk; in process and isolation mode;"
 	@echo "            SQLite, PostgreSQL with 1 and 2 replicas; busy disk) next to openssl speed, the token's"
 	@echo "            sign rate and fdatasync/s, same run; JSON in target/bench/; BENCH_SECONDS per row (5);"
@@ -41,6 +41,7 @@ lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	bash .ci/actionlint/run.sh
+	bash deploy/systemd/lint.sh
 
 # The binaries users deploy; `make bench` measures these.
 release:
