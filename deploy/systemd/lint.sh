@@ -3,19 +3,19 @@
 #   1. `systemd-analyze verify`: syntax, unknown keys, specifiers, dependencies, executables.
 #      Any message fails the check (verify itself exits 0 on an unknown key).
 #   2. `systemd-analyze security --offline=yes --threshold=$THRESHOLD`: each unit's exposure
-#      score (0 = locked down, 10 = unprotected) must not exceed $THRESHOLD.
+#      score (0 = locked down, 10 = unprotected) must not exceed THRESHOLD tenths (20: 2.0).
 # verify insists that ExecStart= binaries exist and are executable. The units name
 # /usr/local/bin/{manager,vault}, which a development machine lacks, so they are checked from a
 # temporary copy whose /usr/local/bin/ points at empty stand-ins; nothing else is rewritten.
-# The template secret-store-token@.service is checked as is and as instance @vault.
+# The template secret-store-token@.service is checked as is and as instances @vault, @manager.
 # Installs the systemd package (for systemd-analyze) when missing.
 set -euo pipefail
 
 DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # In tenths, as systemd-analyze takes it: 20 = exposure 2.0 ("OK"). Measured with systemd 252
-# (Debian 12): manager 1.4, vault 1.4, token server 0.4. What keeps the services above the
-# token server (network, @resources for setrlimit, a supplementary group) is explained in
-# their units; raise this only with such a reason.
+# (Debian 12): manager 1.3, vault 1.3, token server 0.4. What keeps the services above the
+# token server (network sockets, a supplementary group for the token socket, no PrivateUsers=)
+# is explained in their units; raise this only with such a reason.
 THRESHOLD="${SYSTEMD_SECURITY_THRESHOLD:-20}"
 shown="$(awk -v t="$THRESHOLD" 'BEGIN { printf "%.1f", t / 10 }')"
 
