@@ -8,10 +8,13 @@ use clap::{Args, Parser, Subcommand};
 const AFTER_HELP: &str = "\
 Exit codes:
   0  success
-  1  anything else: an unexpected answer, an I/O error, an error code this client does not know
+  1  anything else: an unexpected answer, an I/O error, a code this client does not know or
+     one only vault's internal listener answers (invalid_envelope, unknown_wrapping_key,
+     key_id_conflict)
   2  usage: bad arguments, configuration or input, or the API refused the request as malformed
-     (invalid_request, invalid_user_id, invalid_key_data, invalid_ttl, invalid_max_reads,
-     secret_too_large, invalid_key_id, not_found: no such endpoint, check the URLs)
+     (invalid_json, invalid_request, unsupported_media_type, payload_too_large,
+     invalid_user_id, invalid_key_data, invalid_ttl, invalid_max_reads, secret_too_large,
+     invalid_key_id; not_found and method_not_allowed: no such endpoint, check the URLs)
   3  not found or gone: no such secret, or it expired, was destroyed or used up its reads
      (key_not_found, read_limit_reached)
   4  refused: no, an invalid, expired or revoked token, or a token for another secret
@@ -172,6 +175,14 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// Every code the API answers with is in `--help`'s exit code table.
+    #[test]
+    fn the_help_names_every_error_code() {
+        for code in contract::error_code::ErrorCode::ALL {
+            assert!(AFTER_HELP.contains(code.as_str()), "{code} is not in --help");
+        }
     }
 
     #[test]

@@ -29,6 +29,7 @@ macro_rules! on_each_token {
 mod access_tokens;
 mod audit_checkpoints;
 mod bad_input;
+mod cli;
 mod durability;
 mod group_commit;
 mod hostile_traffic;
