@@ -10,6 +10,11 @@
 //! stands in for `make run` (it starts the system itself, below) and `make test` is the suite
 //! this test belongs to.
 //!
+//! "Both services' keys rotate without downtime": while the commands run, a user stores and
+//! reads a secret over and over, and every request must succeed — so the waits the blocks
+//! need (the services' default refresh intervals, as `make run` has them) are tested too;
+//! the test takes about as long as those waits, a minute and a half.
+//!
 //! The system is the one `make run` starts — vault, then manager, each token behind its own
 //! `p11-kit server` (isolation mode), vault following manager's JWKS URL — but on free ports,
 //! with a private copy of the `.dev/` tokens and its own database, so the test runs in
@@ -18,17 +23,23 @@
 //! - in the text: `https://127.0.0.1:8000` (manager) and `https://127.0.0.1:8001` (vault's
 //!   public listener) become the test's addresses; any other `127.0.0.1:800x` left in a
 //!   command fails the test, since it would reach a `make run` rather than this system;
-//! - in the environment the commands (and `./dev`) see: `SOFTHSM2_CONF` names the token copy
-//!   (`./dev` keeps a value already set), `VAULT_DATABASE_URL` the test's database (it
-//!   overrides `.dev/vault.toml`'s), `CARGO_TARGET_DIR` the binaries this test was built
-//!   with. `.dev/`'s configurations, PINs and CA certificate are used as they are (read only).
+//! - in the environment: the commands run in a plain shell's — no `SOFTHSM2_CONF`,
+//!   `KRYOPTIC_CONF`, `MANAGER_*`, `VAULT_*` or `TOKENS` (checked: the admin tools run bare
+//!   find no token there, the bug this test keeps fixed) — plus `DEV_DIR`, which points
+//!   `./dev` at a directory laid out as `.dev/` with the test's token copy, `.dev/`'s
+//!   `manager.toml`, and `.dev/vault.toml` with the test's database, and `CARGO_TARGET_DIR`,
+//!   the binaries this test was built with. `.dev/`'s PINs and CA certificate, which the
+//!   configurations and commands name, are used as they are (read only).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use e2e::{Client, Implementation, Launch, TokenServer, binary, free_port};
+use reqwest::StatusCode;
 
 /// The README sections whose commands this test runs, in order.
 const SECTIONS: [&str; 2] = ["Quick start", "Key rotation"];
@@ -100,15 +111,15 @@ fn root() -> Result<PathBuf> {
     Ok(Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize()?)
 }
 
-/// Runs an admin tool on the test's token copy directly (not through the README), to check
-/// what the README's commands did.
-fn admin(name: &str, conf: &(&str, PathBuf), database_url: &str, args: &[&str]) -> Result<String> {
+/// Runs an admin tool on the test's token copy and configuration in `dir` directly (not
+/// through the README), to check what the README's commands did.
+fn admin(dir: &Path, name: &str, args: &[&str]) -> Result<String> {
     let service = name.trim_end_matches("-admin");
+    let (variable, conf) = Implementation::SoftHsm.private_copy(dir)?;
     let output = std::process::Command::new(binary(name)?)
-        .env(conf.0, &conf.1)
-        .env("VAULT_DATABASE_URL", database_url)
+        .env(variable, conf)
         .arg("--config")
-        .arg(Implementation::SoftHsm.service_config(service)?)
+        .arg(dir.join(format!("{service}.toml")))
         .args(args)
         .output()?;
     ensure!(
@@ -176,28 +187,98 @@ async fn the_quick_start_and_key_rotation_commands_work_as_written() -> Result<(
         profile.display()
     );
     let target = profile.parent().context("no target directory")?;
+    // `./dev`'s directory: the token copy the token servers serve (`softhsm2.conf`,
+    // `tokens/`), and the services' dev configurations, vault's on the test's database.
     let conf = Implementation::SoftHsm.private_copy(dir.path())?;
+    ensure!(
+        conf.1 == dir.path().join("softhsm2.conf"),
+        "token copy at {}",
+        conf.1.display()
+    );
     let database_url = format!("sqlite://{}", dir.path().join("vault.db").display());
+    let dev = e2e::dev_dir()?;
+    std::fs::copy(dev.join("manager.toml"), dir.path().join("manager.toml"))?;
+    let vault_toml = std::fs::read_to_string(dev.join("vault.toml"))?;
+    let mut replaced = 0;
+    let vault_toml: String = vault_toml
+        .lines()
+        .map(|line| {
+            if line.starts_with("database_url") {
+                replaced += 1;
+                format!("database_url = \"{database_url}\"\n")
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect();
+    ensure!(
+        replaced == 1,
+        "{} has no one database_url line",
+        dev.join("vault.toml").display()
+    );
+    std::fs::write(dir.path().join("vault.toml"), vault_toml)?;
 
-    let old_signing = admin("manager-admin", &conf, &database_url, &["list-signing-keys"])?;
-    let old_wrapping = admin("vault-admin", &conf, &database_url, &["list-wrapping-keys"])?;
+    // A plain shell's environment, and `./dev` pointed at the test's directory.
+    let plain_shell = |script: &str| {
+        let mut bash = tokio::process::Command::new("bash");
+        bash.arg("-c").arg(script).current_dir(&root);
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if ["SOFTHSM2_CONF", "KRYOPTIC_CONF", "TOKENS", "DEV_DIR"].contains(&name.as_ref())
+                || name.starts_with("MANAGER_")
+                || name.starts_with("VAULT_")
+            {
+                bash.env_remove(name.as_ref());
+            }
+        }
+        bash.env("DEV_DIR", dir.path())
+            .env("CARGO_TARGET_DIR", target)
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        bash
+    };
+    // The bug: run bare there, the admin tools find no token.
+    let bare = plain_shell("target/debug/manager-admin --config .dev/manager.toml list-signing-keys")
+        .output()
+        .await?;
+    ensure!(
+        !bare.status.success(),
+        "in the test's plain shell the bare admin tool found a token: {}{}",
+        String::from_utf8_lossy(&bare.stdout),
+        String::from_utf8_lossy(&bare.stderr)
+    );
 
-    let mut bash = tokio::process::Command::new("bash");
-    bash.arg("-c")
-        .arg(&script)
-        .current_dir(&root)
-        .env(conf.0, &conf.1)
-        .env("VAULT_DATABASE_URL", &database_url)
-        .env("CARGO_TARGET_DIR", target)
-        .env_remove("TOKENS")
-        .env_remove("KRYOPTIC_CONF")
-        .env_remove("MANAGER_CONFIG")
-        .env_remove("VAULT_CONFIG")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(120), bash.output())
+    let old_signing = admin(dir.path(), "manager-admin", &["list-signing-keys"])?;
+    let old_wrapping = admin(dir.path(), "vault-admin", &["list-wrapping-keys"])?;
+
+    // A user of the system throughout: every store and read must succeed.
+    let stop = Arc::new(AtomicBool::new(false));
+    let user = tokio::spawn({
+        let (client, stop, vault) = (client.clone(), stop.clone(), vault.addr("public"));
+        async move {
+            let (mut requests, mut failures) = (0_u32, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                requests += 1;
+                match client.store("readme-user", "kept across rotations").await {
+                    Ok(stored) => match client.read(vault, &stored.key_id, &stored.access_token).await {
+                        Ok((StatusCode::OK, _)) => {}
+                        Ok((status, body)) => failures.push(format!("read: {status} {body}")),
+                        Err(e) => failures.push(format!("read: {e:#}")),
+                    },
+                    Err(e) => failures.push(format!("store: {e:#}")),
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            (requests, failures)
+        }
+    });
+
+    let mut bash = plain_shell(&script);
+    let output = tokio::time::timeout(Duration::from_secs(300), bash.output())
         .await
-        .context("the README's commands did not finish within 120 s")??;
+        .context("the README's commands did not finish within 300 s")??;
+    stop.store(true, Ordering::Relaxed);
+    let (requests, failures) = user.await?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     let report = || {
@@ -218,11 +299,18 @@ async fn the_quick_start_and_key_rotation_commands_work_as_written() -> Result<(
         );
     }
 
+    ensure!(
+        failures.is_empty(),
+        "{} of {requests} store-and-read rounds failed while the README's commands ran: {failures:#?}\n{}",
+        failures.len(),
+        report()
+    );
+
     // They did what the README says: each service's key has a second generation, the only
     // one left once the first is retired (the wrapping key's after every secret was rewrapped
     // to the new one, which retire-wrapping-key insists on).
-    let signing = admin("manager-admin", &conf, &database_url, &["list-signing-keys"])?;
-    let wrapping = admin("vault-admin", &conf, &database_url, &["list-wrapping-keys"])?;
+    let signing = admin(dir.path(), "manager-admin", &["list-signing-keys"])?;
+    let wrapping = admin(dir.path(), "vault-admin", &["list-wrapping-keys"])?;
     for (before, after, label) in [
         (&old_signing, &signing, "manager-signing.1"),
         (&old_wrapping, &wrapping, "vault-wrapping.1"),
