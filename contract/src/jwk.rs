@@ -5,12 +5,13 @@ use aws_lc_rs::rsa::PublicKeyComponents;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// Smallest modulus accepted anywhere in the system.
 pub const MIN_RSA_BITS: usize = 2048;
 
 /// One public key in JWK form. Only RSA keys are used in this system.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Jwk {
     /// Key type; `RSA`.
     pub kty: String,
@@ -30,7 +31,7 @@ pub struct Jwk {
 }
 
 /// A JWK Set (RFC 7517 §5), as served at `/.well-known/jwks.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct JwkSet {
     /// The keys.
     pub keys: Vec<Jwk>,

@@ -24,7 +24,8 @@ pub use config::Config;
 pub use state::AppState;
 
 /// The router, with `/metrics`. `max_body_bytes` bounds request bodies (413 above);
-/// `rate_limit`, if any, throttles `POST /api/keys` per client (429).
+/// `rate_limit`, if any, throttles `POST /api/keys` per client (429). `GET /openapi.json`
+/// serves [`routes::openapi::ApiDoc`].
 pub fn app(
     state: Arc<AppState>,
     max_body_bytes: usize,
@@ -34,6 +35,7 @@ pub fn app(
         .merge(service_kit::rate_limit::apply(routes::keys::router(), rate_limit))
         .merge(routes::jwks::router())
         .merge(routes::health::router())
+        .merge(routes::openapi::router())
         .with_state(state);
     service_kit::metrics::instrument(routes)
         .fallback(service_kit::json::not_found)

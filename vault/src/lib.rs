@@ -34,7 +34,8 @@ pub use config::Config;
 pub use state::AppState;
 
 /// The public router: secrets API, health and `/metrics`; `rate_limit`, if any, throttles
-/// the secrets API per client (429).
+/// the secrets API per client (429). `GET /openapi.json` serves
+/// [`routes::openapi::PublicApi`].
 pub fn public_app(state: Arc<AppState>, rate_limit: Option<Arc<service_kit::rate_limit::RateLimiter>>) -> Router {
     let routes = Router::new()
         .merge(service_kit::rate_limit::apply(
@@ -42,6 +43,7 @@ pub fn public_app(state: Arc<AppState>, rate_limit: Option<Arc<service_kit::rate
             rate_limit,
         ))
         .merge(routes::health::router())
+        .merge(routes::openapi::router(routes::openapi::Document::Public))
         .with_state(state);
     service_kit::metrics::instrument(routes)
         .fallback(service_kit::json::not_found)
@@ -49,10 +51,12 @@ pub fn public_app(state: Arc<AppState>, rate_limit: Option<Arc<service_kit::rate
         .layer(DefaultBodyLimit::max(16 * 1024))
 }
 
-/// The internal router, served only behind mutual TLS.
+/// The internal router, served only behind mutual TLS; `GET /openapi.json` serves
+/// [`routes::openapi::InternalApi`].
 pub fn internal_app(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     Router::new()
         .merge(routes::internal::router())
+        .merge(routes::openapi::router(routes::openapi::Document::Internal))
         .fallback(service_kit::json::not_found)
         .method_not_allowed_fallback(service_kit::json::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))

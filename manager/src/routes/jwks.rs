@@ -14,6 +14,14 @@ pub fn router() -> Router<Arc<AppState>> {
     Router::new().route("/.well-known/jwks.json", get(jwks))
 }
 
-async fn jwks(State(state): State<Arc<AppState>>) -> Json<JwkSet> {
+/// manager's public signing keys (`kid` = RFC 7638 thumbprint).
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    tag = "keys",
+    operation_id = "jwks",
+    responses((status = 200, description = "A JWK Set (RFC 7517 §5)", body = JwkSet))
+)]
+pub(crate) async fn jwks(State(state): State<Arc<AppState>>) -> Json<JwkSet> {
     Json(state.issuer.jwks())
 }

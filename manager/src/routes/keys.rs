@@ -9,7 +9,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use contract::envelope::{Binding, seal};
 use contract::share::HolderShare;
-use contract::wire::{StoreEnvelopeRequest, StoreKeyRequest, StoreKeyResponse};
+use contract::wire::{ErrorBody, StoreEnvelopeRequest, StoreKeyRequest, StoreKeyResponse};
 use service_kit::json::{AppJson, JsonBodyError};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -23,11 +23,33 @@ pub fn router() -> Router<Arc<AppState>> {
     Router::new().route("/api/keys", post(store_key))
 }
 
+/// Stores a secret and returns its `key_id` and access token.
+///
 /// The token is signed before vault is asked to store, and returned only after vault
 /// acknowledged a durable write: if vault fails, the token is discarded and nothing
 /// usable exists. The holder's share the envelope needs is drawn here, goes into the token
 /// and nowhere else: manager forgets it when this function returns.
-async fn store_key(
+#[utoipa::path(
+    post,
+    path = "/api/keys",
+    tag = "keys",
+    operation_id = "store_key",
+    request_body(content = StoreKeyRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Stored; the token unlocks the secret at vault",
+            body = StoreKeyResponse,
+            headers(("Cache-Control" = String, description = "`no-store`"))),
+        (status = 400, description = "`invalid_json`, `invalid_request`, `invalid_user_id`, `invalid_key_data`, `invalid_ttl`, `invalid_max_reads`", body = ErrorBody),
+        (status = 413, description = "`secret_too_large`, `payload_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 500, description = "`internal_error`: the secret could not be sealed", body = ErrorBody),
+        (status = 502, description = "`vault_rejected`; nothing stored", body = ErrorBody),
+        (status = 503, description = "`vault_unavailable`, `hsm_unavailable`; nothing stored", body = ErrorBody),
+    )
+)]
+pub(crate) async fn store_key(
     State(state): State<Arc<AppState>>,
     body: Result<AppJson<StoreKeyRequest>, JsonBodyError>,
 ) -> Result<Response, ApiError> {

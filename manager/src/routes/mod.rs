@@ -3,3 +3,4 @@
 pub mod health;
 pub mod jwks;
 pub mod keys;
+pub mod openapi;

@@ -2,13 +2,15 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
 use contract::error_code::ErrorCode;
-use service_kit::health::{check_token, healthz, not_ready, ready};
+use contract::wire::{ErrorBody, HealthStatus};
+use service_kit::health::{check_token, not_ready, ready};
 use service_kit::json::error_response;
 
 use crate::state::AppState;
@@ -20,7 +22,30 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/readyz", get(readyz))
 }
 
-async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+/// The process answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    operation_id = "healthz",
+    responses((status = 200, description = "`{\"status\": \"ok\"}`", body = HealthStatus))
+)]
+pub(crate) async fn healthz() -> Json<serde_json::Value> {
+    service_kit::health::healthz().await
+}
+
+/// The token answers, manager's signing keys are loaded and the database answers.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    operation_id = "readyz",
+    responses(
+        (status = 200, description = "`{\"status\": \"ready\"}`", body = HealthStatus),
+        (status = 503, description = "`hsm_unavailable`, `jwks_unavailable`, `storage_unavailable`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if let Err(answer) = check_token(state.opener.keys().pool()).await {
         return answer;
     }

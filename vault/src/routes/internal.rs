@@ -10,7 +10,7 @@ use axum::routing::{get, put};
 use axum::{Json, Router};
 use contract::envelope::Binding;
 use contract::jwk::Jwk;
-use contract::wire::{StoreEnvelopeRequest, StoreEnvelopeResponse};
+use contract::wire::{ErrorBody, HealthStatus, StoreEnvelopeRequest, StoreEnvelopeResponse};
 use serde_json::json;
 use service_kit::clock::unix_now;
 use service_kit::json::AppJson;
@@ -23,13 +23,33 @@ use crate::storage::{PutOutcome, StoredSecret};
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/internal/keys/{key_id}", put(store_envelope))
-        .route("/internal/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/internal/healthz", get(internal_healthz))
         .route("/internal/wrapping-key", get(wrapping_key))
 }
 
+/// Stores a sealed envelope.
+///
 /// Answers only after the row is committed durably, so that manager may hand out the
 /// token. Idempotent: 201 for a new row, 200 for the identical row, 409 otherwise.
-async fn store_envelope(
+#[utoipa::path(
+    put,
+    path = "/internal/keys/{key_id}",
+    tag = "internal",
+    operation_id = "store_envelope",
+    params(("key_id" = String, Path, description = "The secret's id: 1-64 of `A-Z a-z 0-9 - _`",
+        pattern = r"^[A-Za-z0-9_-]{1,64}$")),
+    request_body(content = StoreEnvelopeRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Stored", body = StoreEnvelopeResponse),
+        (status = 200, description = "The identical envelope was already stored", body = StoreEnvelopeResponse),
+        (status = 400, description = "`invalid_json`, `invalid_request`, `invalid_key_id`, `invalid_envelope`, `unknown_wrapping_key`", body = ErrorBody),
+        (status = 409, description = "`key_id_conflict`: the key_id holds a different envelope", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 503, description = "`storage_unavailable`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn store_envelope(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(key_id): Path<String>,
@@ -70,6 +90,25 @@ async fn store_envelope(
 }
 
 /// The public half of the newest wrapping key, as a JWK: what manager seals to.
-async fn wrapping_key(State(state): State<Arc<AppState>>) -> Json<Jwk> {
+#[utoipa::path(
+    get,
+    path = "/internal/wrapping-key",
+    tag = "internal",
+    operation_id = "wrapping_key",
+    responses((status = 200, description = "An RSA public key (`use` = `enc`)", body = Jwk))
+)]
+pub(crate) async fn wrapping_key(State(state): State<Arc<AppState>>) -> Json<Jwk> {
     Json(state.opener.current_jwk())
+}
+
+/// The internal listener answers.
+#[utoipa::path(
+    get,
+    path = "/internal/healthz",
+    tag = "internal",
+    operation_id = "internal_healthz",
+    responses((status = 200, description = "`{\"status\": \"ok\"}`", body = HealthStatus))
+)]
+pub(crate) async fn internal_healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
 }

@@ -3,4 +3,5 @@
 pub mod access;
 pub mod health;
 pub mod internal;
+pub mod openapi;
 pub mod public;

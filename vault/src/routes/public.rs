@@ -10,7 +10,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use contract::wire::{DestroyResponse, ReadKeyResponse, RevokeResponse};
+use contract::wire::{DestroyResponse, ErrorBody, ReadKeyResponse, RevokeResponse};
 use service_kit::clock::unix_now;
 
 use crate::access_token::AccessTokenError;
@@ -28,13 +28,38 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route_layer(axum::middleware::from_fn_with_state(state, access::audit_refusals))
 }
 
+/// Releases the secret: counts one read.
+///
 /// After [`Authorized`]: the key exists and is live (404), the token's subject owns it
 /// (403), the token carries the secret's share (403). The token then unwraps; the read is
 /// counted and audited in a transaction (shared with concurrent writes: group commit) that
 /// checks revocation, expiry and existence again, and only after that commits does the
 /// plaintext leave. If the audit write fails,
 /// the read fails (503).
-async fn read_key(
+#[utoipa::path(
+    get,
+    path = "/api/keys/{key_id}",
+    tag = "keys",
+    operation_id = "read_key",
+    params(("key_id" = String, Path, description = "The secret's id: 1-64 of `A-Z a-z 0-9 - _`",
+        pattern = r"^[A-Za-z0-9_-]{1,64}$")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The secret", body = ReadKeyResponse,
+            headers(("Cache-Control" = String, description = "`no-store`"))),
+        (status = 400, description = "`invalid_key_id`", body = ErrorBody),
+        (status = 401, description = "`missing_token`, `invalid_token`, `revoked_token`", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer` or `Bearer error=\"invalid_token\"`"))),
+        (status = 403, description = "`token_not_valid_for_key`", body = ErrorBody),
+        (status = 404, description = "`key_not_found`: no such secret, or expired or destroyed", body = ErrorBody),
+        (status = 410, description = "`read_limit_reached`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 500, description = "`integrity_error`: the stored envelope failed its integrity check", body = ErrorBody),
+        (status = 503, description = "`hsm_unavailable`, `storage_unavailable`, `jwks_unavailable` (with `Retry-After`)", body = ErrorBody),
+    )
+)]
+pub(crate) async fn read_key(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Authorized { key_id, claims, secret }: Authorized,
@@ -72,7 +97,26 @@ async fn read_key(
 }
 
 /// Destroys the secret the token unlocks. Idempotent: a second call answers the same.
-async fn destroy_key(
+#[utoipa::path(
+    delete,
+    path = "/api/keys/{key_id}",
+    tag = "keys",
+    operation_id = "destroy_key",
+    params(("key_id" = String, Path, description = "The secret's id: 1-64 of `A-Z a-z 0-9 - _`",
+        pattern = r"^[A-Za-z0-9_-]{1,64}$")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Destroyed (now or by an earlier call)", body = DestroyResponse),
+        (status = 400, description = "`invalid_key_id`", body = ErrorBody),
+        (status = 401, description = "`missing_token`, `invalid_token`, `revoked_token`", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer` or `Bearer error=\"invalid_token\"`"))),
+        (status = 403, description = "`token_not_valid_for_key`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "`hsm_unavailable`, `storage_unavailable`, `jwks_unavailable` (with `Retry-After`)", body = ErrorBody),
+    )
+)]
+pub(crate) async fn destroy_key(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Authorized { key_id, claims, secret }: Authorized,
@@ -94,7 +138,22 @@ async fn destroy_key(
 }
 
 /// Revokes the presented token until it would have expired. Idempotent.
-async fn revoke_token(
+#[utoipa::path(
+    post,
+    path = "/api/tokens/revoke",
+    tag = "tokens",
+    operation_id = "revoke_token",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Revoked (now or by an earlier call)", body = RevokeResponse),
+        (status = 401, description = "`missing_token`, `invalid_token`, `revoked_token`", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer` or `Bearer error=\"invalid_token\"`"))),
+        (status = 429, description = "`rate_limited`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "`storage_unavailable`, `jwks_unavailable` (with `Retry-After`)", body = ErrorBody),
+    )
+)]
+pub(crate) async fn revoke_token(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Verified(claims): Verified,
