@@ -15,8 +15,9 @@ pub struct StoreKeyRequest {
     /// Owner of the secret.
     #[schema(min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9._@-]+$")]
     pub user_id: String,
-    /// The secret, UTF-8; wiped from memory when dropped.
-    #[schema(value_type = String, min_length = 1, max_length = 65536)]
+    /// The secret, UTF-8; wiped from memory when dropped. At most `max_secret_bytes` (default
+    /// 65536) bytes, else `413 secret_too_large`: a byte limit, so not a `maxLength`.
+    #[schema(value_type = String, min_length = 1)]
     pub key_data: Zeroizing<String>,
     /// Lifetime of the token (and the secret), seconds.
     #[serde(default)]
