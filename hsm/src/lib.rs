@@ -71,7 +71,7 @@ pub use key_policy::IgnoreReason;
 pub use keys::KeyClass;
 pub use module::Module;
 pub use pin::read_pin_file;
-pub use pool::{TokenConfig, TokenPool};
+pub use pool::{CallObserver, TokenConfig, TokenPool, observe_calls};
 pub use provision::{
     Generated, KeyUsage, RsaKeySpec, RsaPrivateComponents, destroy_key_pair, generate_rsa_key_pair, import_rsa_key_pair,
 };

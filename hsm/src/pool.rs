@@ -1,8 +1,8 @@
 //! A bounded pool of logged-in PKCS#11 sessions on one token, used off the async runtime.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use cryptoki::context::Pkcs11;
 use cryptoki::error::RvError;
@@ -13,6 +13,35 @@ use tokio::sync::Semaphore;
 use crate::error::{Error, Operation, Result, is_session_fatal, rv_of};
 use crate::lane::Lane;
 use crate::module::Module;
+
+/// Told how long the pool's calls wait and run, for metrics. Called on the thread that
+/// made or ran the call (a PKCS#11 worker, a handshake): keep it to a counter update.
+pub trait CallObserver: Send + Sync {
+    /// A call for `operation` waited `wait` for a session permit (the pool's, or a
+    /// budget's for handshake signatures). Not reported for a call that gave up waiting.
+    fn waited(&self, operation: Operation, wait: Duration);
+    /// A call for `operation` held a session for `took`: the PKCS#11 calls, key lookup
+    /// included, and the recovery and retry after a lost session; failed calls too.
+    fn ran(&self, operation: Operation, took: Duration);
+}
+
+/// The process's observer of pool calls (see [`observe_calls`]).
+static OBSERVER: OnceLock<&'static dyn CallObserver> = OnceLock::new();
+
+/// Has every pool of the process report its calls to `observer`; the first observer set
+/// stays (returns whether this one is it). One per process, not per pool, because a
+/// process is one service with one set of metrics (as it has one `Pkcs11` instance), and
+/// its pools are opened where its metrics are not at hand.
+pub fn observe_calls(observer: &'static dyn CallObserver) -> bool {
+    OBSERVER.set(observer).is_ok()
+}
+
+/// Reports the wait of a call for `operation` that started waiting at `since`.
+fn waited(operation: Operation, since: Instant) {
+    if let Some(observer) = OBSERVER.get() {
+        observer.waited(operation, since.elapsed());
+    }
+}
 
 /// How to reach one token and how hard to use it.
 #[derive(Debug, Clone)]
@@ -147,16 +176,18 @@ impl TokenPool {
     /// thread instead of waiting out a token round trip. Elsewhere (a current-thread runtime,
     /// a plain thread: the admin tools) it runs directly.
     pub(crate) fn run_sync<T>(&self, operation: Operation, op: impl Fn(&Session) -> Result<T>) -> Result<T> {
-        let call = || self.inner.run_blocking(Access::Read, Route::LeastBusy, &op);
+        let call = || self.inner.run_timed(operation, Access::Read, Route::LeastBusy, &op);
         let Some(runtime) = multi_threaded_runtime() else {
             return call();
         };
         tokio::task::block_in_place(|| {
             let timeout = self.inner.config.operation_timeout;
+            let since = Instant::now();
             let _permit = runtime
                 .block_on(tokio::time::timeout(timeout, self.inner.permits.acquire()))
                 .map_err(|_| Error::TimedOut { operation, timeout })?
                 .expect("the pool's semaphore is never closed");
+            waited(operation, since);
             call()
         })
     }
@@ -173,12 +204,13 @@ impl TokenPool {
         operation: Operation,
         op: impl Fn(&Session) -> Result<T>,
     ) -> Result<T> {
-        let call = || self.inner.run_blocking(Access::Read, Route::LeastBusy, &op);
+        let call = || self.inner.run_timed(operation, Access::Read, Route::LeastBusy, &op);
         let Some(runtime) = multi_threaded_runtime() else {
             let _permit = budget.permits.try_acquire().map_err(|_| Error::Busy { operation })?;
             return call();
         };
         tokio::task::block_in_place(|| {
+            let since = Instant::now();
             let _permit = match budget.permits.try_acquire() {
                 Ok(permit) => permit,
                 Err(_) => runtime
@@ -186,6 +218,7 @@ impl TokenPool {
                     .map_err(|_| Error::Busy { operation })?
                     .expect("a budget's semaphore is never closed"),
             };
+            waited(operation, since);
             call()
         })
     }
@@ -247,14 +280,16 @@ impl TokenPool {
         let timeout = self.inner.config.operation_timeout;
         let inner = Arc::clone(&self.inner);
         let call = async move {
+            let since = Instant::now();
             let permit = Arc::clone(&inner.permits)
                 .acquire_owned()
                 .await
                 .expect("the pool's semaphore is never closed");
+            waited(operation, since);
             // The permit moves into the worker so that a call that outlives its timeout
             // still counts against the bound until it really returns.
             tokio::task::spawn_blocking(move || {
-                let result = inner.run_blocking(access, route, &op);
+                let result = inner.run_timed(operation, access, route, &op);
                 drop(permit);
                 result
             })
@@ -291,6 +326,22 @@ enum Access {
 }
 
 impl Inner {
+    /// [`Self::run_blocking`], its time reported to the process's [`CallObserver`].
+    fn run_timed<T>(
+        &self,
+        operation: Operation,
+        access: Access,
+        route: Route,
+        op: &impl Fn(&Session) -> Result<T>,
+    ) -> Result<T> {
+        let started = Instant::now();
+        let result = self.run_blocking(access, route, op);
+        if let Some(observer) = OBSERVER.get() {
+            observer.ran(operation, started.elapsed());
+        }
+        result
+    }
+
     /// Runs `op` on a lane of `route`, recovering from a lost session or server there.
     ///
     /// A lane whose connection stays down (its server is gone, or it was re-initialised

@@ -1,47 +1,84 @@
-//! Request counters in the Prometheus text format, served at `/metrics`: every answer by
-//! route template and status, and refusals by route template and reason — what a flood of
+//! Request counters and latency histograms in the Prometheus text format, served at
+//! `/metrics`: every answer by route template and status, its latency by route template and
+//! status class, and refusals by route template and reason — what a flood of
 //! unauthenticated requests leaves behind, instead of a durable record each. Below the
-//! router, connections (open, refused by reason) and TLS handshake signatures (by key and
-//! outcome) — what a flood of connections or handshakes leaves behind.
+//! router, connections (open, refused by reason), TLS handshake signatures (by key and
+//! outcome) and the token's calls (time waiting for a session and time on the token, by
+//! operation).
+//!
+//! Hand-written rather than the `metrics` facade with `metrics-exporter-prometheus`
+//! (0.24/0.18, `default-features = false`, recorder and render only): measured on this
+//! 2-core machine that pulls 20 crates the workspace does not build yet on Linux (`evmap`,
+//! `left-right`, `metrics-util`, `quanta`, `raw-cpuid`, `sketches-ddsketch`, `rand` 0.9,
+//! `crossbeam-epoch`, `portable-atomic`, …), and 48 s wall (42 s CPU) to build cold with its dependencies on 2 cores, for what is here a
+//! few maps and one [`Histogram`] type. Its summaries and per-metric bucket configuration are
+//! what we would switch for; fixed buckets need neither.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+mod histogram;
+
+use histogram::histogram_header;
+pub use histogram::{BUCKETS, Histogram};
+
 /// Method, route template, status.
 type Series = (String, String, u16);
+
+/// Method, route template, status class (`2xx`): latency is kept per class, not per status,
+/// so that a route's buckets are multiplied by at most five classes.
+type LatencySeries = (String, String, &'static str);
+
+/// `status`'s class as a label value: `1xx` … `5xx`.
+fn status_class(status: u16) -> &'static str {
+    match status / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        _ => "5xx",
+    }
+}
 
 /// A response extension naming why a request was refused (an error code): counted in
 /// `http_refusals_total` by [`track`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refusal(pub &'static str);
 
-/// Per series: request count and total seconds. Route templates
-/// (`/api/keys/{key_id}`), never concrete paths, so no key_id is exported.
+/// Answers counted per series and their latency per route and status class. Route
+/// templates (`/api/keys/{key_id}`), never concrete paths, so no key_id is exported.
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<Series, (u64, f64)>>,
+    requests: Mutex<BTreeMap<Series, u64>>,
+    latency: Mutex<BTreeMap<LatencySeries, Histogram>>,
     refusals: Mutex<BTreeMap<(String, &'static str), u64>>,
 }
 
 impl Metrics {
     fn record(&self, method: &str, route: &str, status: u16, seconds: f64) {
-        let mut requests = self.requests.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let entry = requests
+        *self
+            .requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
             .entry((method.to_owned(), route.to_owned(), status))
-            .or_default();
-        entry.0 += 1;
-        entry.1 += seconds;
+            .or_default() += 1;
+        self.latency
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry((method.to_owned(), route.to_owned(), status_class(status)))
+            .or_default()
+            .observe(seconds);
     }
 
     fn refused(&self, route: &str, reason: &'static str) {
-        let mut refusals = self.refusals.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut refusals = self.refusals.lock().unwrap_or_else(PoisonError::into_inner);
         *refusals.entry((route.to_owned(), reason)).or_default() += 1;
     }
 
@@ -49,7 +86,8 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = self.render_requests();
         out.push_str(&transport().render());
-        let refusals = self.refusals.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        out.push_str(&tokens().render());
+        let refusals = self.refusals.lock().unwrap_or_else(PoisonError::into_inner);
         out.push_str(
             "# HELP http_refusals_total Requests refused, by route template and reason.\n\
              # TYPE http_refusals_total counter\n",
@@ -64,28 +102,114 @@ impl Metrics {
     }
 
     fn render_requests(&self) -> String {
-        let requests = self.requests.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut out = String::from(
             "# HELP http_requests_total Requests answered, by route template and status.\n\
              # TYPE http_requests_total counter\n",
         );
-        for ((method, route, status), (count, _)) in requests.iter() {
+        let requests = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
+        for ((method, route, status), count) in requests.iter() {
             let _ = writeln!(
                 out,
                 "http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {count}"
             );
         }
-        out.push_str(
-            "# HELP http_request_duration_seconds_sum Total time spent answering, by route template and status.\n\
-             # TYPE http_request_duration_seconds_sum counter\n",
+        drop(requests);
+        histogram_header(
+            &mut out,
+            "http_request_duration_seconds",
+            "Time spent answering, by route template and status class.",
         );
-        for ((method, route, status), (_, seconds)) in requests.iter() {
-            let _ = writeln!(
-                out,
-                "http_request_duration_seconds_sum{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {seconds:.6}"
-            );
+        let latency = self.latency.lock().unwrap_or_else(PoisonError::into_inner);
+        for ((method, route, class), histogram) in latency.iter() {
+            let labels = format!("method=\"{method}\",route=\"{route}\",status_class=\"{class}\"");
+            histogram.render(&mut out, "http_request_duration_seconds", &labels);
         }
         out
+    }
+}
+
+/// The token's calls through the pool, by operation: how long each waited for a session
+/// and how long it then held one (the PKCS#11 calls, key lookup included, and a recovery
+/// and retry if the session was lost). Once per process, like [`Transport`]: the pool
+/// reports to the one observer `hsm` lets a process set, installed by [`instrument`].
+#[derive(Default)]
+pub struct Tokens {
+    waits: Mutex<BTreeMap<&'static str, Histogram>>,
+    calls: Mutex<BTreeMap<&'static str, Histogram>>,
+}
+
+/// The process's token-call histograms.
+pub fn tokens() -> &'static Tokens {
+    static TOKENS: OnceLock<Tokens> = OnceLock::new();
+    TOKENS.get_or_init(Tokens::default)
+}
+
+impl hsm::CallObserver for Tokens {
+    fn waited(&self, operation: hsm::Operation, wait: Duration) {
+        observe(&self.waits, operation, wait);
+    }
+
+    fn ran(&self, operation: hsm::Operation, took: Duration) {
+        observe(&self.calls, operation, took);
+    }
+}
+
+fn observe(histograms: &Mutex<BTreeMap<&'static str, Histogram>>, operation: hsm::Operation, took: Duration) {
+    histograms
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry(operation_label(operation))
+        .or_default()
+        .observe(took.as_secs_f64());
+}
+
+impl Tokens {
+    fn render(&self) -> String {
+        let mut out = String::new();
+        for (name, help, histograms) in [
+            (
+                "token_pool_wait_seconds",
+                "Time a token call waited for a session, by operation.",
+                &self.waits,
+            ),
+            (
+                "token_operation_duration_seconds",
+                "Time a token call held its session (key lookup included), by operation.",
+                &self.calls,
+            ),
+        ] {
+            histogram_header(&mut out, name, help);
+            for (operation, histogram) in histograms.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+                histogram.render(&mut out, name, &format!("operation=\"{operation}\""));
+            }
+        }
+        out
+    }
+}
+
+/// `operation` as a label value: a fixed word per kind, never a key label.
+fn operation_label(operation: hsm::Operation) -> &'static str {
+    use hsm::Operation;
+    match operation {
+        Operation::Connect => "connect",
+        Operation::CheckSession => "check_session",
+        Operation::ListSlots => "list_slots",
+        Operation::ReadTokenInfo => "read_token_info",
+        Operation::InitToken => "init_token",
+        Operation::OpenSession => "open_session",
+        Operation::OpenLoginSession => "open_login_session",
+        Operation::Login => "login",
+        Operation::SoLogin => "so_login",
+        Operation::InitUserPin => "init_user_pin",
+        Operation::Logout => "logout",
+        Operation::FindKey => "find_key",
+        Operation::ReadAttributes => "read_attributes",
+        Operation::ExportPublicKey => "export_public_key",
+        Operation::GenerateKeyPair => "generate_key_pair",
+        Operation::ImportKeyPair => "import_key_pair",
+        Operation::DestroyKeyPair => "destroy_key_pair",
+        Operation::Sign => "sign",
+        Operation::Decrypt => "decrypt",
     }
 }
 
@@ -208,8 +332,11 @@ pub async fn serve(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics.render())
 }
 
-/// Adds `GET /metrics` to `router` and counts all of its routes.
+/// Adds `GET /metrics` to `router`, counts all of its routes and has the process's token
+/// pools report their calls to [`tokens`].
 pub fn instrument(router: axum::Router) -> axum::Router {
+    // A second router in the process (a test's) finds the observer already set: the same one.
+    hsm::observe_calls(tokens());
     let metrics = Arc::new(Metrics::default());
     router
         .route("/metrics", axum::routing::get(serve).with_state(metrics.clone()))
@@ -221,20 +348,57 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renders_counts_and_durations_per_route_template() {
+    fn renders_counts_per_status_and_latency_per_status_class() {
         let metrics = Metrics::default();
         metrics.record("GET", "/api/keys/{key_id}", 200, 0.5);
         metrics.record("GET", "/api/keys/{key_id}", 200, 0.25);
         metrics.record("GET", "/api/keys/{key_id}", 401, 0.1);
+        metrics.record("GET", "/api/keys/{key_id}", 404, 0.002);
         let text = metrics.render();
         assert!(
             text.contains("http_requests_total{method=\"GET\",route=\"/api/keys/{key_id}\",status=\"200\"} 2\n"),
             "{text}"
         );
         assert!(text.contains("status=\"401\"} 1\n"));
-        assert!(text.contains(
-            "http_request_duration_seconds_sum{method=\"GET\",route=\"/api/keys/{key_id}\",status=\"200\"} 0.750000\n"
-        ));
+        let ok = "method=\"GET\",route=\"/api/keys/{key_id}\",status_class=\"2xx\"";
+        assert!(
+            text.contains(&format!("http_request_duration_seconds_sum{{{ok}}} 0.750000\n")),
+            "{text}"
+        );
+        assert!(text.contains(&format!("http_request_duration_seconds_count{{{ok}}} 2\n")));
+        let refused = "method=\"GET\",route=\"/api/keys/{key_id}\",status_class=\"4xx\"";
+        assert!(text.contains(&format!("http_request_duration_seconds_count{{{refused}}} 2\n")));
+        assert!(text.contains(&format!(
+            "http_request_duration_seconds_bucket{{{refused},le=\"0.0025\"}} 1\n"
+        )));
+        assert!(text.contains(&format!(
+            "http_request_duration_seconds_bucket{{{refused},le=\"0.1\"}} 2\n"
+        )));
+        assert_eq!(
+            text.matches("# TYPE http_request_duration_seconds histogram\n").count(),
+            1
+        );
+    }
+
+    #[test]
+    fn token_calls_are_histograms_by_operation_word() {
+        use hsm::CallObserver as _;
+        let tokens = Tokens::default();
+        tokens.waited(hsm::Operation::Sign, Duration::from_millis(3));
+        tokens.ran(hsm::Operation::Sign, Duration::from_millis(4));
+        tokens.ran(hsm::Operation::Decrypt, Duration::from_millis(20));
+        tokens.ran(hsm::Operation::CheckSession, Duration::from_micros(300));
+        let text = tokens.render();
+        assert!(
+            text.contains("# TYPE token_operation_duration_seconds histogram\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE token_pool_wait_seconds histogram\n"));
+        assert!(text.contains("token_pool_wait_seconds_bucket{operation=\"sign\",le=\"0.005\"} 1\n"));
+        assert!(text.contains("token_operation_duration_seconds_bucket{operation=\"sign\",le=\"0.005\"} 1\n"));
+        assert!(text.contains("token_operation_duration_seconds_bucket{operation=\"decrypt\",le=\"0.01\"} 0\n"));
+        assert!(text.contains("token_operation_duration_seconds_count{operation=\"decrypt\"} 1\n"));
+        assert!(text.contains("token_operation_duration_seconds_count{operation=\"check_session\"} 1\n"));
     }
 
     #[test]
