@@ -126,7 +126,13 @@ fn endpoint(base: &Url, segments: &[&str]) -> Url {
 
 /// Sends `request`; a 2xx body parses as `T`, anything else becomes [`Error::Api`].
 async fn send<T: DeserializeOwned>(service: Service, request: RequestBuilder) -> Result<Answer<T>, Error> {
-    let unreachable = |source| Error::Unreachable { service, source };
+    let unreachable = |source: reqwest::Error| {
+        if is_tls_failure(&source) {
+            Error::Tls { service, source }
+        } else {
+            Error::Unreachable { service, source }
+        }
+    };
     let response = request.send().await.map_err(unreachable)?;
     let status = response.status();
     let raw = Zeroizing::new(response.bytes().await.map_err(unreachable)?.to_vec());
@@ -154,6 +160,23 @@ async fn send<T: DeserializeOwned>(service: Service, request: RequestBuilder) ->
         code,
         message,
     })
+}
+
+/// Whether rustls refused somewhere in `error`'s chain. tokio-rustls hands rustls's error
+/// up inside `io::Error`s (nested, in hyper-util's connector), whose `source()` skips the
+/// error they wrap, so the walk goes through `get_ref()` there.
+fn is_tls_failure(error: &reqwest::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(error) = cause {
+        if error.is::<rustls::Error>() {
+            return true;
+        }
+        cause = match error.downcast_ref::<std::io::Error>() {
+            Some(io) => io.get_ref().map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => error.source(),
+        };
+    }
+    false
 }
 
 #[cfg(test)]

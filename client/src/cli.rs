@@ -8,7 +8,8 @@ use clap::{Args, Parser, Subcommand};
 const AFTER_HELP: &str = "\
 Exit codes:
   0  success
-  1  anything else: an unexpected answer, an I/O error, a code this client does not know or
+  1  anything else: a TLS failure (a certificate --ca does not trust), an unexpected answer,
+     an I/O error, a code this client does not know or
      one only vault's internal listener answers (invalid_envelope, unknown_wrapping_key,
      key_id_conflict)
   2  usage: bad arguments, configuration or input, or the API refused the request as malformed

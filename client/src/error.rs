@@ -119,6 +119,16 @@ pub enum Error {
         #[source]
         source: reqwest::Error,
     },
+    /// The TLS handshake failed: most often a certificate the configured roots do not
+    /// trust (the wrong `--ca`, or someone in the middle); retrying does not help.
+    #[error("TLS with {service} failed (is --ca the CA that issued its certificate?)")]
+    Tls {
+        /// Whose handshake.
+        service: Service,
+        /// reqwest's error, with rustls's reason in its chain.
+        #[source]
+        source: reqwest::Error,
+    },
     /// A success status with a body that is not what the API promises.
     #[error("{service} answered {status} with a body that is not the API's")]
     Unexpected {
@@ -235,7 +245,7 @@ impl Error {
         match self {
             Error::Api { code, status, .. } => Exit::for_api(*code, *status),
             Error::Unreachable { .. } => Exit::Unavailable,
-            Error::Unexpected { .. } | Error::Io { .. } | Error::Setup(_) => Exit::Other,
+            Error::Tls { .. } | Error::Unexpected { .. } | Error::Io { .. } | Error::Setup(_) => Exit::Other,
             Error::Usage(_) => Exit::Usage,
         }
     }

@@ -9,6 +9,7 @@ use e2e::System;
 use tokio::io::AsyncWriteExt;
 
 /// Exit codes `secret-store --help` documents.
+const OTHER: i32 = 1;
 const GONE: i32 = 3;
 const REFUSED: i32 = 4;
 const USAGE: i32 = 2;
@@ -57,19 +58,14 @@ impl SecretStore {
         })
     }
 
-    fn command(&self, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
+    /// The binary with `args` and `env` only (and `$HOME`, `$XDG_CONFIG_HOME`).
+    fn bare(&self, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
         let mut command = tokio::process::Command::new(&self.binary);
         command
             .env_clear()
             .env("HOME", self.home.path())
             .env("XDG_CONFIG_HOME", self.home.path())
             .envs(env.iter().copied())
-            .arg("--manager-url")
-            .arg(&self.manager)
-            .arg("--vault-url")
-            .arg(&self.vault)
-            .arg("--ca")
-            .arg(&self.ca)
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -78,18 +74,23 @@ impl SecretStore {
         command
     }
 
-    /// Runs with `stdin` as standard input.
+    /// The binary pointed at the system by `--manager-url`, `--vault-url` and `--ca`.
+    fn command(&self, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
+        let mut command = self.bare(&[], env);
+        command
+            .arg("--manager-url")
+            .arg(&self.manager)
+            .arg("--vault-url")
+            .arg(&self.vault)
+            .arg("--ca")
+            .arg(&self.ca)
+            .args(args);
+        command
+    }
+
+    /// Runs [`SecretStore::command`] with `stdin` as standard input.
     async fn run(&self, args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Result<Run> {
-        let mut child = self.command(args, env).spawn()?;
-        let mut input = child.stdin.take().context("stdin")?;
-        input.write_all(stdin).await?;
-        drop(input);
-        let output = child.wait_with_output().await?;
-        Ok(Run {
-            code: output.status.code().context("killed by a signal")?,
-            stdout: output.stdout,
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        })
+        finish(self.command(args, env).spawn()?, stdin).await
     }
 
     /// `store --user-id USER [extra]` with `secret` on stdin; returns the key id and token.
@@ -112,6 +113,32 @@ impl SecretStore {
     }
 }
 
+/// Writes `stdin`, closes it and waits.
+async fn finish(mut child: tokio::process::Child, stdin: &[u8]) -> Result<Run> {
+    let mut input = child.stdin.take().context("stdin")?;
+    input.write_all(stdin).await?;
+    drop(input);
+    let output = child.wait_with_output().await?;
+    Ok(Run {
+        code: output.status.code().context("killed by a signal")?,
+        stdout: output.stdout,
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    })
+}
+
+/// `/proc/PID/cmdline`, once the kernel has set it: a vfork'd parent resumes during
+/// `execve`, before the new image's arguments are in place, and reads it empty until then.
+async fn argv_of(pid: u32) -> Result<String> {
+    for _ in 0..200 {
+        let argv = std::fs::read(format!("/proc/{pid}/cmdline"))?;
+        if !argv.is_empty() {
+            return Ok(String::from_utf8_lossy(&argv).replace('\0', " "));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    anyhow::bail!("/proc/{pid}/cmdline stayed empty for 2 s")
+}
+
 fn path(path: &Path) -> Result<&str> {
     path.to_str().context("non-UTF-8 temporary path")
 }
@@ -123,22 +150,13 @@ async fn stores_from_stdin_and_get_prints_exactly_the_secret() -> Result<()> {
     let secret = "pässwörd 🔐 \"quoted\" \\ tab\t and a trailing newline\n";
 
     // The process waits for stdin: its argv, as any local user reads it, holds no secret.
-    let mut child = cli.command(&["store", "--user-id", "alice"], &[]).spawn()?;
-    let pid = child.id().context("pid")?;
-    let argv = std::fs::read(format!("/proc/{pid}/cmdline"))?;
+    let child = cli.command(&["store", "--user-id", "alice"], &[]).spawn()?;
+    let argv = argv_of(child.id().context("pid")?).await?;
     ensure!(
-        !String::from_utf8_lossy(&argv).contains("pässwörd"),
-        "the secret in argv"
+        argv.contains(" store --user-id alice") && !argv.contains("pässwörd"),
+        "argv: {argv}"
     );
-    let mut input = child.stdin.take().context("stdin")?;
-    input.write_all(secret.as_bytes()).await?;
-    drop(input);
-    let output = child.wait_with_output().await?;
-    let stored = Run {
-        code: output.status.code().context("signal")?,
-        stdout: output.stdout,
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    };
+    let stored = finish(child, secret.as_bytes()).await?;
     assert_eq!(stored.code, 0, "{}", stored.stderr);
     assert!(!stored.stderr.contains("pässwörd"), "{}", stored.stderr);
     let key_id = stored.field("key_id")?;
@@ -293,19 +311,9 @@ async fn a_config_file_supplies_the_urls_the_ca_and_the_user() -> Result<()> {
     );
     std::fs::write(dir.join("client.toml"), config)?;
     // No flags at all: everything from $XDG_CONFIG_HOME/secret-store/client.toml.
-    let mut store = tokio::process::Command::new(&cli.binary);
-    store
-        .env_clear()
-        .env("XDG_CONFIG_HOME", cli.home.path())
-        .args(["store", "--json"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = store.spawn()?;
-    child.stdin.take().context("stdin")?.write_all(b"from config").await?;
-    let output = child.wait_with_output().await?;
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let body: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let stored = finish(cli.bare(&["store", "--json"], &[]).spawn()?, b"from config").await?;
+    assert_eq!(stored.code, 0, "{}", stored.stderr);
+    let body: serde_json::Value = serde_json::from_slice(&stored.stdout)?;
     let (key_id, token) = (
         body["key_id"].as_str().context("key_id")?,
         body["access_token"].as_str().context("token")?,
@@ -333,6 +341,16 @@ async fn usage_errors_and_an_unreachable_service_have_their_exit_codes() -> Resu
     let bad_user = cli.run(&["store", "--user-id", "not valid!"], &[], b"s").await?;
     assert_eq!(bad_user.code, USAGE, "{}", bad_user.stderr);
     assert!(bad_user.stderr.contains("invalid_user_id"), "{}", bad_user.stderr);
+
+    // The system's roots do not hold the dev CA: a TLS failure, not worth a retry.
+    let args = ["--manager-url", &cli.manager, "--vault-url", &cli.vault, "get", "abc"];
+    let untrusted = finish(cli.bare(&args, &[("SECRET_STORE_TOKEN", "a.b.c")]).spawn()?, b"").await?;
+    assert_eq!(untrusted.code, OTHER, "{}", untrusted.stderr);
+    assert!(
+        untrusted.stderr.contains("TLS with vault failed"),
+        "{}",
+        untrusted.stderr
+    );
 
     let port = e2e::free_port()?;
     cli.vault = format!("https://127.0.0.1:{port}");
