@@ -239,6 +239,16 @@ mod tests {
         Ok(())
     }
 
+    /// `client/client.toml`, the reference file, parses as it is shipped.
+    #[test]
+    fn the_reference_config_file_parses() -> Result<(), Box<dyn std::error::Error>> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("client.toml");
+        let layer = Layer::from_file(&path)?;
+        assert_eq!(layer.manager_url.as_deref(), Some(DEFAULT_MANAGER_URL));
+        assert_eq!(layer.vault_url.as_deref(), Some(DEFAULT_VAULT_URL));
+        Ok(())
+    }
+
     #[test]
     fn the_config_file_is_the_flag_then_the_variable_then_xdg_if_present() -> Result<(), Box<dyn std::error::Error>> {
         let xdg = tempfile::tempdir()?;

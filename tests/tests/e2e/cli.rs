@@ -10,9 +10,9 @@ use tokio::io::AsyncWriteExt;
 
 /// Exit codes `secret-store --help` documents.
 const OTHER: i32 = 1;
+const USAGE: i32 = 2;
 const GONE: i32 = 3;
 const REFUSED: i32 = 4;
-const USAGE: i32 = 2;
 const UNAVAILABLE: i32 = 5;
 
 /// The client pointed at one system, in a clean environment (no inherited `SECRET_STORE_*`,
