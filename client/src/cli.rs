@@ -9,9 +9,8 @@ const AFTER_HELP: &str = "\
 Exit codes:
   0  success
   1  anything else: a TLS failure (a certificate --ca does not trust), an unexpected answer,
-     an I/O error, a code this client does not know or
-     one only vault's internal listener answers (invalid_envelope, unknown_wrapping_key,
-     key_id_conflict)
+     an I/O error, a code this client does not know, or a code only vault's internal
+     listener answers (invalid_envelope, unknown_wrapping_key, key_id_conflict)
   2  usage: bad arguments, configuration or input, or the API refused the request as malformed
      (invalid_json, invalid_request, unsupported_media_type, payload_too_large,
      invalid_user_id, invalid_key_data, invalid_ttl, invalid_max_reads, secret_too_large,
@@ -50,6 +49,7 @@ pub struct Cli {
 
 /// Options every subcommand takes; each overrides the environment and the config file.
 #[derive(Debug, Default, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// manager's base URL (https only) [default: https://127.0.0.1:8000]
     #[arg(long, global = true, value_name = "URL")]
