@@ -10,6 +10,7 @@ use clap::{Args, Parser};
 use contract::claims::JwsAlgorithm;
 use service_kit::config::Service;
 use service_kit::connections::ConnectionOptions;
+use service_kit::logging::LogFormat;
 use service_kit::rate_limit::RateLimitOptions;
 use service_kit::token::TokenOptions;
 
@@ -104,6 +105,11 @@ pub struct Config {
     /// Connection limits and timeouts of its listener.
     #[command(flatten)]
     pub connections: ConnectionOptions,
+
+    /// Log lines on stderr: `text` (for people) or `json` (one JSON object a line, for log
+    /// collectors). Default `text`.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 /// manager's signing keys and how they sign; `manager-admin` shares the options.

@@ -9,6 +9,7 @@ use clap::{Args, Parser};
 use contract::claims::JwsAlgorithm;
 use service_kit::config::Service;
 use service_kit::connections::ConnectionOptions;
+use service_kit::logging::LogFormat;
 use service_kit::rate_limit::RateLimitOptions;
 use service_kit::token::TokenOptions;
 
@@ -112,6 +113,11 @@ pub struct Config {
     /// Connection limits and timeouts of each of its two listeners.
     #[command(flatten)]
     pub connections: ConnectionOptions,
+
+    /// Log lines on stderr: `text` (for people) or `json` (one JSON object a line, for log
+    /// collectors). Default `text`.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 /// vault's wrapping keys; `vault-admin` shares the option.

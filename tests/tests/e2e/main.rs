@@ -37,6 +37,7 @@ mod isolation;
 mod lifecycle;
 mod log_hygiene;
 mod memory_scan;
+mod observability;
 mod openapi;
 mod pkcs11_uris;
 mod planted_keys;
