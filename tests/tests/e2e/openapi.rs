@@ -4,9 +4,11 @@
 //! documented, every error in the JSON error body.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, ensure};
-use e2e::System;
+use e2e::tokens::dev_tls_key;
+use e2e::{System, https_client};
 use reqwest::StatusCode;
 
 /// Test cases per operation and phase: enough to cover every documented status, small
@@ -21,14 +23,20 @@ fn committed(file: &str) -> Result<String> {
     std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
 }
 
+/// Without a token; the internal listener with manager's client certificate, as for
+/// everything there.
 #[tokio::test]
-async fn each_public_listener_serves_its_checked_in_document_without_a_token() -> Result<()> {
+async fn each_listener_serves_its_checked_in_document_without_a_token() -> Result<()> {
     let system = System::start().await?;
-    for (url, file) in [
-        (system.manager_url("/openapi.json"), "manager.json"),
-        (system.vault_url("/openapi.json"), "vault-public.json"),
+    let key: Arc<dyn rustls::sign::SigningKey> = Arc::new(dev_tls_key("manager", "manager-client-tls").await?);
+    let manager = https_client(Some((&e2e::dev_dir()?.join("tls/manager-client.pem"), key)))?;
+    let internal = format!("https://{}/openapi.json", system.vault.addr("internal"));
+    for (client, url, file) in [
+        (system.http(), system.manager_url("/openapi.json"), "manager.json"),
+        (system.http(), system.vault_url("/openapi.json"), "vault-public.json"),
+        (&manager, internal, "vault-internal.json"),
     ] {
-        let response = system.http().get(&url).send().await?;
+        let response = client.get(&url).send().await?;
         ensure!(response.status() == StatusCode::OK, "{url}: {}", response.status());
         let served = response.text().await?;
         ensure!(served == committed(file)?, "{url} differs from contract/openapi/{file}");
