@@ -7,12 +7,13 @@
 //! operation).
 //!
 //! Hand-written rather than the `metrics` facade with `metrics-exporter-prometheus`
-//! (0.24/0.18, `default-features = false`, recorder and render only): measured on this
-//! 2-core machine that pulls 20 crates the workspace does not build yet on Linux (`evmap`,
-//! `left-right`, `metrics-util`, `quanta`, `raw-cpuid`, `sketches-ddsketch`, `rand` 0.9,
-//! `crossbeam-epoch`, `portable-atomic`, …), and 48 s wall (42 s CPU) to build cold with its dependencies on 2 cores, for what is here a
-//! few maps and one [`Histogram`] type. Its summaries and per-metric bucket configuration are
-//! what we would switch for; fixed buckets need neither.
+//! (0.24/0.18, `default-features = false`: recorder and render only, no hyper): measured on
+//! this 2-core machine, that pulls 20 crates the workspace does not build yet on Linux
+//! (`evmap`, `left-right`, `metrics-util`, `quanta`, `raw-cpuid`, `sketches-ddsketch`,
+//! `rand` 0.9, `crossbeam-epoch`, `portable-atomic`, …) and takes 48 s wall (42 s CPU) to
+//! build cold with its dependencies, for what is here a few maps and one [`Histogram`]
+//! type. Its summaries and per-metric bucket settings are what we would switch for; fixed
+//! buckets need neither.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
