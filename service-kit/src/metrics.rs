@@ -26,9 +26,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 mod histogram;
+mod storage;
 
 use histogram::histogram_header;
 pub use histogram::{BUCKETS, Histogram};
+pub use storage::{Storage, storage};
 
 /// Method, route template, status.
 type Series = (String, String, u16);
@@ -88,6 +90,7 @@ impl Metrics {
         let mut out = self.render_requests();
         out.push_str(&transport().render());
         out.push_str(&tokens().render());
+        storage().render(&mut out);
         let refusals = self.refusals.lock().unwrap_or_else(PoisonError::into_inner);
         out.push_str(
             "# HELP http_refusals_total Requests refused, by route template and reason.\n\

@@ -86,6 +86,25 @@ async fn latency_histograms_count_every_request_and_the_token_calls() -> Result<
     for key_id in &key_ids {
         ensure!(!vault.contains(key_id.as_str()), "metrics must not carry key ids");
     }
+    // The group committer: every audit record in the database was counted, in commits that
+    // each carried at least one write.
+    let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(&system.database_url()).await?;
+    let in_database: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit")
+        .fetch_one(&mut db)
+        .await?;
+    let counted = value(&vault, "audit_records_total").context("audit_records_total")?;
+    ensure!(
+        counted == in_database as f64 && counted > 0.0,
+        "audit_records_total {counted}, audit table {in_database}"
+    );
+    let commits = value(&vault, "storage_commits_total").context("storage_commits_total")?;
+    let writes = value(&vault, "storage_committed_writes_total").context("storage_committed_writes_total")?;
+    ensure!(
+        commits >= 1.0 && writes >= commits,
+        "{writes} writes in {commits} commits"
+    );
+    let timed = value(&vault, "storage_commit_duration_seconds_count").context("commit latency")?;
+    ensure!(timed == commits, "{timed} commit latencies for {commits} commits");
 
     let manager = system.text(&system.manager_url("/metrics")).await?;
     let stores = histogram_count(

@@ -83,16 +83,19 @@ impl Batcher {
     async fn commit(&self, batch: &mut Vec<Job>) {
         while !batch.is_empty() {
             match self.apply(batch).await {
-                Ok(written) => {
+                Ok((written, audit_records, took)) => {
+                    service_kit::metrics::storage().committed(written.len(), audit_records, took);
                     for (job, written) in batch.drain(..).zip(written) {
                         // A caller that went away (its request was cancelled) needs no answer.
                         let _ = job.answer.send(Ok(written));
                     }
                 }
                 Err(Failure::One(index, error)) => {
+                    service_kit::metrics::storage().write_failed();
                     let _ = batch.remove(index).answer.send(Err(error));
                 }
                 Err(Failure::All(error)) => {
+                    service_kit::metrics::storage().batch_failed();
                     let error = Arc::new(error);
                     for job in batch.drain(..) {
                         let _ = job.answer.send(Err(StoreError::BatchFailed(error.clone())));
@@ -102,10 +105,13 @@ impl Batcher {
         }
     }
 
-    /// One transaction over the whole batch: what each write did, once committed.
-    async fn apply(&self, batch: &[Job]) -> Result<Vec<Written>, Failure> {
+    /// One transaction over the whole batch: what each write did, once committed, how
+    /// many audit records it appended and how long it took.
+    async fn apply(&self, batch: &[Job]) -> Result<(Vec<Written>, u64, std::time::Duration), Failure> {
+        let started = std::time::Instant::now();
         let mut tx = self.backend.begin_write(&self.pool).await.map_err(Failure::All)?;
         let mut head = ChainHead::load(&mut tx).await.map_err(Failure::All)?;
+        let first = head.seq();
         let now = || stamp(self.clock);
         let mut written = Vec::with_capacity(batch.len());
         for (index, job) in batch.iter().enumerate() {
@@ -120,7 +126,8 @@ impl Batcher {
             }
         }
         tx.commit().await.map_err(|e| Failure::All(e.into()))?;
-        Ok(written)
+        let audit_records = u64::try_from(head.seq() - first).unwrap_or_default();
+        Ok((written, audit_records, started.elapsed()))
     }
 }
 

@@ -66,6 +66,11 @@ impl ChainHead {
         }))
     }
 
+    /// The sequence number of the last record (0 for an empty chain).
+    pub(super) fn seq(&self) -> i64 {
+        self.0.as_ref().map_or(0, |(seq, _)| *seq)
+    }
+
     /// Appends `entry` at `at` after the head, and makes it the head.
     pub(super) async fn append(
         &mut self,
