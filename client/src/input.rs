@@ -84,20 +84,65 @@ pub fn read_token(file: Option<&Path>, var: &dyn Fn(&str) -> Option<String>) -> 
 /// Writes `token` to a new file `path` readable by its owner only; refuses to replace an
 /// existing file (or follow a planted symlink).
 pub fn write_token_file(path: &Path, token: &str) -> Result<(), Error> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let failed = |source| UsageError::WriteTokenFile {
-        path: path.to_owned(),
-        source,
-    };
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(failed)?;
-    file.write_all(token.as_bytes()).map_err(failed)?;
-    file.write_all(b"\n").map_err(failed)?;
-    Ok(())
+    TokenFile::create(path)?.write(token)
+}
+
+/// A new, private (0600) file for an access token, created before the secret is stored: a
+/// path that cannot be created (it exists, say) then fails the command before anything is
+/// stored, instead of after, which would leave a stored secret whose only token is lost.
+/// Removed again if dropped unwritten (the store failed).
+pub struct TokenFile {
+    file: std::fs::File,
+    path: std::path::PathBuf,
+    written: bool,
+}
+
+impl TokenFile {
+    /// Creates `path`, which must not exist.
+    pub fn create(path: &Path) -> Result<Self, Error> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|source| UsageError::WriteTokenFile {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(Self {
+            file,
+            path: path.to_owned(),
+            written: false,
+        })
+    }
+
+    /// Writes `token` and a newline.
+    pub fn write(mut self, token: &str) -> Result<(), Error> {
+        let written = self
+            .file
+            .write_all(token.as_bytes())
+            .and_then(|()| self.file.write_all(b"\n"));
+        match written {
+            Ok(()) => {
+                self.written = true;
+                Ok(())
+            }
+            Err(source) => Err(UsageError::WriteTokenFile {
+                path: self.path.clone(),
+                source,
+            }
+            .into()),
+        }
+    }
+}
+
+impl Drop for TokenFile {
+    fn drop(&mut self) {
+        if !self.written {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -139,6 +184,21 @@ mod tests {
         let error = read_token(None, &bad).expect_err("malformed");
         assert_eq!(error.exit(), crate::error::Exit::Usage);
         assert!(!error.report().contains("hidden"), "{}", error.report());
+        Ok(())
+    }
+
+    #[test]
+    fn a_token_file_is_made_before_the_store_and_removed_if_left_unwritten() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("token");
+        std::fs::write(&path, "someone else's")?;
+        assert!(TokenFile::create(&path).is_err(), "an existing file is refused");
+        assert_eq!(std::fs::read_to_string(&path)?, "someone else's", "and left alone");
+        let fresh = dir.path().join("fresh");
+        drop(TokenFile::create(&fresh)?);
+        assert!(!fresh.exists(), "a store that failed leaves no empty token file");
+        TokenFile::create(&fresh)?.write("header.claims.signature")?;
+        assert_eq!(std::fs::read_to_string(&fresh)?, "header.claims.signature\n");
         Ok(())
     }
 

@@ -47,6 +47,8 @@ pub async fn run(cli: Cli, var: &dyn Fn(&str) -> Option<String>) -> Result<(), E
         Command::Store(store) => {
             let user_id = settings.user_id.as_deref().ok_or(UsageError::MissingUserId)?;
             let secret = input::read_secret(store.file.as_deref(), store.trim_newline)?;
+            // Before storing: a token file that cannot be made must not cost the token.
+            let token_file = store.token_file.as_deref().map(input::TokenFile::create).transpose()?;
             let request = StoreRequest {
                 user_id,
                 key_data: &secret,
@@ -58,12 +60,12 @@ pub async fn run(cli: Cli, var: &dyn Fn(&str) -> Option<String>) -> Result<(), E
                 return print_json(&mut out, &answer.raw);
             }
             let stored = answer.value;
-            let token = match &store.token_file {
-                Some(path) => {
-                    input::write_token_file(path, &stored.access_token)?;
+            let token = match (token_file, &store.token_file) {
+                (Some(file), Some(path)) => {
+                    file.write(&stored.access_token)?;
                     format!("written to {}", path.display())
                 }
-                None => stored.access_token,
+                _ => stored.access_token,
             };
             let lines = format!(
                 "key_id: {}\ntoken: {token}\nexpires_at: {}\n",

@@ -72,7 +72,9 @@ async fn schemathesis_finds_no_failure_in_manager_and_vault_public() -> Result<(
         ("vault-public", vault.clone(), Some("--exclude-operation-id")),
         ("vault-revoke", vault, Some("--include-operation-id")),
     ] {
-        let output = tokio::process::Command::new(&schemathesis)
+        let mut command = tokio::process::Command::new(&schemathesis);
+        command
+            .kill_on_drop(true)
             .arg("run")
             .arg(&url)
             .arg("--tls-verify")
@@ -80,13 +82,24 @@ async fn schemathesis_finds_no_failure_in_manager_and_vault_public() -> Result<(
             .args(["-H", &format!("Authorization: Bearer {}", stored.access_token)])
             .args(["--checks", "all", "--exclude-checks", "positive_data_acceptance"])
             .args(operations.map(|filter| [filter, "revoke_token"]).into_iter().flatten())
-            .args(["--max-examples", MAX_EXAMPLES, "--seed", "1", "--no-color"])
+            .args([
+                "--max-examples",
+                MAX_EXAMPLES,
+                "--seed",
+                "1",
+                "--no-color",
+                "--request-timeout",
+                "30",
+            ])
             .arg("--report-dir")
             .arg(reports.path().join(name))
             // Its caches (.hypothesis, .schemathesis) go there too, not into tests/.
-            .current_dir(reports.path())
-            .output()
-            .await?;
+            .current_dir(reports.path());
+        let run = command.output();
+        // A bound on a hang (a run takes seconds here), not a speed requirement.
+        let output = tokio::time::timeout(std::time::Duration::from_secs(600), run)
+            .await
+            .map_err(|_| anyhow::anyhow!("schemathesis against {name} did not finish within 10 minutes"))??;
         let stdout = String::from_utf8_lossy(&output.stdout);
         println!("schemathesis against {name}:\n{stdout}");
         ensure!(
