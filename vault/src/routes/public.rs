@@ -55,7 +55,7 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         (status = 410, description = "`read_limit_reached`", body = ErrorBody),
         (status = 429, description = "`rate_limited`", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 500, description = "`integrity_error`: the stored envelope failed its integrity check", body = ErrorBody),
+        (status = 500, description = "`integrity_error`: the stored envelope failed its integrity check; `internal_error`: the answer could not be written", body = ErrorBody),
         (status = 503, description = "`hsm_unavailable`, `storage_unavailable`, `jwks_unavailable` (with `Retry-After`)", body = ErrorBody),
     )
 )]
@@ -113,7 +113,7 @@ pub(crate) async fn read_key(
         (status = 403, description = "`token_not_valid_for_key`", body = ErrorBody),
         (status = 429, description = "`rate_limited`", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "`hsm_unavailable`, `storage_unavailable`, `jwks_unavailable` (with `Retry-After`)", body = ErrorBody),
+        (status = 503, description = "`storage_unavailable`, `jwks_unavailable` (with `Retry-After`); the token is not asked", body = ErrorBody),
     )
 )]
 pub(crate) async fn destroy_key(
@@ -146,7 +146,7 @@ pub(crate) async fn destroy_key(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Revoked (now or by an earlier call)", body = RevokeResponse),
-        (status = 401, description = "`missing_token`, `invalid_token`, `revoked_token`", body = ErrorBody,
+        (status = 401, description = "`missing_token`, `invalid_token` (a token already revoked is revoked again: 200)", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer` or `Bearer error=\"invalid_token\"`"))),
         (status = 429, description = "`rate_limited`", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
