@@ -107,6 +107,19 @@ impl Launch {
         Ok(command)
     }
 
+    /// `name` (`vault`, or else manager, which is given no reachable vault: a start-up
+    /// failure comes first) with the dev configuration and `args`, run to completion in a
+    /// directory of its own (its own database: tests run in parallel and must never share,
+    /// or race to migrate, the development database), insisting that it fails; its stderr.
+    pub async fn failure_of(name: &str, args: &[&str]) -> Result<String> {
+        let dir = tempfile::tempdir()?;
+        let launch = match name {
+            "vault" => Self::vault(dir.path()),
+            _ => Self::manager(dir.path(), "127.0.0.1:9".parse()?),
+        };
+        launch.args(args).expect_failure().await
+    }
+
     /// Runs the service to completion, insisting that it fails (a start-up refusal), within
     /// 30 s; returns its stderr.
     pub async fn expect_failure(&self) -> Result<String> {

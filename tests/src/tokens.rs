@@ -85,6 +85,14 @@ impl Implementation {
         })
     }
 
+    /// Its PKCS#11 module: Debian's SoftHSM2, or the link to the cached Kryoptic build.
+    pub fn module(self) -> Result<PathBuf> {
+        Ok(match self {
+            Self::SoftHsm => PathBuf::from(SOFTHSM),
+            Self::Kryoptic => self.dev_dir()?.join("libkryoptic_pkcs11.so"),
+        })
+    }
+
     /// The configuration file `softhsm-setup/setup.sh` wrote for `service` on it.
     pub fn service_config(self, service: &str) -> Result<PathBuf> {
         Ok(self.dev_dir()?.join(format!("{service}.toml")))
@@ -163,10 +171,7 @@ impl TokenServer {
     /// Starts serving `token` of the test's copy of `implementation`'s tokens on
     /// `dir/<token>.sock`.
     pub async fn start_on(implementation: Implementation, dir: &Path, token: &str) -> Result<Self> {
-        let provider = match implementation {
-            Implementation::SoftHsm => PathBuf::from(SOFTHSM),
-            Implementation::Kryoptic => implementation.dev_dir()?.join("libkryoptic_pkcs11.so"),
-        };
+        let provider = implementation.module()?;
         let mut server = Self {
             pgid: None,
             socket: dir.join(format!("{token}.sock")),
@@ -293,14 +298,13 @@ async fn kryoptic_dev_pool(token: &str) -> Result<hsm::TokenPool> {
     if let Some((_, pool)) = pools.iter().find(|(name, _)| name == token) {
         return Ok(pool.clone());
     }
-    let dir = Implementation::Kryoptic.dev_dir()?;
     if std::env::var_os("KRYOPTIC_CONF").is_none() {
         bail!("KRYOPTIC_CONF is not set: run the tests with cargo (.cargo/config.toml) or make test");
     }
     let module = match MODULE.get() {
         Some(module) => module.clone(),
         None => {
-            let module = hsm::Module::load(&dir.join("libkryoptic_pkcs11.so"))?;
+            let module = hsm::Module::load(&Implementation::Kryoptic.module()?)?;
             MODULE.get_or_init(|| module).clone()
         }
     };
@@ -335,10 +339,7 @@ pub fn hsm_admin(dir: &Path, token: &str, args: &[&str]) -> Result<String> {
 /// [`hsm_admin`] on `implementation`'s token copies in `dir`.
 pub fn hsm_admin_on(implementation: Implementation, dir: &Path, token: &str, args: &[&str]) -> Result<String> {
     let (variable, conf) = implementation.private_copy(dir)?;
-    let module = match implementation {
-        Implementation::SoftHsm => PathBuf::from(SOFTHSM),
-        Implementation::Kryoptic => implementation.dev_dir()?.join("libkryoptic_pkcs11.so"),
-    };
+    let module = implementation.module()?;
     let output = Command::new(binary("hsm-admin")?)
         .env(variable, conf)
         .arg("--module")

@@ -17,17 +17,6 @@ fn token_uri(service: &str, file_scheme: bool) -> Result<String> {
     ))
 }
 
-/// Runs `name` with `args` after its development configuration, which must fail; its stderr.
-async fn fails_with(name: &str, args: &[&str]) -> Result<String> {
-    let dir = tempfile::tempdir()?;
-    let launch = match name {
-        "vault" => Launch::vault(dir.path()),
-        // No vault: a configuration error comes first.
-        _ => Launch::manager(dir.path(), "127.0.0.1:9".parse()?),
-    };
-    launch.args(args).expect_failure().await
-}
-
 #[tokio::test]
 async fn services_whose_token_and_keys_are_named_by_uris_store_and_read_a_secret() -> Result<()> {
     let vault_token = token_uri("vault", false)?;
@@ -78,7 +67,7 @@ async fn a_pin_value_in_the_token_uri_stops_start_up_naming_pin_value_without_pr
     const PIN: &str = "7c1d-canary-2e9f";
     for name in ["vault", "manager"] {
         let uri = format!("pkcs11:token={name}?pin-value={PIN}");
-        let stderr = fails_with(name, &["--token-label", &uri]).await?;
+        let stderr = Launch::failure_of(name, &["--token-label", &uri]).await?;
         assert!(
             stderr.contains("token_label") && stderr.contains("pin-value is refused"),
             "{name}: {stderr}"
@@ -95,7 +84,7 @@ async fn a_pin_value_in_the_token_uri_stops_start_up_naming_pin_value_without_pr
 async fn a_token_uri_whose_module_contradicts_the_configured_module_stops_start_up_naming_both() -> Result<()> {
     // The development configuration sets pkcs11_module explicitly, to SoftHSM.
     let uri = "pkcs11:token=vault?module-path=/opt/other/libpkcs11.so";
-    let stderr = fails_with("vault", &["--token-label", uri]).await?;
+    let stderr = Launch::failure_of("vault", &["--token-label", uri]).await?;
     assert!(
         stderr.contains("module-path /opt/other/libpkcs11.so") && stderr.contains(&format!("pkcs11_module {SOFTHSM}")),
         "{stderr}"

@@ -7,22 +7,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow};
 use e2e::{Launch, Service, System};
 
-/// Runs a service that must fail (with a database of its own: tests run in parallel and
-/// must never share, or race to migrate, the development database); returns its stderr.
-async fn fails_with(name: &str, args: &[&str]) -> Result<String> {
-    let dir = tempfile::tempdir()?;
-    let launch = match name {
-        "vault" => Launch::vault(dir.path()),
-        // No vault: every failure here comes first.
-        _ => Launch::manager(dir.path(), "127.0.0.1:9".parse()?),
-    };
-    launch.args(args).expect_failure().await
-}
-
 #[tokio::test]
 async fn an_unknown_token_label_stops_start_up_with_a_clear_message() -> Result<()> {
     for name in ["vault", "manager"] {
-        let stderr = fails_with(name, &["--token-label", "no-such-token"]).await?;
+        let stderr = Launch::failure_of(name, &["--token-label", "no-such-token"]).await?;
         assert!(
             stderr.contains("no token labelled \"no-such-token\""),
             "{name}: {stderr}"
@@ -39,7 +27,7 @@ async fn a_wrong_pin_stops_start_up_without_printing_the_pin() -> Result<()> {
     std::fs::set_permissions(&pin_file, std::fs::Permissions::from_mode(0o600))?;
     let pin_arg = pin_file.to_string_lossy().into_owned();
     for name in ["vault", "manager"] {
-        let stderr = fails_with(name, &["--pin-file", &pin_arg]).await?;
+        let stderr = Launch::failure_of(name, &["--pin-file", &pin_arg]).await?;
         assert!(stderr.contains("refused the PIN"), "{name}: {stderr}");
         assert!(!stderr.contains("definitely-not-the-pin"));
     }
@@ -52,14 +40,14 @@ async fn a_pin_file_others_can_read_is_refused() -> Result<()> {
     let pin_file = dir.path().join("open.pin");
     std::fs::write(&pin_file, "1234\n")?;
     std::fs::set_permissions(&pin_file, std::fs::Permissions::from_mode(0o644))?;
-    let stderr = fails_with("vault", &["--pin-file", &pin_file.to_string_lossy()]).await?;
+    let stderr = Launch::failure_of("vault", &["--pin-file", &pin_file.to_string_lossy()]).await?;
     assert!(stderr.contains("chmod 600"), "{stderr}");
     Ok(())
 }
 
 #[tokio::test]
 async fn a_missing_pkcs11_module_stops_start_up_with_a_clear_message() -> Result<()> {
-    let stderr = fails_with("manager", &["--pkcs11-module", "/nonexistent/libpkcs11.so"]).await?;
+    let stderr = Launch::failure_of("manager", &["--pkcs11-module", "/nonexistent/libpkcs11.so"]).await?;
     assert!(
         stderr.contains("could not load PKCS#11 module /nonexistent/libpkcs11.so"),
         "{stderr}"
@@ -69,12 +57,12 @@ async fn a_missing_pkcs11_module_stops_start_up_with_a_clear_message() -> Result
 
 #[tokio::test]
 async fn a_missing_tls_key_label_stops_start_up_naming_the_key() -> Result<()> {
-    let stderr = fails_with("vault", &["--tls-key-label", "no-such-tls-key"]).await?;
+    let stderr = Launch::failure_of("vault", &["--tls-key-label", "no-such-tls-key"]).await?;
     assert!(
         stderr.contains("cannot use TLS key \"no-such-tls-key\" in token \"vault\""),
         "{stderr}"
     );
-    let stderr = fails_with("manager", &["--client-key-label", "no-such-client-key"]).await?;
+    let stderr = Launch::failure_of("manager", &["--client-key-label", "no-such-client-key"]).await?;
     assert!(
         stderr.contains("cannot use TLS key \"no-such-client-key\" in token \"manager\""),
         "{stderr}"
@@ -85,7 +73,7 @@ async fn a_missing_tls_key_label_stops_start_up_naming_the_key() -> Result<()> {
 /// A keyed audit trail is the point: without its signing key vault does not start.
 #[tokio::test]
 async fn a_missing_audit_key_stops_vault_s_start_up_naming_the_key() -> Result<()> {
-    let stderr = fails_with("vault", &["--audit-key-label", "no-such-audit-key"]).await?;
+    let stderr = Launch::failure_of("vault", &["--audit-key-label", "no-such-audit-key"]).await?;
     assert!(
         stderr.contains("cannot use audit key \"no-such-audit-key\" in token \"vault\""),
         "{stderr}"
@@ -98,7 +86,7 @@ async fn a_certificate_of_another_key_stops_start_up_naming_the_file() -> Result
     // manager's certificate, valid and from the same CA, but not for vault's token key.
     let foreign = e2e::dev_dir()?.join("tls/manager-server.pem");
     let foreign = foreign.to_string_lossy();
-    let stderr = fails_with("vault", &["--tls-cert", &foreign]).await?;
+    let stderr = Launch::failure_of("vault", &["--tls-cert", &foreign]).await?;
     assert!(
         stderr.contains(&format!("{foreign} is not the certificate of this key")),
         "{stderr}"
@@ -109,7 +97,7 @@ async fn a_certificate_of_another_key_stops_start_up_naming_the_file() -> Result
 #[tokio::test]
 async fn an_unsupported_token_algorithm_stops_start_up_naming_the_option() -> Result<()> {
     for (name, option) in [("vault", "--token-algorithms"), ("manager", "--signing-algorithm")] {
-        let stderr = fails_with(name, &[option, "HS256"]).await?;
+        let stderr = Launch::failure_of(name, &[option, "HS256"]).await?;
         assert!(
             stderr.contains(option) && stderr.contains("unsupported token algorithm \"HS256\""),
             "{name}: {stderr}"
@@ -139,7 +127,7 @@ async fn a_pin_file_owned_by_another_user_is_refused_without_printing_the_pin() 
         // The right PIN, so that only the owner check can stop the service.
         let pin_file = pin_file_copy(dir.path(), name, 0o600)?;
         std::os::unix::fs::chown(&pin_file, Some(65534), Some(65534))?;
-        let stderr = fails_with(name, &["--pin-file", &pin_file.to_string_lossy()]).await?;
+        let stderr = Launch::failure_of(name, &["--pin-file", &pin_file.to_string_lossy()]).await?;
         assert!(
             stderr.contains("owned by uid 65534, not by this process's effective uid"),
             "{name}: {stderr}"
@@ -153,7 +141,7 @@ async fn a_pin_file_owned_by_another_user_is_refused_without_printing_the_pin() 
 async fn a_pin_file_its_group_can_read_is_refused_without_printing_the_pin() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let pin_file = pin_file_copy(dir.path(), "vault", 0o640)?;
-    let stderr = fails_with("vault", &["--pin-file", &pin_file.to_string_lossy()]).await?;
+    let stderr = Launch::failure_of("vault", &["--pin-file", &pin_file.to_string_lossy()]).await?;
     assert!(stderr.contains("mode 640") && stderr.contains("chmod 600"), "{stderr}");
     assert!(!stderr.contains(&dev_pin("vault")?), "vault printed the PIN");
     Ok(())
