@@ -254,14 +254,24 @@ impl Drop for TokenServer {
 /// tests of this process — to present manager's client certificate, to compare a
 /// certificate with its token key, or to make keys in the `hsm-test` token.
 pub async fn dev_pool(token: &str) -> Result<hsm::TokenPool> {
-    static POOLS: tokio::sync::Mutex<Vec<(String, hsm::TokenPool)>> = tokio::sync::Mutex::const_new(Vec::new());
+    dev_pool_on(Implementation::SoftHsm, token).await
+}
+
+/// [`dev_pool`] on `implementation`'s provisioned token (Kryoptic's configuration comes from
+/// `KRYOPTIC_CONF`, which `.cargo/config.toml` and the Makefile set).
+pub async fn dev_pool_on(implementation: Implementation, token: &str) -> Result<hsm::TokenPool> {
+    type Pools = Vec<(Implementation, String, hsm::TokenPool)>;
+    static POOLS: tokio::sync::Mutex<Pools> = tokio::sync::Mutex::const_new(Vec::new());
     let mut pools = POOLS.lock().await;
-    if let Some((_, pool)) = pools.iter().find(|(name, _)| name == token) {
+    if let Some((_, _, pool)) = pools.iter().find(|(i, name, _)| *i == implementation && name == token) {
         return Ok(pool.clone());
+    }
+    if implementation == Implementation::Kryoptic && std::env::var_os("KRYOPTIC_CONF").is_none() {
+        bail!("KRYOPTIC_CONF is not set: run the tests with cargo (.cargo/config.toml) or make test");
     }
     let config = hsm::TokenConfig {
         token_label: token.to_owned(),
-        pin: hsm::read_pin_file(&dev_dir()?.join(format!("pins/{token}.pin")))?,
+        pin: hsm::read_pin_file(&implementation.pin_file(token)?)?,
         sessions: 2,
         slot_discovery_timeout: Duration::from_secs(10),
         operation_timeout: Duration::from_secs(30),
@@ -269,65 +279,34 @@ pub async fn dev_pool(token: &str) -> Result<hsm::TokenPool> {
     let runtime = tokio::runtime::Handle::current();
     let pool = tokio::task::spawn_blocking(move || {
         let _files = DEV_TOKEN_FILES.lock().unwrap_or_else(|p| p.into_inner());
-        runtime.block_on(hsm::TokenPool::connect(&dev_module()?, config))
+        anyhow::Ok(runtime.block_on(hsm::TokenPool::connect(&dev_module(implementation)?, config))?)
     })
     .await??;
-    pools.push((token.to_owned(), pool.clone()));
+    pools.push((implementation, token.to_owned(), pool.clone()));
     Ok(pool)
 }
 
 /// The TLS key `label` in the `.dev/` token `token` (see [`dev_pool`]).
 pub async fn dev_tls_key(token: &str, label: &str) -> Result<hsm::TokenTlsKey> {
-    Ok(hsm::TokenTlsKey::load(dev_pool(token).await?, label).await?)
+    dev_tls_key_on(Implementation::SoftHsm, token, label).await
 }
 
 /// [`dev_tls_key`] in `implementation`'s provisioned token.
 pub async fn dev_tls_key_on(implementation: Implementation, token: &str, label: &str) -> Result<hsm::TokenTlsKey> {
-    match implementation {
-        Implementation::SoftHsm => dev_tls_key(token, label).await,
-        Implementation::Kryoptic => Ok(hsm::TokenTlsKey::load(kryoptic_dev_pool(token).await?, label).await?),
-    }
+    Ok(hsm::TokenTlsKey::load(dev_pool_on(implementation, token).await?, label).await?)
 }
 
-/// A pool on the `.dev/kryoptic/` token `token`, opened by this test process with
-/// Kryoptic's configuration in `KRYOPTIC_CONF` (from `.cargo/config.toml` or the Makefile).
-async fn kryoptic_dev_pool(token: &str) -> Result<hsm::TokenPool> {
-    static POOLS: tokio::sync::Mutex<Vec<(String, hsm::TokenPool)>> = tokio::sync::Mutex::const_new(Vec::new());
-    static MODULE: OnceLock<hsm::Module> = OnceLock::new();
-    let mut pools = POOLS.lock().await;
-    if let Some((_, pool)) = pools.iter().find(|(name, _)| name == token) {
-        return Ok(pool.clone());
-    }
-    if std::env::var_os("KRYOPTIC_CONF").is_none() {
-        bail!("KRYOPTIC_CONF is not set: run the tests with cargo (.cargo/config.toml) or make test");
-    }
-    let module = match MODULE.get() {
-        Some(module) => module.clone(),
-        None => {
-            let module = hsm::Module::load(&Implementation::Kryoptic.module()?)?;
-            MODULE.get_or_init(|| module).clone()
-        }
-    };
-    let config = hsm::TokenConfig {
-        token_label: token.to_owned(),
-        pin: hsm::read_pin_file(&Implementation::Kryoptic.pin_file(token)?)?,
-        sessions: 2,
-        slot_discovery_timeout: Duration::from_secs(10),
-        operation_timeout: Duration::from_secs(30),
-    };
-    let pool = hsm::TokenPool::connect(&module, config).await?;
-    pools.push((token.to_owned(), pool.clone()));
-    Ok(pool)
-}
-
-/// SoftHSM, loaded once per test process (initialising it twice in parallel crashes it).
-fn dev_module() -> hsm::Result<hsm::Module> {
-    static MODULE: OnceLock<hsm::Module> = OnceLock::new();
-    if let Some(module) = MODULE.get() {
+/// `implementation`'s module, loaded once per test process (initialising SoftHSM twice in
+/// parallel crashes it).
+fn dev_module(implementation: Implementation) -> Result<hsm::Module> {
+    static MODULES: std::sync::Mutex<Vec<(Implementation, hsm::Module)>> = std::sync::Mutex::new(Vec::new());
+    let mut modules = MODULES.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, module)) = modules.iter().find(|(i, _)| *i == implementation) {
         return Ok(module.clone());
     }
-    let module = hsm::Module::load(Path::new(SOFTHSM))?;
-    Ok(MODULE.get_or_init(|| module).clone())
+    let module = hsm::Module::load(&implementation.module()?)?;
+    modules.push((implementation, module.clone()));
+    Ok(module)
 }
 
 /// Runs `hsm-admin` against the token copies in `dir` (see [`private_softhsm`]) with the
