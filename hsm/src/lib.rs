@@ -42,6 +42,7 @@ mod key_policy;
 mod keys;
 mod lane;
 mod module;
+mod observe;
 #[cfg(test)]
 mod p11_kit_tests;
 mod pin;
@@ -70,8 +71,9 @@ pub use generations::{
 pub use key_policy::IgnoreReason;
 pub use keys::KeyClass;
 pub use module::Module;
+pub use observe::{CallObserver, observe_calls};
 pub use pin::read_pin_file;
-pub use pool::{CallObserver, TokenConfig, TokenPool, observe_calls};
+pub use pool::{TokenConfig, TokenPool};
 pub use provision::{
     Generated, KeyUsage, RsaKeySpec, RsaPrivateComponents, destroy_key_pair, generate_rsa_key_pair, import_rsa_key_pair,
 };

@@ -1,7 +1,7 @@
 //! A bounded pool of logged-in PKCS#11 sessions on one token, used off the async runtime.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use cryptoki::context::Pkcs11;
@@ -13,35 +13,7 @@ use tokio::sync::Semaphore;
 use crate::error::{Error, Operation, Result, is_session_fatal, rv_of};
 use crate::lane::Lane;
 use crate::module::Module;
-
-/// Told how long the pool's calls wait and run, for metrics. Called on the thread that
-/// made or ran the call (a PKCS#11 worker, a handshake): keep it to a counter update.
-pub trait CallObserver: Send + Sync {
-    /// A call for `operation` waited `wait` for a session permit (the pool's, or a
-    /// budget's for handshake signatures). Not reported for a call that gave up waiting.
-    fn waited(&self, operation: Operation, wait: Duration);
-    /// A call for `operation` held a session for `took`: the PKCS#11 calls, key lookup
-    /// included, and the recovery and retry after a lost session; failed calls too.
-    fn ran(&self, operation: Operation, took: Duration);
-}
-
-/// The process's observer of pool calls (see [`observe_calls`]).
-static OBSERVER: OnceLock<&'static dyn CallObserver> = OnceLock::new();
-
-/// Has every pool of the process report its calls to `observer`; the first observer set
-/// stays (returns whether this one is it). One per process, not per pool, because a
-/// process is one service with one set of metrics (as it has one `Pkcs11` instance), and
-/// its pools are opened where its metrics are not at hand.
-pub fn observe_calls(observer: &'static dyn CallObserver) -> bool {
-    OBSERVER.set(observer).is_ok()
-}
-
-/// Reports the wait of a call for `operation` that started waiting at `since`.
-fn waited(operation: Operation, since: Instant) {
-    if let Some(observer) = OBSERVER.get() {
-        observer.waited(operation, since.elapsed());
-    }
-}
+use crate::observe::{ran, waited};
 
 /// How to reach one token and how hard to use it.
 #[derive(Debug, Clone)]
@@ -336,9 +308,7 @@ impl Inner {
     ) -> Result<T> {
         let started = Instant::now();
         let result = self.run_blocking(access, route, op);
-        if let Some(observer) = OBSERVER.get() {
-            observer.ran(operation, started.elapsed());
-        }
+        ran(operation, started);
         result
     }
 
