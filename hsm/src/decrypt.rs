@@ -95,6 +95,38 @@ impl Decrypter {
             })
             .await
     }
+
+    /// Whether the token decrypts this OAEP with this key: a random block encrypted here,
+    /// in software, to the key's public half must come back whole. The mechanism list cannot
+    /// tell: SoftHSM2 2.6.1 lists CKM_RSA_PKCS_OAEP and refuses SHA-256 parameters only when
+    /// asked (CKR_ARGUMENTS_BAD at C_DecryptInit).
+    ///
+    /// # Errors
+    /// The key cannot be found or read, or the token failed otherwise than by refusing this
+    /// variant or answering it with an error a tampered block would get.
+    pub async fn opens(&self, hash: OaepHash) -> Result<bool> {
+        let public = crate::rsa_public_key(&self.pool, &self.key_label, KeyUsage::Decrypt).await?;
+        let mut probe = Zeroizing::new([0u8; 32]);
+        let ciphertext = aws_lc_rs::rand::fill(probe.as_mut_slice())
+            .ok()
+            .and_then(|()| encrypt_to(&public, hash, probe.as_slice()));
+        let Some(ciphertext) = ciphertext else {
+            tracing::warn!(label = %self.key_label, "could not make a probe ciphertext in software");
+            return Ok(false);
+        };
+        match self.decrypt_oaep(hash, &ciphertext).await {
+            Ok(opened) if opened.as_slice() == probe.as_slice() => Ok(true),
+            Ok(_) => {
+                tracing::warn!(label = %self.key_label, ?hash, "the token decrypted a probe to something else");
+                Ok(false)
+            }
+            Err(error) if error.is_mechanism_refused() || !error.is_unavailable() => {
+                tracing::info!(label = %self.key_label, ?hash, %error, "the token does not open this OAEP");
+                Ok(false)
+            }
+            Err(error) => Err(error),
+        }
+    }
 }
 
 /// How long a correct decryption vouches for the token: an ambiguous failure within it is
@@ -225,6 +257,8 @@ mod tests {
         let content_key = [0x43u8; 32];
         let ciphertext = encrypt_to(&public, OaepHash::Sha256, &content_key).expect("encrypt");
         let result = decrypter.decrypt_oaep(OaepHash::Sha256, &ciphertext).await;
+        assert!(decrypter.opens(OaepHash::Sha1).await?, "both tokens open SHA-1 OAEP");
+        assert_eq!(decrypter.opens(OaepHash::Sha256).await?, token == Token::Kryoptic);
         match token {
             Token::Kryoptic => assert_eq!(result?.as_slice(), &content_key),
             Token::SoftHsm => {

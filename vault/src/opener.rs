@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use contract::envelope::{Binding, Envelope, EnvelopeError, KeyWrap, Recipient, Version};
+use contract::envelope::{Binding, Envelope, EnvelopeError, KeyWrap, Version};
 use contract::jwk::Jwk;
 use contract::share::HolderShare;
 use service_kit::keyring::KeyRing;
@@ -102,30 +102,20 @@ impl Opener {
         }
     }
 
-    /// An opener over `keys` that knows which OAEP variants the token opens: it wraps a
-    /// random key to the newest wrapping key with each, in software, and asks the token to
-    /// decrypt it. The mechanism list cannot tell: SoftHSM2 lists CKM_RSA_PKCS_OAEP and
-    /// refuses SHA-256 parameters only when asked.
+    /// An opener over `keys` that knows which OAEP variants the token opens with the newest
+    /// wrapping key ([`hsm::Decrypter::opens`]).
     ///
     /// # Errors
     /// The token is unavailable, or opens neither variant.
     pub async fn probe(keys: Arc<KeyRing>) -> anyhow::Result<Self> {
         let current = keys.keys().current().clone();
-        let recipient = Recipient::from_public_key(&current.public)?;
         let decrypter = hsm::Decrypter::new(keys.pool().clone(), current.label.clone());
         let mut opens = Vec::new();
         let mut token_failure = None;
         for wrap in PREFERENCE {
-            let mut probe = Zeroizing::new([0u8; 32]);
-            aws_lc_rs::rand::fill(probe.as_mut_slice()).map_err(|_| anyhow::anyhow!("the system RNG failed"))?;
-            let wrapped = recipient.wrap_content_key(wrap, probe.as_slice())?;
-            match decrypter.decrypt_oaep(oaep_hash(wrap), &wrapped).await {
-                Ok(opened) if opened.as_slice() == probe.as_slice() => opens.push(wrap),
-                Ok(_) => tracing::warn!(key = %current.label, %wrap, "the token decrypted a probe to something else"),
-                // Refused outright, or "decrypted" into an error as a tampered block would be.
-                Err(error) if error.is_mechanism_refused() || !error.is_unavailable() => {
-                    tracing::info!(key = %current.label, %wrap, %error, "the token does not open this key wrapping");
-                }
+            match decrypter.opens(oaep_hash(wrap)).await {
+                Ok(true) => opens.push(wrap),
+                Ok(false) => {}
                 // A failure that may be the token's: fatal only if no variant opens (a token
                 // that fails one variant at C_Decrypt with CKR_GENERAL_ERROR, say, and opens
                 // the other is healthy).
