@@ -29,8 +29,9 @@ run: setup build
 	@bash softhsm-setup/run-dev.sh
 
 # Unit, SoftHSM and end-to-end tests, then doc examples; the last line sums every
-# `test result:` line so the run ends with one total.
-test: setup build
+# `test result:` line so the run ends with one total. The release binaries go into the
+# container images the containers:: test builds.
+test: setup build release
 	@mkdir -p target
 	@set -o pipefail; { cargo test --workspace --all-targets --no-fail-fast && cargo test --workspace --doc; } 2>&1 \
 	  | tee target/test-output.log; status=$$?; \

@@ -30,6 +30,7 @@ mod access_tokens;
 mod audit_checkpoints;
 mod bad_input;
 mod cli;
+mod containers;
 mod durability;
 mod group_commit;
 mod hostile_traffic;
