@@ -44,7 +44,12 @@ fn containers_conf() -> Result<String> {
 
 /// Runs `program args`, bounded by `limit`; its stdout, or an error with its stderr.
 async fn run(program: &str, args: &[&str], limit: Duration) -> Result<String> {
-    let output = output(program, args, limit).await?;
+    run_with(program, args, &[], limit).await
+}
+
+/// [`run`] with `env` added to the environment.
+async fn run_with(program: &str, args: &[&str], env: &[(&str, String)], limit: Duration) -> Result<String> {
+    let output = output_with(program, args, env, limit).await?;
     ensure!(
         output.status.success(),
         "{program} {args:?}: {}\n{}{}",
@@ -55,10 +60,16 @@ async fn run(program: &str, args: &[&str], limit: Duration) -> Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
+/// Runs `program args`, bounded by `limit`, whatever its exit status.
 async fn output(program: &str, args: &[&str], limit: Duration) -> Result<Output> {
+    output_with(program, args, &[], limit).await
+}
+
+async fn output_with(program: &str, args: &[&str], env: &[(&str, String)], limit: Duration) -> Result<Output> {
     let mut command = tokio::process::Command::new(program);
     command
         .args(args)
+        .envs(env.iter().map(|(name, value)| (name, value)))
         .env("CONTAINERS_CONF", containers_conf()?)
         .current_dir(root()?)
         .stdin(std::process::Stdio::null())
@@ -90,24 +101,7 @@ impl Project {
         let file = root()?.join("deploy/containers/compose.yaml").display().to_string();
         let mut all = vec!["-p", &self.name, "-f", &file];
         all.extend_from_slice(args);
-        let mut command = tokio::process::Command::new("podman-compose");
-        command
-            .args(&all)
-            .envs(self.ports())
-            .env("CONTAINERS_CONF", containers_conf()?)
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true);
-        let output = tokio::time::timeout(limit, command.output())
-            .await
-            .with_context(|| format!("podman-compose {args:?} did not finish within {limit:?}"))??;
-        ensure!(
-            output.status.success(),
-            "podman-compose {args:?}: {}\n{}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        run_with("podman-compose", &all, &self.ports(), limit).await
     }
 
     fn ports(&self) -> [(&'static str, String); 3] {
