@@ -308,6 +308,12 @@ async fn main() -> anyhow::Result<ExitCode> {
             let so_pin = hsm::read_pin_file(&so_pin_file)?;
             match hsm::initialize_token(&module, &cli.token, &so_pin, &pin)? {
                 hsm::TokenInit::Created => println!("initialised token {:?}", cli.token),
+                hsm::TokenInit::PinCompleted => {
+                    println!(
+                        "token {:?} had no user PIN (an interrupted init-token): set it",
+                        cli.token
+                    )
+                }
                 hsm::TokenInit::AlreadyPresent => {
                     println!("token {:?} already initialised", cli.token)
                 }

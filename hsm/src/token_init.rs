@@ -13,10 +13,15 @@ pub enum TokenInit {
     Created,
     /// A token with this label already existed; nothing was changed.
     AlreadyPresent,
+    /// A token with this label existed without a user PIN (an initialisation interrupted
+    /// between C_InitToken and C_InitPIN): its user PIN is now set.
+    PinCompleted,
 }
 
 /// Initialises a token labelled `label` in the first slot holding an uninitialised
-/// token, then sets its user PIN. Idempotent: an existing token with the label is left alone.
+/// token, then sets its user PIN. Idempotent: an existing token with the label is left alone,
+/// but for a missing user PIN, which is set (with the SO PIN), so that a provisioning killed
+/// halfway finishes when run again instead of failing at every later step.
 ///
 /// SoftHSM renumbers slots after C_InitToken, so the token is found again by label.
 pub fn initialize_token(
@@ -35,7 +40,11 @@ pub fn initialize_token(
             .get_token_info(slot)
             .map_err(Error::pkcs11(Operation::ReadTokenInfo))?;
         if info.token_initialized() && info.label().trim_end() == label {
-            return Ok(TokenInit::AlreadyPresent);
+            if info.user_pin_initialized() {
+                return Ok(TokenInit::AlreadyPresent);
+            }
+            set_user_pin(module, slot, so_pin, user_pin)?;
+            return Ok(TokenInit::PinCompleted);
         }
         if !info.token_initialized() && free.is_none() {
             free = Some(slot);
@@ -57,7 +66,19 @@ pub fn initialize_token(
             label: label.to_owned(),
             present: Vec::new(),
         })?;
-    let session = ctx
+    set_user_pin(module, slot, so_pin, user_pin)?;
+    Ok(TokenInit::Created)
+}
+
+/// C_InitPIN on `slot`'s token, logged in as its SO.
+fn set_user_pin(
+    module: &Module,
+    slot: cryptoki::slot::Slot,
+    so_pin: &SecretString,
+    user_pin: &SecretString,
+) -> Result<()> {
+    let session = module
+        .context()
         .open_rw_session(slot)
         .map_err(Error::pkcs11(Operation::OpenSession))?;
     session
@@ -66,6 +87,5 @@ pub fn initialize_token(
     session
         .init_pin(user_pin)
         .map_err(Error::pkcs11(Operation::InitUserPin))?;
-    session.logout().map_err(Error::pkcs11(Operation::Logout))?;
-    Ok(TokenInit::Created)
+    session.logout().map_err(Error::pkcs11(Operation::Logout))
 }

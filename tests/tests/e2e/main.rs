@@ -42,6 +42,7 @@ mod observability;
 mod openapi;
 mod pkcs11_uris;
 mod planted_keys;
+mod provisioning;
 mod rate_limit;
 mod readme;
 mod replicas;
