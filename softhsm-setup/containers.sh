@@ -3,6 +3,7 @@
 #
 #   bash softhsm-setup/containers.sh images    installs podman & co. when missing, makes the
 #                                              base image, builds both images (--pull=never)
+#                                              as SECRET_STORE_IMAGE / SECRET_STORE_POSTGRES_IMAGE
 #   bash softhsm-setup/containers.sh env       prints the CONTAINERS_CONF to export
 #
 # The base image `debian:bookworm-slim` is not pulled: debootstrap makes a minimal bookworm
@@ -19,8 +20,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/secret-store/containers"
 BASE=docker.io/library/debian:bookworm-slim
-IMAGE=localhost/secret-store:dev
-DB_IMAGE=localhost/secret-store-postgres:dev
+# The tags compose.yaml runs (its defaults are the :dev tags a user builds; the test's are its own).
+IMAGE="${SECRET_STORE_IMAGE:-localhost/secret-store:dev}"
+DB_IMAGE="${SECRET_STORE_POSTGRES_IMAGE:-localhost/secret-store-postgres:dev}"
 BINARIES=(manager manager-admin vault vault-admin hsm-admin secret-store)
 export CONTAINERS_CONF="${CONTAINERS_CONF:-$ROOT/softhsm-setup/containers.conf}"
 
@@ -32,6 +34,7 @@ install_packages() {
     command -v "$tool" >/dev/null || missing+=("$tool")
   done
   # CNI's dnsname plugin: container names resolve on a Compose network (containers.conf).
+  [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
   [ -x /usr/lib/cni/dnsname ] || missing+=(golang-github-containernetworking-plugin-dnsname)
   # debootstrap checks bookworm's signatures (already there on Debian, not on Ubuntu).
   [ -s /usr/share/keyrings/debian-archive-keyring.gpg ] || missing+=(debian-archive-keyring)

@@ -1,19 +1,24 @@
-//! The whole system in containers, as deploy/containers/compose.yaml brings it up: a token
-//! server (p11-kit servers over SoftHSM2, provisioned on its first start), vault twice on one
-//! PostgreSQL, manager. Built and run here with podman and podman-compose from Debian and no
-//! image from any registry (`softhsm-setup/containers.sh` makes the base image with
-//! debootstrap and builds both images from the release binaries `make test` builds).
+//! The whole system in containers, as deploy/containers/compose.yaml brings it up: a
+//! provisioning container, one token server per token (`p11-kit server` over SoftHSM2), vault
+//! twice on one PostgreSQL, manager. Built and run here with podman and podman-compose from
+//! Debian and no image from any registry (`softhsm-setup/containers.sh` makes the base image
+//! with debootstrap and builds both images, under test tags of their own, from the release
+//! binaries `make test` builds).
 //!
-//! From the host, as a user: the dev CA copied out of its volume, a secret stored through
-//! manager and read through each vault replica, every connection verified against that CA.
-//! Then what each container holds: neither service container holds a token file or any PIN
-//! but its own token's user PIN (which it logs in with), even looked for as root inside it;
-//! the services run as `secret-store`, the token server as `token`; the image has no PIN, key
-//! or certificate. Everything the project created — containers, networks, volumes — is
-//! removed however the test ends, and checked gone when it passes.
+//! From the host, as a user: the dev CA copied out of manager's container, a secret stored
+//! through manager and read through each vault replica, every connection verified against
+//! that CA. Then what each container holds, looked for as root inside it: a service container
+//! holds no token file and no PIN but its own token's user PIN (which it logs in with); a
+//! token server holds its own token's files and PINs and nothing of the other tokens; the
+//! token servers and the database are each alone on an internal network; the processes run
+//! as `secret-store`, `token` and `postgres`, never root; the image has no PIN, key or
+//! certificate. Then what a restart keeps: `down` and `up` again, and a token server
+//! restarted under running services, and the secret still reads. Everything the project
+//! created — containers, networks, volumes — is removed however the test ends (a run killed
+//! before it could is swept by the next), and checked gone when it passes.
 //!
 //! Free host ports and a project name of its own: it runs beside the other tests and beside
-//! a `make run` or a user's Compose project.
+//! a `make run` or a user's Compose project (whose `:dev` images it leaves alone).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -26,9 +31,24 @@ use e2e::free_port;
 use reqwest::StatusCode;
 use serde_json::json;
 
-const IMAGE: &str = "localhost/secret-store:dev";
-/// The services whose containers must hold no token file and no PIN but their own.
+/// The test's own image tags (compose.yaml's defaults are the `:dev` tags users build).
+const IMAGE: &str = "localhost/secret-store:test";
+const POSTGRES_IMAGE: &str = "localhost/secret-store-postgres:test";
+/// The test's Compose projects are named this and the test process's pid.
+const PROJECT_PREFIX: &str = "secret-store-test-";
+/// Every long-running container, in start order.
+const RUNNING: [&str; 6] = [
+    "token-manager",
+    "token-vault",
+    "postgres",
+    "vault-1",
+    "vault-2",
+    "manager",
+];
+/// The service containers and the token each logs in to.
 const SERVICES: [(&str, &str); 3] = [("manager", "manager"), ("vault-1", "vault"), ("vault-2", "vault")];
+/// The token servers and the token each serves.
+const TOKEN_SERVERS: [(&str, &str); 2] = [("token-manager", "manager"), ("token-vault", "vault")];
 
 fn root() -> Result<PathBuf> {
     Ok(Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize()?)
@@ -80,6 +100,75 @@ async fn output_with(program: &str, args: &[&str], env: &[(&str, String)], limit
         .with_context(|| format!("running {program}"))
 }
 
+/// The environment compose.yaml reads: the test's images and free host ports.
+fn compose_env(manager: u16, vaults: [u16; 2]) -> [(&'static str, String); 5] {
+    [
+        ("SECRET_STORE_IMAGE", IMAGE.to_owned()),
+        ("SECRET_STORE_POSTGRES_IMAGE", POSTGRES_IMAGE.to_owned()),
+        ("MANAGER_PORT", manager.to_string()),
+        ("VAULT_1_PORT", vaults[0].to_string()),
+        ("VAULT_2_PORT", vaults[1].to_string()),
+    ]
+}
+
+/// Removes every container, network and volume labelled with Compose project `name`, each
+/// command bounded (a hung podman must not hang the test). Synchronous: it runs in `Drop`.
+fn remove_project(name: &str) {
+    let conf = containers_conf().unwrap_or_default();
+    let label = format!("label=io.podman.compose.project={name}");
+    let podman = |args: &[&str]| {
+        std::process::Command::new("timeout")
+            .arg("120")
+            .arg("podman")
+            .args(args)
+            .env("CONTAINERS_CONF", &conf)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    for id in podman(&["ps", "-a", "-q", "--filter", &label]) {
+        podman(&["rm", "-f", "-v", "-t", "3", &id]);
+    }
+    for id in podman(&["network", "ls", "-q", "--filter", &label]) {
+        podman(&["network", "rm", "-f", &id]);
+    }
+    for id in podman(&["volume", "ls", "-q", "--filter", &label]) {
+        podman(&["volume", "rm", "-f", &id]);
+    }
+}
+
+/// Removes the projects of earlier runs of this test that were killed before their `Drop`
+/// ran (their containers would otherwise restart forever: `restart: unless-stopped`).
+async fn sweep_dead_projects() -> Result<()> {
+    let projects = run(
+        "podman",
+        &[
+            "ps",
+            "-a",
+            "--format",
+            "{{index .Labels \"io.podman.compose.project\"}}",
+        ],
+        Duration::from_secs(60),
+    )
+    .await?;
+    for project in projects.lines() {
+        let Some(pid) = project.strip_prefix(PROJECT_PREFIX) else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid).exists() {
+            remove_project(project);
+        }
+    }
+    Ok(())
+}
+
 /// One Compose project: its name, its host ports, and its removal however the test ends.
 struct Project {
     name: String,
@@ -90,26 +179,18 @@ struct Project {
 impl Project {
     fn new() -> Result<Self> {
         Ok(Self {
-            name: format!("secret-store-test-{}", std::process::id()),
+            name: format!("{PROJECT_PREFIX}{}", std::process::id()),
             manager: free_port()?,
             vaults: [free_port()?, free_port()?],
         })
     }
 
-    /// `podman-compose -p <name> -f deploy/containers/compose.yaml <args>`, with the ports.
+    /// `podman-compose -p <name> -f deploy/containers/compose.yaml <args>`.
     async fn compose(&self, args: &[&str], limit: Duration) -> Result<String> {
         let file = root()?.join("deploy/containers/compose.yaml").display().to_string();
         let mut all = vec!["-p", &self.name, "-f", &file];
         all.extend_from_slice(args);
-        run_with("podman-compose", &all, &self.ports(), limit).await
-    }
-
-    fn ports(&self) -> [(&'static str, String); 3] {
-        [
-            ("MANAGER_PORT", self.manager.to_string()),
-            ("VAULT_1_PORT", self.vaults[0].to_string()),
-            ("VAULT_2_PORT", self.vaults[1].to_string()),
-        ]
+        run_with("podman-compose", &all, &compose_env(self.manager, self.vaults), limit).await
     }
 
     fn label(&self) -> String {
@@ -121,15 +202,48 @@ impl Project {
         format!("{}_{service}_1", self.name)
     }
 
-    /// `podman exec` as root in `service`'s container: what anyone who took it over finds.
+    /// `sh -c script` as root in `service`'s container — what anyone who took it over finds —
+    /// insisting that podman ran it (exit 125–127 are podman's and the shell's own).
     async fn exec_as_root(&self, service: &str, script: &str) -> Result<Output> {
         let container = self.container(service);
-        output(
+        let output = output(
             "podman",
             &["exec", "--user", "root", &container, "sh", "-c", script],
             Duration::from_secs(120),
         )
-        .await
+        .await?;
+        ensure!(
+            !matches!(output.status.code(), None | Some(125..=127)),
+            "podman exec in {container}: {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(output)
+    }
+
+    /// `podman inspect --format <format>` of `service`'s container.
+    async fn inspect(&self, service: &str, format: &str) -> Result<String> {
+        let container = self.container(service);
+        Ok(run(
+            "podman",
+            &["inspect", "--format", format, &container],
+            Duration::from_secs(60),
+        )
+        .await?
+        .trim()
+        .to_owned())
+    }
+
+    /// The files of `volume` (`<project>_<volume>`) as the host sees them.
+    async fn volume_dir(&self, volume: &str) -> Result<PathBuf> {
+        let name = format!("{}_{volume}", self.name);
+        let dir = run(
+            "podman",
+            &["volume", "inspect", "--format", "{{.Mountpoint}}", &name],
+            Duration::from_secs(60),
+        )
+        .await?;
+        Ok(PathBuf::from(dir.trim()))
     }
 
     /// What is left of the project: containers, networks, volumes (one name a line).
@@ -151,21 +265,12 @@ impl Project {
     /// Every container's state and log, for a failure's report.
     async fn logs(&self) -> String {
         let mut report = String::new();
-        for service in ["token-server", "postgres", "vault-1", "vault-2", "manager"] {
+        for service in std::iter::once("provision").chain(RUNNING) {
             let container = self.container(service);
-            let state = output(
-                "podman",
-                &[
-                    "inspect",
-                    "--format",
-                    "{{.State.Status}} exit {{.State.ExitCode}}",
-                    &container,
-                ],
-                Duration::from_secs(30),
-            )
-            .await
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-            .unwrap_or_default();
+            let state = self
+                .inspect(service, "{{.State.Status}} exit {{.State.ExitCode}}")
+                .await
+                .unwrap_or_else(|e| format!("{e:#}"));
             let log = output("podman", &["logs", "--tail", "40", &container], Duration::from_secs(30))
                 .await
                 .map(|o| {
@@ -180,84 +285,132 @@ impl Project {
         }
         report
     }
-}
 
-impl Drop for Project {
-    /// `down -v`, then anything still labelled with the project, forcibly (a test that
-    /// failed halfway may have left a container that `down` does not know).
-    fn drop(&mut self) {
-        let file = root()
-            .map(|r| r.join("deploy/containers/compose.yaml"))
-            .unwrap_or_default();
-        let conf = containers_conf().unwrap_or_default();
-        let quiet = |program: &str, args: &[&str]| {
-            let _ = std::process::Command::new(program)
-                .args(args)
-                .envs(self.ports())
-                .env("CONTAINERS_CONF", &conf)
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status();
-        };
-        let file = file.display().to_string();
-        quiet(
-            "podman-compose",
-            &["-p", &self.name, "-f", &file, "down", "-v", "-t", "5"],
-        );
-        let label = self.label();
-        let ids = |what: &[&str]| -> Vec<String> {
-            let mut args = what.to_vec();
-            args.extend_from_slice(&["--filter", &label]);
-            std::process::Command::new("podman")
-                .args(&args)
-                .env("CONTAINERS_CONF", &conf)
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).lines().map(str::to_owned).collect())
-                .unwrap_or_default()
-        };
-        for id in ids(&["ps", "-a", "-q"]) {
-            quiet("podman", &["rm", "-f", "-v", &id]);
+    /// Waits until podman's health check of every long-running container passes (it runs
+    /// the Compose file's `healthcheck` inside the container: `/readyz` over TLS for the
+    /// services) and provisioning ended with status 0.
+    async fn healthy(&self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        for service in RUNNING {
+            let container = self.container(service);
+            loop {
+                let check = output("podman", &["healthcheck", "run", &container], Duration::from_secs(60)).await?;
+                if check.status.success() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!(
+                        "{container} is not healthy: {}{}\n{}",
+                        String::from_utf8_lossy(&check.stdout),
+                        String::from_utf8_lossy(&check.stderr),
+                        self.logs().await
+                    );
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
         }
-        for id in ids(&["network", "ls", "-q"]) {
-            quiet("podman", &["network", "rm", "-f", &id]);
-        }
-        for id in ids(&["volume", "ls", "-q"]) {
-            quiet("podman", &["volume", "rm", "-f", &id]);
-        }
+        let provision = self
+            .inspect("provision", "{{.State.Status}} {{.State.ExitCode}}")
+            .await?;
+        ensure!(provision == "exited 0", "provision: {provision}\n{}", self.logs().await);
+        Ok(())
     }
 }
 
-/// Waits until podman's health check of `service` passes (it runs the Compose file's
-/// `healthcheck` inside the container: `/readyz` over TLS for the services).
-async fn healthy(project: &Project, service: &str, deadline: Instant) -> Result<()> {
-    let container = project.container(service);
+impl Drop for Project {
+    /// Everything labelled with the project, forcibly (`down` may not have run, and
+    /// podman-compose 1.0.3's `down -v` leaves the networks).
+    fn drop(&mut self) {
+        remove_project(&self.name);
+    }
+}
+
+/// The user PIN and SO PIN files of each token, by file name, as provisioning wrote them.
+async fn pins(project: &Project) -> Result<Vec<(String, String)>> {
+    let mut pins = Vec::new();
+    for token in ["manager", "vault", "dev-ca"] {
+        let dir = project.volume_dir(&format!("tokens-{token}")).await?.join("pins");
+        for file in [format!("{token}.pin"), format!("{token}.so.pin")] {
+            let pin = std::fs::read_to_string(dir.join(&file)).with_context(|| format!("{}", dir.display()))?;
+            ensure!(pin.trim().len() == 32, "{file} is not a 128-bit hex PIN");
+            pins.push((file, pin.trim().to_owned()));
+        }
+    }
+    Ok(pins)
+}
+
+/// `grep -rlF` as root over `service`'s whole container but /proc and /sys: the files that
+/// hold any of `needles`.
+async fn files_holding(project: &Project, service: &str, needles: &[&str]) -> Result<Vec<String>> {
+    let mut grep = String::from("grep -rlF --exclude-dir=proc --exclude-dir=sys");
+    for needle in needles {
+        grep.push_str(&format!(" -e {needle}"));
+    }
+    grep.push_str(" /");
+    let found = project.exec_as_root(service, &grep).await?;
+    // 0: found, 1: nothing found; 2 with output: found, and some file could not be read.
+    ensure!(
+        matches!(found.status.code(), Some(0 | 1)) || !found.stdout.is_empty(),
+        "grep in {service}: {}: {}",
+        found.status,
+        String::from_utf8_lossy(&found.stderr)
+    );
+    let mut files: Vec<String> = String::from_utf8_lossy(&found.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// `find` as root over `service`'s whole container but /proc and /sys: SoftHSM2's token files.
+async fn token_files(project: &Project, service: &str) -> Result<Vec<String>> {
+    let found = project
+        .exec_as_root(
+            service,
+            "find / \\( -path /proc -o -path /sys \\) -prune -o -name '*.object' -print",
+        )
+        .await?;
+    ensure!(
+        found.status.success(),
+        "find in {service}: {}",
+        String::from_utf8_lossy(&found.stderr)
+    );
+    Ok(String::from_utf8_lossy(&found.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect())
+}
+
+/// Reads `key_id` at `vault` until it answers `200` with `secret` (a restarted token server
+/// may cost the first requests a `503`), for up to a minute.
+async fn reads_back(http: &reqwest::Client, vault: SocketAddr, key_id: &str, token: &str, secret: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let check = output("podman", &["healthcheck", "run", &container], Duration::from_secs(60)).await?;
-        if check.status.success() {
+        let (status, body) = read_at(http, vault, key_id, Some(&format!("Bearer {token}"))).await?;
+        if status == StatusCode::OK {
+            ensure!(body["decrypted_key"] == secret, "read at {vault}: {body}");
             return Ok(());
         }
-        if Instant::now() > deadline {
-            bail!(
-                "{container} is not healthy: {}{}\n{}",
-                String::from_utf8_lossy(&check.stdout),
-                String::from_utf8_lossy(&check.stderr),
-                project.logs().await
-            );
-        }
+        ensure!(
+            status == StatusCode::SERVICE_UNAVAILABLE && Instant::now() < deadline,
+            "read at {vault}: {status} {body}"
+        );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
 #[tokio::test]
-async fn compose_brings_up_the_system_and_the_service_containers_hold_no_token_file_or_other_pin() -> Result<()> {
+async fn compose_brings_up_the_system_and_each_container_holds_only_its_own_token_or_pin() -> Result<()> {
+    sweep_dead_projects().await?;
     // The images: base from debootstrap (cached), the release binaries in.
-    let images = output(
+    let images = output_with(
         "bash",
         &[
             &root()?.join("softhsm-setup/containers.sh").display().to_string(),
             "images",
         ],
+        &compose_env(0, [0, 0])[..2],
         Duration::from_secs(1200),
     )
     .await?;
@@ -267,8 +420,8 @@ async fn compose_brings_up_the_system_and_the_service_containers_hold_no_token_f
         String::from_utf8_lossy(&images.stderr)
     );
 
-    // The image holds no PIN, key or certificate: the token server's directories and the
-    // services' volumes' mount points are empty, as root sees them.
+    // The image holds no PIN, key or certificate: the directories the volumes are mounted
+    // on are empty, as root sees them, and SoftHSM2's own token directory too.
     let baked = run(
         "podman",
         &[
@@ -281,9 +434,9 @@ async fn compose_brings_up_the_system_and_the_service_containers_hold_no_token_f
             "find",
             IMAGE,
             "/var/lib/secret-store-token",
-            "/var/lib/secret-store-ca",
             "/run/secret-store",
             "/etc/secret-store",
+            "/var/lib/softhsm",
             "-type",
             "f",
             "-not",
@@ -299,16 +452,12 @@ async fn compose_brings_up_the_system_and_the_service_containers_hold_no_token_f
     project
         .compose(&["up", "-d", "--no-build"], Duration::from_secs(300))
         .await?;
+    project.healthy().await?;
 
-    let deadline = Instant::now() + Duration::from_secs(300);
-    for service in ["token-server", "postgres", "vault-1", "vault-2", "manager"] {
-        healthy(&project, service, deadline).await?;
-    }
-
-    // The dev CA, copied out of its volume as the README tells users to.
+    // The dev CA, copied out of manager's container as the README tells users to.
     let dir = tempfile::tempdir()?;
     let ca = dir.path().join("ca.pem");
-    let source = format!("{}:/var/lib/secret-store-ca/ca.pem", project.container("token-server"));
+    let source = format!("{}:/run/secret-store/token/ca.pem", project.container("manager"));
     run(
         "podman",
         &["cp", &source, &ca.display().to_string()],
@@ -321,10 +470,11 @@ async fn compose_brings_up_the_system_and_the_service_containers_hold_no_token_f
         .build()?;
 
     // Store through manager, read through each vault replica, all from the host.
+    let secret = "kept in two containers";
     let manager = SocketAddr::from(([127, 0, 0, 1], project.manager));
     let (status, stored) = answer(
         http.post(format!("https://{manager}/api/keys"))
-            .json(&json!({"user_id": "alice", "key_data": "kept in two containers", "max_reads": 5}))
+            .json(&json!({"user_id": "alice", "key_data": secret, "max_reads": 10}))
             .send()
             .await?,
     )
@@ -336,93 +486,93 @@ async fn compose_brings_up_the_system_and_the_service_containers_hold_no_token_f
     );
     let key_id = stored["key_id"].as_str().context("no key_id")?;
     let token = stored["access_token"].as_str().context("no access_token")?;
-    for port in project.vaults {
-        let vault = SocketAddr::from(([127, 0, 0, 1], port));
+    let vaults = project.vaults.map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
+    for vault in vaults {
         let (status, body) = read_at(&http, vault, key_id, Some(&format!("Bearer {token}"))).await?;
         ensure!(
-            status == StatusCode::OK && body["decrypted_key"] == "kept in two containers",
+            status == StatusCode::OK && body["decrypted_key"] == secret,
             "read at vault {vault}: {status} {body}\n{}",
             project.logs().await
         );
     }
 
-    // Who runs what.
-    for (service, user) in [
-        ("token-server", "10002"),
-        ("manager", "10001"),
+    // Who runs what: process 1's real and effective uid in each container.
+    for (service, uid) in [
+        ("token-manager", "10002"),
+        ("token-vault", "10002"),
+        ("postgres", "10003"),
         ("vault-1", "10001"),
         ("vault-2", "10001"),
+        ("manager", "10001"),
     ] {
-        let container = project.container(service);
-        let uid = run("podman", &["exec", &container, "id", "-u"], Duration::from_secs(60)).await?;
-        ensure!(uid.trim() == user, "{service} runs as uid {uid}, not {user}");
+        let status = project.exec_as_root(service, "grep '^Uid:' /proc/1/status").await?;
+        let status = String::from_utf8_lossy(&status.stdout);
+        let ids: Vec<&str> = status.split_whitespace().skip(1).take(2).collect();
+        ensure!(ids == [uid, uid], "{service}'s process 1 runs as {status}, not {uid}");
     }
 
-    // Every PIN the token server holds, by file name.
-    let pins = run(
-        "podman",
-        &[
-            "exec",
-            &project.container("token-server"),
-            "sh",
-            "-c",
-            "cd /var/lib/secret-store-token/pins && for f in *.pin; do echo \"$f $(cat \"$f\")\"; done",
-        ],
-        Duration::from_secs(60),
-    )
-    .await?;
-    let pins: Vec<(&str, &str)> = pins.lines().filter_map(|line| line.split_once(' ')).collect();
-    ensure!(
-        pins.len() == 6,
-        "expected a user and an SO PIN for each of three tokens: {pins:?}"
-    );
-
-    for (service, token) in SERVICES {
-        // No token file anywhere in the container.
-        let found = project
-            .exec_as_root(
+    // The containers holding tokens or the database: each alone on an internal network.
+    for (service, network) in [
+        ("token-manager", "token-manager"),
+        ("token-vault", "token-vault"),
+        ("postgres", "database"),
+    ] {
+        let network = format!("{}_{network}", project.name);
+        let attached = project
+            .inspect(
                 service,
-                "find / \\( -path /proc -o -path /sys \\) -prune -o -name '*.object' -print",
+                "{{range $name, $_ := .NetworkSettings.Networks}}{{$name}} {{end}}",
             )
             .await?;
-        let found = String::from_utf8_lossy(&found.stdout);
-        ensure!(
-            found.trim().is_empty(),
-            "{service}'s container holds token files: {found}"
-        );
+        ensure!(attached == network, "{service} is on {attached:?}, not only {network}");
+        let internal = run(
+            "podman",
+            &["network", "inspect", "--format", "{{.Internal}}", &network],
+            Duration::from_secs(60),
+        )
+        .await?;
+        ensure!(internal.trim() == "true", "{network} is not internal");
+        let members = run(
+            "podman",
+            &[
+                "ps",
+                "-a",
+                "--format",
+                "{{.Names}}",
+                "--filter",
+                &format!("network={network}"),
+            ],
+            Duration::from_secs(60),
+        )
+        .await?;
+        ensure!(members.trim() == project.container(service), "on {network}: {members}");
+    }
 
-        // No PIN but its own token's user PIN, and that only where the README says.
+    let pins = pins(&project).await?;
+    let pin = |file: &str| -> Result<&str> {
+        Ok(pins
+            .iter()
+            .find(|(name, _)| name == file)
+            .context("no such PIN file")?
+            .1
+            .as_str())
+    };
+    for (service, token) in SERVICES {
+        let files = token_files(&project, service).await?;
+        ensure!(files.is_empty(), "{service}'s container holds token files: {files:?}");
         let own = format!("{token}.pin");
         let others: Vec<&str> = pins
             .iter()
             .filter(|(file, _)| *file != own)
-            .map(|(_, pin)| *pin)
+            .map(|(_, p)| p.as_str())
             .collect();
-        let mut grep = String::from("grep -rlF --exclude-dir=proc --exclude-dir=sys");
-        for pin in &others {
-            grep.push_str(&format!(" -e {pin}"));
-        }
-        grep.push_str(" /");
-        let hits = project.exec_as_root(service, &grep).await?;
+        let holders = files_holding(&project, service, &others).await?;
         ensure!(
-            hits.status.code() == Some(1),
-            "{service}'s container holds another PIN (grep {}): {}{}",
-            hits.status,
-            String::from_utf8_lossy(&hits.stdout),
-            String::from_utf8_lossy(&hits.stderr)
+            holders.is_empty(),
+            "{service}'s container holds another PIN in {holders:?}"
         );
-        let own_pin = pins.iter().find(|(file, _)| *file == own).context("no own PIN")?.1;
-        let holders = project
-            .exec_as_root(
-                service,
-                &format!("grep -rlF --exclude-dir=proc --exclude-dir=sys -e {own_pin} /"),
-            )
-            .await?;
-        let mut holders: Vec<String> = String::from_utf8_lossy(&holders.stdout)
-            .lines()
-            .map(str::to_owned)
-            .collect();
-        holders.sort();
+        // Its own user PIN, only where deploy/containers/README.md says.
+        let holders = files_holding(&project, service, &[pin(&own)?]).await?;
         let expected = vec![
             format!("/dev/shm/{token}.pin"),
             "/run/secret-store/token/pin".to_owned(),
@@ -432,16 +582,41 @@ async fn compose_brings_up_the_system_and_the_service_containers_hold_no_token_f
             "{service}'s own PIN is in {holders:?}, not only in {expected:?}"
         );
     }
+    for (service, token) in TOKEN_SERVERS {
+        let files = token_files(&project, service).await?;
+        let own = format!("/var/lib/secret-store-token/{token}/softhsm/");
+        ensure!(
+            !files.is_empty() && files.iter().all(|file| file.starts_with(&own)),
+            "{service} holds token files outside {own}: {files:?}"
+        );
+        let others: Vec<&str> = pins
+            .iter()
+            .filter(|(file, _)| !file.starts_with(&format!("{token}.")))
+            .map(|(_, p)| p.as_str())
+            .collect();
+        let holders = files_holding(&project, service, &others).await?;
+        ensure!(holders.is_empty(), "{service} holds another token's PIN in {holders:?}");
+    }
 
-    // The token server is on no network the services or the host share: it cannot even
-    // resolve them.
-    let reach = project
-        .exec_as_root("token-server", "curl -s --max-time 5 -o /dev/null http://manager:8000/")
+    // What a restart keeps: the whole project down (volumes kept) and up again, then vault's
+    // token server restarted under running vaults; the secret reads each time.
+    project.compose(&["down", "-t", "5"], Duration::from_secs(300)).await?;
+    project
+        .compose(&["up", "-d", "--no-build"], Duration::from_secs(300))
         .await?;
-    ensure!(
-        !reach.status.success(),
-        "the token server reached manager over a network"
-    );
+    project.healthy().await?;
+    reads_back(&http, vaults[1], key_id, token, secret).await?;
+    let token_vault = project.container("token-vault");
+    run(
+        "podman",
+        &["restart", "-t", "5", &token_vault],
+        Duration::from_secs(120),
+    )
+    .await?;
+    project.healthy().await?;
+    for vault in vaults {
+        reads_back(&http, vault, key_id, token, secret).await?;
+    }
 
     project
         .compose(&["down", "-v", "-t", "5"], Duration::from_secs(300))
