@@ -2,8 +2,9 @@
 //! `softhsm-setup/setup.sh`), the workspace binaries and the project's scripts.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail};
 
 /// Debian's SoftHSM2 module.
 pub const SOFTHSM: &str = "/usr/lib/softhsm/libsofthsm2.so";
@@ -66,4 +67,14 @@ pub fn binary(name: &str) -> Result<PathBuf> {
 /// know another's address before that one starts).
 pub fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Runs `command` to its end: its stdout, or an error naming `what` with its status and
+/// stderr.
+pub fn stdout_of(command: &mut Command, what: &str) -> Result<String> {
+    let output = command.output().with_context(|| format!("running {what}"))?;
+    if !output.status.success() {
+        bail!("{what}: {}: {}", output.status, String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }

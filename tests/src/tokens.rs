@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::dev::{SOFTHSM, binary, dev_dir, script};
+use crate::dev::{SOFTHSM, binary, dev_dir, script, stdout_of};
 
 /// Held while this process copies `.dev/tokens` or logs in to them: a login rewrites the
 /// token file, and a copy taken meanwhile would be torn.
@@ -319,16 +319,14 @@ pub fn hsm_admin(dir: &Path, token: &str, args: &[&str]) -> Result<String> {
 pub fn hsm_admin_on(implementation: Implementation, dir: &Path, token: &str, args: &[&str]) -> Result<String> {
     let (variable, conf) = implementation.private_copy(dir)?;
     let module = implementation.module()?;
-    let output = Command::new(binary("hsm-admin")?)
-        .env(variable, conf)
-        .arg("--module")
-        .arg(module)
-        .args(["--token", token, "--pin-file"])
-        .arg(implementation.pin_file(token)?)
-        .args(args)
-        .output()?;
-    if !output.status.success() {
-        bail!("hsm-admin {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    stdout_of(
+        Command::new(binary("hsm-admin")?)
+            .env(variable, conf)
+            .arg("--module")
+            .arg(module)
+            .args(["--token", token, "--pin-file"])
+            .arg(implementation.pin_file(token)?)
+            .args(args),
+        &format!("hsm-admin {args:?}"),
+    )
 }

@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
 use anyhow::{Result, ensure};
-use e2e::{Implementation, binary};
+use e2e::{Implementation, binary, stdout_of};
 
 /// A token initialised (C_InitToken) but killed before its user PIN was set (C_InitPIN) took
 /// every later step down with it; `init-token` now sets the missing PIN.
@@ -53,20 +53,16 @@ fn init_token_completes_a_token_left_without_a_user_pin() -> Result<()> {
     );
 
     let admin = |args: &[&str]| -> Result<String> {
-        let output = Command::new(binary("hsm-admin")?)
-            .env(variable, &conf)
-            .arg("--module")
-            .arg(&module)
-            .args(["--token", "half", "--pin-file"])
-            .arg(&pin)
-            .args(args)
-            .output()?;
-        ensure!(
-            output.status.success(),
-            "hsm-admin {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        stdout_of(
+            Command::new(binary("hsm-admin")?)
+                .env(variable, &conf)
+                .arg("--module")
+                .arg(&module)
+                .args(["--token", "half", "--pin-file"])
+                .arg(&pin)
+                .args(args),
+            &format!("hsm-admin {args:?}"),
+        )
     };
     let so = so_pin.display().to_string();
     let first = admin(&["init-token", "--so-pin-file", &so])?;

@@ -120,18 +120,14 @@ fn root() -> Result<PathBuf> {
 fn admin(dir: &Path, name: &str, args: &[&str]) -> Result<String> {
     let service = name.trim_end_matches("-admin");
     let (variable, conf) = Implementation::SoftHsm.private_copy(dir)?;
-    let output = std::process::Command::new(binary(name)?)
-        .env(variable, conf)
-        .arg("--config")
-        .arg(dir.join(format!("{service}.toml")))
-        .args(args)
-        .output()?;
-    ensure!(
-        output.status.success(),
-        "{name} {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    e2e::stdout_of(
+        std::process::Command::new(binary(name)?)
+            .env(variable, conf)
+            .arg("--config")
+            .arg(dir.join(format!("{service}.toml")))
+            .args(args),
+        &format!("{name} {args:?}"),
+    )
 }
 
 #[tokio::test]
