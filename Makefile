@@ -8,7 +8,8 @@ export KRYOPTIC_CONF := $(CURDIR)/.dev/kryoptic/kryoptic.conf
 
 help:
 	@echo "make run    provision .dev/ if needed, build, run manager (:8000) and vault (:8001/:8002)"
-	@echo "make test   provision .dev/ if needed, build, run every test"
+	@echo "make test   provision .dev/ if needed, build (debug and release), run every test (the containers"
+	@echo "            test builds the images of deploy/containers/ with podman, installing it if missing)"
 	@echo "make lint   rustfmt --check, clippy -D warnings, actionlint (.github/workflows/) and the systemd units"
 	@echo "make bench  release binaries: store/read req/s and p50/p99 (wrk; in process and isolation mode;"
 	@echo "            SQLite, PostgreSQL with 1 and 2 replicas; busy disk) next to openssl speed, the token's"
