@@ -18,6 +18,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=apt.sh
+source "$ROOT/softhsm-setup/apt.sh"
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/secret-store/containers"
 BASE=docker.io/library/debian:bookworm-slim
 # The tags compose.yaml runs (its defaults are the :dev tags a user builds; the test's are its own).
@@ -39,12 +41,8 @@ install_packages() {
   # debootstrap checks bookworm's signatures (already there on Debian, not on Ubuntu).
   [ -s /usr/share/keyrings/debian-archive-keyring.gpg ] || missing+=(debian-archive-keyring)
   [ ${#missing[@]} -eq 0 ] && return
-  local sudo=()
-  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
   log "installing ${missing[*]}"
-  "${sudo[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
-    "${missing[@]}" >/dev/null
+  apt_install "${missing[@]}"
 }
 
 # The first Debian mirror of this machine's apt sources (deb822 or one-line format).

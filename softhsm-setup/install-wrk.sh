@@ -5,12 +5,8 @@ set -euo pipefail
 if command -v wrk >/dev/null 2>&1; then
   exit 0
 fi
-sudo=()
-[ "$(id -u)" -eq 0 ] || sudo=(sudo)
+# shellcheck source=apt.sh
+source "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
 echo "install-wrk.sh: installing wrk (apt)" >&2
-if ! DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends wrk >/dev/null; then
-  # A clean machine may have no package lists yet, or stale ones.
-  "${sudo[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends wrk >/dev/null
-fi
+apt_install wrk
 command -v wrk >/dev/null 2>&1 || { echo "install-wrk.sh: wrk is still missing after apt-get install" >&2; exit 1; }

@@ -10,6 +10,8 @@
 # link a static OpenSSL). `minimal` has RSA (PKCS#1, PSS, OAEP), ECDSA, AES and SHA-2, which is
 # everything the services ask of a token.
 set -euo pipefail
+# shellcheck source=apt.sh
+source "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
 
 KRYOPTIC_VERSION="1.5.4"
 # sha256 of the .crate file crates.io serves (its index records the same checksum).
@@ -25,11 +27,8 @@ install_build_packages() {
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
   done
   [ ${#missing[@]} -eq 0 ] && return
-  local sudo=()
-  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
   log "installing ${missing[*]}"
-  "${sudo[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt_install "${missing[@]}"
 }
 
 build() {

@@ -4,6 +4,8 @@
 # reused. Needs python3 with the venv module (Debian: python3-venv, installed when missing).
 #   SCHEMATHESIS_VENV  where the venv lives (default ~/.cache/secret-store/schemathesis-venv)
 set -euo pipefail
+# shellcheck source=apt.sh
+source "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
 
 VENV="${SCHEMATHESIS_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/secret-store/schemathesis-venv}"
 BIN="$VENV/bin/schemathesis"
@@ -21,10 +23,7 @@ fi
 
 if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
   log "installing python3-venv"
-  sudo=()
-  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-  "${sudo[@]}" apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends python3-venv >&2
+  apt_install python3-venv
 fi
 
 log "creating $VENV"

@@ -22,6 +22,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=p11-kit.sh
 source "$ROOT/softhsm-setup/p11-kit.sh"
+# shellcheck source=apt.sh
+source "$ROOT/softhsm-setup/apt.sh"
 DEV="$ROOT/.dev"
 MODULE="${PKCS11_MODULE:-/usr/lib/softhsm/libsofthsm2.so}"
 SOFTHSM_MODULE="$MODULE"
@@ -42,11 +44,8 @@ install_packages() {
   command -v p11-kit >/dev/null || missing+=(p11-kit)
   p11kit_client_module >/dev/null || missing+=(p11-kit-modules)
   [ ${#missing[@]} -eq 0 ] && return
-  local sudo=()
-  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
   log "installing ${missing[*]}"
-  "${sudo[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt_install "${missing[@]}"
 }
 
 random_pin() { openssl rand -hex 16; }
