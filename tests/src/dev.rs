@@ -69,6 +69,11 @@ pub fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// The repository's root, where the README's commands and the project's scripts run.
+pub fn repo_root() -> Result<PathBuf> {
+    Ok(Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize()?)
+}
+
 /// Runs `command` to its end: its stdout, or an error naming `what` with its status and
 /// stderr.
 pub fn stdout_of(command: &mut Command, what: &str) -> Result<String> {

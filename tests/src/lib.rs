@@ -17,6 +17,7 @@
 
 pub mod attack;
 pub mod client;
+pub mod containers;
 pub mod dev;
 pub mod jwt;
 pub mod launch;
@@ -33,7 +34,7 @@ use anyhow::{Result, bail};
 use reqwest::StatusCode;
 
 pub use client::{Answer, Client, answer, compact_part, error_code, https_client, read_at};
-pub use dev::{binary, dev_dir, free_port, stdout_of};
+pub use dev::{binary, dev_dir, free_port, repo_root, stdout_of};
 pub use launch::Launch;
 pub use process::Service;
 pub use system::{Replicas, System};

@@ -31,7 +31,7 @@
 //!   the binaries this test was built with. `.dev/`'s PINs and CA certificate, which the
 //!   configurations and commands name, are used as they are (read only).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -110,11 +110,6 @@ fn commands(block: &str) -> Commands {
     Commands { run, expected }
 }
 
-/// The repository's root (the README's commands run there, as the README assumes).
-fn root() -> Result<PathBuf> {
-    Ok(Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize()?)
-}
-
 /// Runs an admin tool on the test's token copy and configuration in `dir` directly (not
 /// through the README), to check what the README's commands did.
 fn admin(dir: &Path, name: &str, args: &[&str]) -> Result<String> {
@@ -132,7 +127,7 @@ fn admin(dir: &Path, name: &str, args: &[&str]) -> Result<String> {
 
 #[tokio::test]
 async fn the_quick_start_and_key_rotation_commands_work_as_written() -> Result<()> {
-    let root = root()?;
+    let root = e2e::repo_root()?;
     let readme = std::fs::read_to_string(root.join("README.md"))?;
 
     // The system `make run` starts, on free ports and a private token copy.
